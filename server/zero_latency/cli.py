@@ -1,0 +1,231 @@
+"""Command line: `zl index`, `zl search`, `zl status`, `zl serve` over the same engine.
+
+`--json` prints the same shapes as the docs/index, docs/search and docs/status results of the
+wire contract (protocol/spec.md). Logs and progress go to stderr; stdout carries results only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .config import Settings, SettingsError, load_settings
+from .engine import Engine
+from .errors import ZeroLatencyError
+from .indexer import IndexReport
+
+log = logging.getLogger("zero_latency")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO if args.command == "serve"
+        else logging.WARNING,
+        format="zl: %(message)s" if args.command != "serve" else
+        "%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if args.command == "serve":
+        from .lsp import serve
+
+        return serve()
+    try:
+        return int(args.handler(args))
+    except (ZeroLatencyError, SettingsError) as err:
+        message = err.message if isinstance(err, ZeroLatencyError) else str(err)
+        print(f"zl: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("zl: interrupted", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="zl", description="Local, private, semantic search for your documents.")
+    parser.add_argument("--version", action="version", version=f"zero-latency {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logs on stderr")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--model", help="Hub repo id, model folder, or 'bundled'")
+        p.add_argument("--device", choices=["cpu", "cuda"])
+        p.add_argument("--store-path", help="folder for the embedded stores")
+        p.add_argument("--json", action="store_true", help="print the wire-contract JSON shape")
+
+    p = sub.add_parser("index", help="index (or re-index) a folder")
+    p.add_argument("path", nargs="?", default=".", help="workspace folder (default: .)")
+    p.add_argument("--force", action="store_true", help="re-embed even unchanged content")
+    p.add_argument("--rebuild", action="store_true",
+                   help="delete this workspace's store first (after a model change or damage)")
+    common(p)
+    p.set_defaults(handler=cmd_index)
+
+    p = sub.add_parser("search", help="search the index of the current workspace")
+    p.add_argument("query", nargs="+")
+    p.add_argument("--limit", "-n", type=int, default=10)
+    p.add_argument("--mode", choices=["hybrid", "semantic", "keyword"], default="hybrid")
+    p.add_argument("--path", action="append", default=[], metavar="GLOB",
+                   help="only files matching this workspace-relative glob (repeatable)")
+    p.add_argument("--exclude", action="append", default=[], metavar="GLOB")
+    p.add_argument("--workspace", help="workspace folder (default: the indexed folder "
+                                       "holding the current directory)")
+    common(p)
+    p.set_defaults(handler=cmd_search)
+
+    p = sub.add_parser("status", help="what is indexed, with which model, where")
+    p.add_argument("--workspace")
+    common(p)
+    p.set_defaults(handler=cmd_status)
+
+    sub.add_parser("serve", help="run the language-server sidecar on stdio")
+    return parser
+
+
+def _engine(args: argparse.Namespace, workspace: Path) -> Engine:
+    overrides: dict[str, Any] = {}
+    if args.model:
+        overrides["model"] = args.model
+    if args.device:
+        overrides["device"] = args.device
+    if args.store_path:
+        overrides["storePath"] = args.store_path
+    settings, warnings = load_settings(workspace, overrides)
+    for warning in warnings:
+        log.warning("%s", warning)
+    return Engine(settings)
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    root = Path(args.path).expanduser().resolve()
+    if not root.is_dir():
+        print(f"zl: error: {root} is not a folder", file=sys.stderr)
+        return 2
+    engine = _engine(args, root)
+    engine.load_model()
+    if args.rebuild:
+        path = engine.store_path(root)
+        if path.exists():
+            shutil.rmtree(path)
+            log.warning("deleted the store at %s", path)
+    try:
+        engine.open_workspace(root)
+        bar = _progress_bar(args.json)
+        try:
+            def progress(done: int, total: int, _message: str) -> None:
+                if bar is not None:
+                    bar.total = total
+                    bar.n = done
+                    bar.refresh()
+
+            report = engine.index([root], force=args.force, progress=progress)
+        finally:
+            if bar is not None:
+                bar.close()
+    finally:
+        engine.close()
+    if args.json:
+        print(json.dumps(report.to_wire()))
+    else:
+        _print_report(root, report)
+    return 0
+
+
+def _progress_bar(quiet: bool) -> Any:
+    if quiet or not sys.stderr.isatty():
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=0, unit="file", file=sys.stderr, desc="indexing", leave=False)
+
+
+def _print_report(root: Path, report: IndexReport) -> None:
+    seconds = report.elapsedMs / 1000
+    rate = report.embeddedChunks / seconds if seconds > 0 else 0.0
+    print(f"{root}: {report.files} files ({report.indexedFiles} indexed, "
+          f"{report.unchangedFiles} unchanged, {report.removedFiles} removed, "
+          f"{report.skippedFiles} skipped), {report.chunks} chunks, "
+          f"{report.embeddedChunks} embedded in {seconds:.1f} s ({rate:.1f} chunks/s)")
+    for error in report.errors:
+        print(f"  {error['uri']}: {error['message']}", file=sys.stderr)
+
+
+def find_workspace(engine: Engine, start: Path) -> Path | None:
+    """The nearest folder at or above `start` that has an index for this model."""
+    for folder in [start, *start.parents]:
+        if (engine.store_path(folder) / "shard").exists():
+            return folder
+    return None
+
+
+def _workspace(args: argparse.Namespace) -> tuple[Engine, Path]:
+    start = Path(args.workspace or os.getcwd()).expanduser().resolve()
+    engine = _engine(args, start)
+    engine.load_model()
+    root = start if args.workspace else find_workspace(engine, start)
+    if root is None:
+        engine.close()
+        raise ZeroLatencyError(
+            f"no index for {start} or any folder above it (model {engine.model_id}). "
+            "Run `zl index <folder>` first, or pass --workspace.")
+    engine.open_workspace(root)
+    return engine, root
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    engine, root = _workspace(args)
+    try:
+        result = engine.search(" ".join(args.query), args.limit, args.mode, args.path,
+                               args.exclude)
+    finally:
+        engine.close()
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    if not result["hits"]:
+        print("no results", file=sys.stderr)
+        return 1
+    for hit in result["hits"]:
+        line = hit["range"]["start"]["line"] + 1
+        heading = " > ".join(hit["headingPath"])
+        print(f"{hit['path']}:{line}  {heading}  ({hit['score']:.3f})")
+        print(f"    {hit['snippet']}")
+    print(f"{len(result['hits'])} hits in {result['elapsedMs']:.1f} ms ({result['mode']})",
+          file=sys.stderr)
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    engine, root = _workspace(args)
+    try:
+        status = engine.status()
+    finally:
+        engine.close()
+    if args.json:
+        print(json.dumps(status))
+        return 0
+    print(f"workspace: {root}")
+    print(f"state:     {status['state']}")
+    print(f"files:     {status['files']}   chunks: {status['chunks']}")
+    model = status["model"]
+    print(f"model:     {model['id']} ({model['dimension']}-d, {model['device']})")
+    for ws in status["workspaces"]:
+        print(f"store:     {status['store']['kind']} at {ws['store']}")
+    if status.get("lastError"):
+        print(f"error:     {status['lastError']}")
+    return 0
+
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

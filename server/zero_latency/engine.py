@@ -1,0 +1,263 @@
+"""The engine: settings, the model, one index per workspace folder, and the single worker
+thread that does every write. The CLI calls it directly; the language server wraps it.
+
+All index writes run on one worker thread, so a full index run and the editor's edits never
+race. Edits do not wait for a long run to finish: the run drains pending file syncs between
+embedding groups, and a generation counter per file keeps an older prepared version from
+overwriting a newer one.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from .config import Settings
+from .embedder import Embedder
+from .errors import ModelUnavailableError, StoreError, ZeroLatencyError
+from .indexer import CancelToken, IndexReport, ProgressFn, WorkspaceIndex
+from .models import ModelFiles, resolve_model
+from .search import search
+from .sparse import SparseEncoder
+from .store import EdgeStore, Mode, Store, store_dir
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+State = Literal["idle", "indexing", "loadingModel", "error"]
+KEYWORD_ONLY_ID = "keyword-only"
+
+
+class Engine:
+    def __init__(self, settings: Settings,
+                 warn: Callable[[str], None] | None = None) -> None:
+        self.settings = settings
+        self.warn = warn or (lambda message: log.warning("%s", message))
+        self.sparse = SparseEncoder()
+        self.embedder: Embedder | None = None
+        self.model_files: ModelFiles | None = None
+        self.model_error: ModelUnavailableError | None = None
+        self.last_error: str | None = None
+        self.indexes: dict[Path, WorkspaceIndex] = {}
+        self.store_errors: dict[Path, StoreError] = {}
+        self._model_lock = threading.Lock()
+        self._model_loaded = False
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="zl-index")
+        self._pending: dict[Path, set[str]] = {}
+        self._pending_lock = threading.Lock()
+        self._active_runs = 0
+        self._loading = False
+
+    # --- model ---------------------------------------------------------------------------------
+
+    def load_model(self) -> Embedder | None:
+        """Load the model once (blocking). Without one, the engine runs keyword-only."""
+        with self._model_lock:
+            if self._model_loaded:
+                return self.embedder
+            self._loading = True
+            try:
+                files, warning = resolve_model(self.settings.model, self.settings.device,
+                                               self.settings.offlineFallback)
+                if warning:
+                    self.warn(warning)
+                self.embedder = Embedder(files, self.settings.device, self.settings.threads,
+                                         self.settings.batchSize)
+                self.model_files = files
+            except ModelUnavailableError as err:
+                self.model_error = err
+                self.last_error = err.message
+                self.warn(f"{err.message} Keyword search still works; semantic search is off.")
+            finally:
+                self._model_loaded = True
+                self._loading = False
+            return self.embedder
+
+    @property
+    def model_id(self) -> str:
+        return self.embedder.model_id if self.embedder else KEYWORD_ONLY_ID
+
+    # --- workspaces ----------------------------------------------------------------------------
+
+    def open_workspace(self, root: Path) -> WorkspaceIndex:
+        root = root.resolve()
+        if root in self.indexes:
+            return self.indexes[root]
+        embedder = self.load_model()
+        try:
+            store = self._open_store(root)
+        except StoreError as err:
+            self.store_errors[root] = err
+            self.last_error = err.message
+            raise
+        self.store_errors.pop(root, None)
+        index = WorkspaceIndex(root, self.settings, store, embedder, self.sparse)
+        self.indexes[root] = index
+        return index
+
+    def _open_store(self, root: Path) -> Store:
+        if self.settings.storeUrl:
+            raise StoreError("storeUrl: the Qdrant server backend is not available in this "
+                             "build; remove storeUrl to use the embedded store")
+        path = store_dir(self.settings.data_dir(), root, self.model_id)
+        return EdgeStore(path, self.model_fingerprint(), self.dimension())
+
+    def store_path(self, root: Path) -> Path:
+        return store_dir(self.settings.data_dir(), root.resolve(), self.model_id)
+
+    def model_fingerprint(self) -> str:
+        return self.model_files.fingerprint() if self.model_files else KEYWORD_ONLY_ID
+
+    def dimension(self) -> int:
+        return self.embedder.dimension if self.embedder else 1
+
+    def close_workspace(self, root: Path) -> None:
+        index = self.indexes.pop(root.resolve(), None)
+        if index is not None:
+            self.run(index.store.close).result()
+
+    def index_for(self, path: Path) -> WorkspaceIndex | None:
+        """The workspace holding `path` (the innermost when folders nest)."""
+        best: WorkspaceIndex | None = None
+        resolved = path.resolve()
+        for root, index in self.indexes.items():
+            if (resolved == root or root in resolved.parents) and (
+                    best is None or len(str(root)) > len(str(best.root))):
+                best = index
+        return best
+
+    # --- work on the index thread ----------------------------------------------------------------
+
+    def run(self, fn: Callable[[], T]) -> Future[T]:
+        """Run `fn` on the index worker thread (every write goes through here)."""
+        return self._worker.submit(fn)
+
+    def index(self, targets: Sequence[Path] | None = None, force: bool = False,
+              progress: ProgressFn | None = None,
+              cancel: CancelToken | None = None) -> IndexReport:
+        """Blocking: bring the store up to date for `targets` (default: every workspace)."""
+        total = IndexReport()
+        started = time.perf_counter()
+        self._active_runs += 1
+        try:
+            groups: dict[Path, list[Path]] = {}
+            for target in targets or list(self.indexes):
+                index = self.index_for(target)
+                if index is None:
+                    total.errors.append({"uri": target.resolve().as_uri(),
+                                         "message": "not inside a workspace folder"})
+                    continue
+                groups.setdefault(index.root, []).append(target)
+            for root, paths in groups.items():
+                index = self.indexes[root]
+                scope = None if paths == [root] or root in paths else paths
+                report = index.sync(scope, force=force, progress=progress, cancel=cancel,
+                                    between_groups=self.drain_pending)
+                total.add(report)
+            index_flush = [i.store for i in self.indexes.values()]
+            for store in index_flush:
+                store.flush()
+        finally:
+            self._active_runs -= 1
+        total.elapsedMs = round((time.perf_counter() - started) * 1000, 1)
+        return total
+
+    def schedule_sync(self, index: WorkspaceIndex, rel: str) -> Future[None]:
+        """Queue one file for syncing (an edit or a file event); runs soon, even mid-run."""
+        index.touch(rel)
+        with self._pending_lock:
+            self._pending.setdefault(index.root, set()).add(rel)
+        return self.run(self.drain_pending)
+
+    def drain_pending(self) -> None:
+        with self._pending_lock:
+            pending, self._pending = self._pending, {}
+        for root, rels in pending.items():
+            index = self.indexes.get(root)
+            if index is None:
+                continue
+            try:
+                report = index.sync([index.root / rel for rel in sorted(rels)])
+                index.store.flush()
+            except ZeroLatencyError as err:
+                self.last_error = err.message
+                log.error("sync failed: %s", err.message)
+                continue
+            for error in report.errors:
+                log.info("%s: %s", error["uri"], error["message"])
+
+    # --- queries -------------------------------------------------------------------------------
+
+    def search(self, query: str, limit: int = 10, mode: Mode = "hybrid",
+               include: Sequence[str] = (), exclude: Sequence[str] = ()) -> dict[str, Any]:
+        if mode == "semantic" and self.embedder is None and self.model_error is not None:
+            raise self.model_error
+        result = search(list(self.indexes.values()), self.embedder, self.sparse, query, limit,
+                        mode, include, exclude)
+        result["indexState"] = self.index_state()
+        return result
+
+    def index_state(self) -> str:
+        if self._active_runs or self._loading:
+            return "indexing"
+        if not any(index.files for index in self.indexes.values()):
+            return "empty"
+        return "ready"
+
+    def state(self) -> State:
+        if self._loading:
+            return "loadingModel"
+        if self._active_runs:
+            return "indexing"
+        if self.store_errors:
+            return "error"
+        return "idle"
+
+    def status(self) -> dict[str, Any]:
+        with self._pending_lock:
+            pending = sum(len(v) for v in self._pending.values())
+        result: dict[str, Any] = {
+            "state": self.state(),
+            "files": sum(len(i.files) for i in self.indexes.values()),
+            "chunks": sum(i.chunk_count() for i in self.indexes.values()),
+            "pendingFiles": pending,
+            "model": {
+                "id": self.embedder.model_id if self.embedder else (
+                    self.settings.model if not self._model_loaded else KEYWORD_ONLY_ID),
+                "dimension": self.embedder.dimension if self.embedder else 0,
+                "device": self.embedder.device if self.embedder else self.settings.device,
+            },
+            "store": {
+                "kind": "server" if self.settings.storeUrl else "embedded",
+                "location": self.settings.storeUrl or str(self.settings.data_dir()),
+            },
+            "workspaces": [
+                {"uri": root.as_uri(), "files": len(i.files), "chunks": i.chunk_count(),
+                 "store": i.store.location}
+                for root, i in self.indexes.items()
+            ],
+            "searchModes": ["hybrid", "semantic", "keyword"] if self.embedder else ["keyword"],
+        }
+        if self.last_error:
+            result["lastError"] = self.last_error
+        return result
+
+    def close(self) -> None:
+        """Flush and close every store; waits for the write in progress, drops queued work."""
+        def close_all() -> None:
+            for index in self.indexes.values():
+                try:
+                    index.store.close()
+                except Exception as err:  # closing must go on for the other stores
+                    log.error("closing %s: %s", index.root, err)
+            self.indexes.clear()
+
+        self._worker.submit(close_all).result()
+        self._worker.shutdown(wait=True, cancel_futures=True)
+        if self.embedder is not None:
+            self.embedder.close()

@@ -1,0 +1,349 @@
+"""Keeps one workspace's store in step with its files (and the editor's unsaved buffers).
+
+Incremental by design: a file whose size and mtime are unchanged is not read; one whose
+content hash is unchanged is not chunked; a changed file re-embeds only chunks whose text is
+new (a chunk keeps its point id, and so its vector, while its text is unchanged; a chunk moved
+from another file reuses that vector by content hash). New points are written before stale
+ones are deleted, so a crash leaves at worst a file with points from two versions, which the
+manifest flags and the next run repairs.
+
+Reading and chunking the next files overlaps with inference on the previous group: the
+embedder runs in its own executor while this thread prepares work.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .chunking import Chunk, chunk_document, document_title, language_for
+from .config import Settings
+from .embedder import Embedder, Matrix
+from .errors import CancelledError
+from .files import Document, FileEntry, SkipFile, WorkspaceFilter, hash_bytes, read_document
+from .sparse import SparseEncoder
+from .store import ChunkPoint, FileState, Store, Vector, point_id
+
+log = logging.getLogger(__name__)
+
+#: Texts sent to the embedder at a time: small enough that an edit or a cancel waits little.
+EMBED_GROUP = 32
+ProgressFn = Callable[[int, int, str], None]
+
+
+@dataclasses.dataclass
+class IndexReport:
+    files: int = 0
+    indexedFiles: int = 0
+    unchangedFiles: int = 0
+    removedFiles: int = 0
+    skippedFiles: int = 0
+    chunks: int = 0
+    embeddedChunks: int = 0
+    elapsedMs: float = 0.0
+    errors: list[dict[str, str]] = dataclasses.field(default_factory=list)
+
+    def add(self, other: IndexReport) -> None:
+        for field in dataclasses.fields(self):
+            if field.name in {"elapsedMs", "errors"}:
+                continue
+            setattr(self, field.name, getattr(self, field.name) + getattr(other, field.name))
+        self.errors += other.errors
+
+    def to_wire(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+class CancelToken:
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def cancel(self) -> None:
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+    def check(self) -> None:
+        if self._event.is_set():
+            raise CancelledError("indexing cancelled")
+
+
+@dataclasses.dataclass
+class _Prepared:
+    rel: str
+    state: FileState
+    chunks: list[Chunk]
+    ids: list[str]
+    hashes: list[str]
+    title: str
+    language: str
+    vectors: list[Vector | None]  # reused vectors; None where embedding is needed
+    stale_ids: list[str]
+    generation: int
+
+
+class WorkspaceIndex:
+    """The index of one workspace folder: its filter, store, manifest and open buffers."""
+
+    def __init__(self, root: Path, settings: Settings, store: Store,
+                 embedder: Embedder | None, sparse: SparseEncoder) -> None:
+        self.root = root
+        self.settings = settings
+        self.filter = WorkspaceFilter(root, settings)
+        self.store = store
+        self.embedder = embedder
+        self.sparse = sparse
+        self.count_tokens = embedder.token_counter() if embedder else _approx_tokens
+        self.max_tokens = min(settings.chunkTokens,
+                              (embedder.files.max_length - 2) if embedder else 10_000)
+        self.files: dict[str, FileState] = store.manifest()
+        self.overlays: dict[str, str] = {}
+        # Bumped by every edit/event for a file: a version prepared before the bump is stale.
+        self.generations: dict[str, int] = {}
+        self.lock = threading.RLock()  # one writer at a time per workspace
+
+    # --- public API (blocking; call from the index worker thread) -------------------------
+
+    def uri_to_rel(self, path: Path) -> str | None:
+        try:
+            rel = path.resolve().relative_to(self.root.resolve())
+        except (ValueError, OSError):
+            return None
+        return rel.as_posix() if str(rel) != "." else ""
+
+    def sync(self, targets: Sequence[Path] | None = None, force: bool = False,
+             progress: ProgressFn | None = None, cancel: CancelToken | None = None,
+             between_groups: Callable[[], None] | None = None) -> IndexReport:
+        """Make the store reflect `targets` (folders or files; default: the whole workspace)."""
+        started = time.perf_counter()
+        report = IndexReport()
+        with self.lock:
+            entries, gone = self._plan(targets, report)
+            total = len(entries) + len(gone)
+            done = 0
+            if gone:
+                self.store.delete_paths(gone)
+                for rel in gone:
+                    self.files.pop(rel, None)
+                report.removedFiles += len(gone)
+                done += len(gone)
+            group: list[_Prepared] = []
+            in_flight: tuple[list[_Prepared], Future[Matrix]] | None = None
+            for entry in entries:
+                if cancel:
+                    cancel.check()
+                prepared = self._prepare(entry, force, report)
+                done += 1
+                if progress and (done % 10 == 0 or done == total):
+                    progress(done, total, entry.rel)
+                if prepared is None:
+                    continue
+                group.append(prepared)
+                if sum(v is None for p in group for v in p.vectors) >= EMBED_GROUP:
+                    in_flight = self._rotate(in_flight, group, report)
+                    group = []
+                    if between_groups:
+                        between_groups()
+            in_flight = self._rotate(in_flight, group, report)
+            self._rotate(in_flight, [], report)
+            report.files = len(entries)
+            report.chunks = sum(len(self.files[e.rel].chunk_ids) for e in entries
+                                if e.rel in self.files)
+        report.elapsedMs = round((time.perf_counter() - started) * 1000, 1)
+        return report
+
+    def touch(self, rel: str) -> None:
+        with self.lock:
+            self.generations[rel] = self.generations.get(rel, 0) + 1
+
+    def set_overlay(self, rel: str, text: str | None) -> None:
+        """Unsaved editor text for a file (None: the buffer closed, the disk wins again)."""
+        with self.lock:
+            if text is None:
+                self.overlays.pop(rel, None)
+            else:
+                self.overlays[rel] = text
+
+    def remove_under(self, rel_prefix: str) -> int:
+        with self.lock:
+            doomed = [r for r in self.files if r == rel_prefix or r.startswith(rel_prefix + "/")]
+            self.store.delete_paths(doomed)
+            for rel in doomed:
+                self.files.pop(rel, None)
+            return len(doomed)
+
+    def chunk_count(self) -> int:
+        return sum(len(s.chunk_ids) for s in self.files.values())
+
+    # --- planning ----------------------------------------------------------------------------
+
+    def _plan(self, targets: Sequence[Path] | None,
+              report: IndexReport) -> tuple[list[FileEntry], list[str]]:
+        """Entries to look at, and manifest paths that no longer exist (or are now excluded)."""
+        entries: dict[str, FileEntry] = {}
+        scopes: list[str] = []
+        for target in targets or [self.root]:
+            rel = self.uri_to_rel(target)
+            if rel is None:
+                report.errors.append({"uri": target.as_uri(),
+                                      "message": "outside the workspace folders: not indexed"})
+                continue
+            if target.is_dir():
+                scopes.append(rel)
+                for entry in self.filter.walk(target):
+                    entries[entry.rel] = entry
+            else:
+                scopes.append(rel)
+                found = self._entry(rel)
+                if found is not None:
+                    entries[rel] = found
+        for rel in self.overlays:  # open buffers of files not yet on disk
+            if rel not in entries and any(_under(rel, s) for s in scopes):
+                entries[rel] = FileEntry(self.root / rel, rel, -1, -1)
+        gone = [rel for rel in self.files
+                if rel not in entries and any(_under(rel, s) for s in scopes)]
+        return list(entries.values()), gone
+
+    def _entry(self, rel: str) -> FileEntry | None:
+        path = self.root / rel
+        if self.filter.is_ignored(rel):
+            return None
+        if path.is_symlink() and (not self.settings.followSymlinks
+                                  or not self.filter.contains(path)):
+            return None
+        try:
+            st = path.stat()
+        except OSError:
+            return None
+        return FileEntry(path, rel, st.st_size, st.st_mtime_ns) if path.is_file() else None
+
+    # --- per file ----------------------------------------------------------------------------
+
+    def _prepare(self, entry: FileEntry, force: bool, report: IndexReport) -> _Prepared | None:
+        rel = entry.rel
+        old = self.files.get(rel)
+        overlay = self.overlays.get(rel)
+        if overlay is not None:
+            doc = Document(overlay.replace("\r\n", "\n").replace("\r", "\n"),
+                           hash_bytes(overlay.encode("utf-8", "surrogatepass")))
+            source, size, mtime = "buffer", len(overlay), -1
+        else:
+            if (not force and old is not None and old.consistent and old.source == "disk"
+                    and old.size == entry.size and old.mtime_ns == entry.mtime_ns):
+                report.unchangedFiles += 1
+                return None
+            try:
+                doc = read_document(entry.path, self.settings.maxFileBytes)
+            except SkipFile as skip:
+                report.skippedFiles += 1
+                report.errors.append({"uri": entry.path.as_uri(), "message": str(skip)})
+                if old is not None:  # it was indexed before: its old text is no longer true
+                    self.store.delete_paths([rel])
+                    self.files.pop(rel, None)
+                return None
+            if doc.warning:
+                report.errors.append({"uri": entry.path.as_uri(), "message": doc.warning})
+            source, size, mtime = "disk", entry.size, entry.mtime_ns
+        state = FileState(size, mtime, doc.content_hash, source, {})
+        if (not force and old is not None and old.consistent and old.source == source
+                and old.file_hash == doc.content_hash):
+            # Same content, new mtime (a touch, a checkout): remember the stat, embed nothing.
+            self._set_stat(rel, old, state)
+            report.unchangedFiles += 1
+            return None
+        language = language_for(rel) or "plaintext"
+        chunks = chunk_document(doc.text, language, self.count_tokens, self.max_tokens,
+                                self.settings.chunkOverlap)
+        title = document_title(rel, chunks)
+        hashes = [c.content_hash(title) for c in chunks]
+        seen: dict[str, int] = {}
+        ids = []
+        for h in hashes:
+            ids.append(point_id(rel, h, seen.get(h, 0)))
+            seen[h] = seen.get(h, 0) + 1
+        vectors: list[Vector | None] = [None] * len(chunks)
+        if self.embedder is not None and not force:
+            kept = self.store.vectors([i for i in ids if old and i in old.chunk_ids])
+            missing = [h for i, h in zip(ids, hashes, strict=True) if i not in kept]
+            by_hash = self.store.vectors_by_hash(sorted(set(missing)))
+            vectors = [kept.get(i, by_hash.get(h)) for i, h in zip(ids, hashes, strict=True)]
+        state.chunk_ids = dict(zip(ids, hashes, strict=True))
+        stale = [i for i in (old.chunk_ids if old else {}) if i not in state.chunk_ids]
+        report.indexedFiles += 1
+        return _Prepared(rel, state, chunks, ids, hashes, title, language, vectors, stale,
+                         self.generations.get(rel, 0))
+
+    def _set_stat(self, rel: str, old: FileState, new: FileState) -> None:
+        if (old.size, old.mtime_ns) == (new.size, new.mtime_ns):
+            return
+        self.store.set_payload(list(old.chunk_ids), {"size": new.size, "mtime_ns": new.mtime_ns})
+        old.size, old.mtime_ns = new.size, new.mtime_ns
+
+    # --- embedding and writing ---------------------------------------------------------------
+
+    def _rotate(self, in_flight: tuple[list[_Prepared], Future[Matrix]] | None,
+                group: list[_Prepared],
+                report: IndexReport) -> tuple[list[_Prepared], Future[Matrix]] | None:
+        """Submit `group` for embedding, then finish the group that was in flight."""
+        submitted: tuple[list[_Prepared], Future[Matrix]] | None = None
+        if group:
+            texts = [p.chunks[k].embedding_text(p.title) for p in group
+                     for k, v in enumerate(p.vectors) if v is None]
+            if self.embedder is not None and texts:
+                future = self.embedder.executor.submit(self.embedder.embed, texts)
+            else:
+                future = Future()
+                future.set_result(np.zeros((len(texts), 0), dtype=np.float32))
+            submitted = (group, future)
+        if in_flight is not None:
+            self._write(in_flight[0], in_flight[1].result(), report)
+        return submitted
+
+    def _write(self, group: list[_Prepared], matrix: Matrix, report: IndexReport) -> None:
+        row = 0
+        for p in group:
+            if self.generations.get(p.rel, 0) != p.generation:
+                # Edited while this version was being embedded: the newer sync wins.
+                row += sum(v is None for v in p.vectors) if self.embedder is not None else 0
+                continue
+            points = []
+            for k, chunk in enumerate(p.chunks):
+                vector = p.vectors[k]
+                if vector is None and self.embedder is not None:
+                    vector = matrix[row]
+                    row += 1
+                    report.embeddedChunks += 1
+                text = chunk.embedding_text(p.title)
+                points.append(ChunkPoint(
+                    id=p.ids[k], dense=vector, sparse=self.sparse.document(text),
+                    payload={
+                        "path": p.rel, "start": chunk.start_line, "end": chunk.end_line,
+                        "heading": list(chunk.heading_path), "title": p.title,
+                        "text": chunk.text, "language": p.language,
+                        "chunk_hash": p.hashes[k], "file_hash": p.state.file_hash,
+                        "mtime_ns": p.state.mtime_ns, "size": p.state.size,
+                        "source": p.state.source,
+                    }))
+            self.store.upsert(points)
+            self.store.delete(p.stale_ids)
+            self.files[p.rel] = p.state
+
+
+def _under(rel: str, scope: str) -> bool:
+    return scope == "" or rel == scope or rel.startswith(scope + "/")
+
+
+def _approx_tokens(text: str) -> int:
+    """Without a model, budget chunks by words (about 1.3 tokens each)."""
+    return int(len(text.split()) * 1.3) + 1
+

