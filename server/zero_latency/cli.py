@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .config import Settings, SettingsError, load_settings
+from .config import SettingsError, load_settings
 from .engine import Engine
 from .errors import ZeroLatencyError
 from .indexer import IndexReport
@@ -36,6 +36,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
     )
     if args.command == "serve":
+        # pygls logs every message it sends at INFO: keep stderr readable.
+        logging.getLogger("pygls").setLevel(logging.WARNING)
         from .lsp import serve
 
         return serve()
@@ -183,7 +185,7 @@ def _workspace(args: argparse.Namespace) -> tuple[Engine, Path]:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    engine, root = _workspace(args)
+    engine, _root = _workspace(args)
     try:
         result = engine.search(" ".join(args.query), args.limit, args.mode, args.path,
                                args.exclude)

@@ -108,6 +108,7 @@ class Engine:
         return EdgeStore(path, self.model_fingerprint(), self.dimension())
 
     def store_path(self, root: Path) -> Path:
+        self.load_model()  # the folder is per model
         return store_dir(self.settings.data_dir(), root.resolve(), self.model_id)
 
     def model_fingerprint(self) -> str:

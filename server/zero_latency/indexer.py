@@ -131,12 +131,6 @@ class WorkspaceIndex:
             entries, gone = self._plan(targets, report)
             total = len(entries) + len(gone)
             done = 0
-            if gone:
-                self.store.delete_paths(gone)
-                for rel in gone:
-                    self.files.pop(rel, None)
-                report.removedFiles += len(gone)
-                done += len(gone)
             group: list[_Prepared] = []
             in_flight: tuple[list[_Prepared], Future[Matrix]] | None = None
             for entry in entries:
@@ -156,6 +150,13 @@ class WorkspaceIndex:
                         between_groups()
             in_flight = self._rotate(in_flight, group, report)
             self._rotate(in_flight, [], report)
+            if gone:  # last, so that a moved file could reuse their vectors by content hash
+                self.store.delete_paths(gone)
+                for rel in gone:
+                    self.files.pop(rel, None)
+                report.removedFiles += len(gone)
+                if progress:
+                    progress(total, total, "removed files")
             report.files = len(entries)
             report.chunks = sum(len(self.files[e.rel].chunk_ids) for e in entries
                                 if e.rel in self.files)

@@ -1,0 +1,3 @@
+from zero_latency.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,546 @@
+"""The sidecar: a pygls 2.x language server over stdio that wraps the engine.
+
+Handlers stay thin: they validate params (protocol/schema.json), hop to the engine's threads
+and translate errors to the contract's JSON-RPC codes. Nothing here blocks the asyncio loop or
+pygls's own thread pool, which also reads stdin (NOTES.md: starving it stalls every request).
+stdout carries protocol messages only; logs go to stderr and window/logMessage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import time
+from collections.abc import Callable, Generator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+from lsprotocol import types as lsp
+from pygls.exceptions import (
+    JsonRpcException,
+    JsonRpcInvalidParams,
+    JsonRpcServerNotInitialized,
+)
+from pygls.lsp.server import LanguageServer
+from pygls.protocol import LanguageServerProtocol, lsp_method
+from pygls.protocol.json_rpc import JsonRPCNotification, JsonRPCRequestMessage
+from pygls.uris import to_fs_path
+
+from . import __version__
+from .config import DEFAULT_INCLUDE_EXTENSIONS, SettingsError, load_settings
+from .engine import Engine
+from .errors import CancelledError, ZeroLatencyError
+from .indexer import CancelToken, IndexReport, WorkspaceIndex
+from .protocol import validate_params
+
+log = logging.getLogger("zero_latency")
+T = TypeVar("T")
+
+#: Without watcher support from the client, the server stats the workspace this often.
+POLL_INTERVAL_S = 5.0
+WATCH_GLOB = "**/*.{" + ",".join(e.lstrip(".") for e in DEFAULT_INCLUDE_EXTENSIONS) + "}"
+
+
+class ZeroLatencyProtocol(LanguageServerProtocol):
+    """pygls's protocol with three changes: custom `docs/*` params stay plain dicts (pygls
+    turns unknown params into namedtuples and renames odd keys), requests before `initialize`
+    get ServerNotInitialized, and the capabilities announce `experimental.docs`."""
+
+    def structure_message(self, data: dict[str, Any]) -> Any:
+        method = data.get("method", "")
+        if "jsonrpc" in data and isinstance(method, str) and method.startswith("docs/"):
+            if "id" in data:
+                return JsonRPCRequestMessage(id=data["id"], method=method,
+                                             jsonrpc=data["jsonrpc"], params=data.get("params"))
+            return JsonRPCNotification(method=method, jsonrpc=data["jsonrpc"],
+                                       params=data.get("params"))
+        return super().structure_message(data)
+
+    def handle_message(self, message: Any) -> None:
+        server = self._server
+        method = getattr(message, "method", None)
+        if (isinstance(server, ZeroLatencyServer) and not server.initialize_seen
+                and method is not None and hasattr(message, "id")
+                and method != lsp.INITIALIZE):
+            self._send_response(message.id, None, JsonRpcServerNotInitialized(
+                f"{method}: the server is not initialized yet (send initialize first)"
+            ).to_response_error())
+            return
+        super().handle_message(message)
+
+    @lsp_method(lsp.INITIALIZE)
+    def lsp_initialize(self, params: lsp.InitializeParams) -> Generator[Any, Any, Any]:
+        result = yield from super().lsp_initialize(params)
+        result.capabilities.experimental = {"docs": {"version": 1}}
+        return result
+
+
+class ZeroLatencyServer(LanguageServer):
+    def __init__(self) -> None:
+        super().__init__("zero-latency", __version__, protocol_cls=ZeroLatencyProtocol,
+                         text_document_sync_kind=lsp.TextDocumentSyncKind.Incremental)
+        self.engine: Engine | None = None
+        self.initialize_seen = False
+        self.folders: list[Path] = []
+        self.ready = asyncio.Event()
+        self.search_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="zl-search")
+        self.debounce: dict[str, asyncio.TimerHandle] = {}
+        self.tokens = itertools.count(1)
+        self.background: set[asyncio.Future[Any]] = set()
+        self.startup_task: asyncio.Task[None] | None = None
+
+    # --- helpers -----------------------------------------------------------------------------
+
+    def require_engine(self) -> Engine:
+        if self.engine is None:
+            raise JsonRpcServerNotInitialized("the server is not initialized yet")
+        return self.engine
+
+    async def on_worker(self, fn: Callable[[], T]) -> T:
+        return await asyncio.wrap_future(self.require_engine().run(fn))
+
+    def spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self.background.add(task)
+        task.add_done_callback(self._background_done)
+
+    def _background_done(self, task: asyncio.Future[Any]) -> None:
+        self.background.discard(task)
+        if not task.cancelled() and (err := task.exception()) is not None:
+            message = err.message if isinstance(err, ZeroLatencyError) else repr(err)
+            log.error("background work failed: %s", message)
+            if self.engine is not None:
+                self.engine.last_error = message
+
+    def index_for_uri(self, uri: str) -> tuple[WorkspaceIndex, str] | None:
+        engine = self.engine
+        path = _uri_path(uri)
+        if engine is None or path is None:
+            return None
+        index = engine.index_for(path)
+        if index is None:
+            return None
+        rel = index.uri_to_rel(path)
+        return (index, rel) if rel else None
+
+    async def with_progress(self, title: str, token: lsp.ProgressToken | None,
+                            work: Callable[[Callable[[int, int, str], None]], T]) -> T:
+        """Run `work(progress)` on the index worker, reporting `$/progress` on `token` (the
+        client's) or on a server-created token where the client supports that."""
+        loop = asyncio.get_running_loop()
+        if token is None and _supports(self, "window.work_done_progress"):
+            token = f"zero-latency/{next(self.tokens)}"
+            try:
+                await asyncio.wait_for(self.work_done_progress.create_async(token), 5)
+            except (TimeoutError, JsonRpcException):
+                token = None
+        if token is not None:
+            self.work_done_progress.begin(token, lsp.WorkDoneProgressBegin(
+                title=title, cancellable=False, percentage=0))
+        last = [0.0]
+
+        def progress(done: int, total: int, message: str) -> None:
+            now = time.monotonic()
+            if token is None or (now - last[0] < 0.1 and done != total):
+                return
+            last[0] = now
+            pct = int(done * 100 / total) if total else 100
+            loop.call_soon_threadsafe(self.work_done_progress.report, token,
+                                      lsp.WorkDoneProgressReport(
+                                          message=f"{done}/{total} {message}", percentage=pct))
+
+        try:
+            return await self.on_worker(lambda: work(progress))
+        finally:
+            if token is not None:
+                self.work_done_progress.end(token, lsp.WorkDoneProgressEnd(message="done"))
+
+
+server = ZeroLatencyServer()
+
+
+# --- lifecycle -----------------------------------------------------------------------------
+
+
+@server.feature(lsp.INITIALIZE)
+def initialize(ls: ZeroLatencyServer, params: lsp.InitializeParams) -> None:
+    ls.initialize_seen = True
+    folders = [p for f in (params.workspace_folders or []) if (p := _uri_path(f.uri))]
+    if not folders and params.root_uri and (root := _uri_path(params.root_uri)):
+        folders = [root]
+    options = params.initialization_options or {}
+    if not isinstance(options, dict):
+        raise JsonRpcInvalidParams("initializationOptions: must be an object")
+    try:
+        settings, warnings = load_settings(folders[0] if folders else None, options)
+    except SettingsError as err:
+        raise JsonRpcInvalidParams(f"initializationOptions.{err}") from err
+    for warning in warnings:
+        log.warning("initializationOptions: %s", warning)
+    ls.engine = Engine(settings, warn=lambda m: _show(ls, m, lsp.MessageType.Warning))
+    ls.folders = folders
+
+
+@server.feature(lsp.INITIALIZED)
+def initialized(ls: ZeroLatencyServer, params: lsp.InitializedParams) -> None:
+    ls.startup_task = asyncio.ensure_future(_startup(ls))
+
+
+async def _startup(ls: ZeroLatencyServer) -> None:
+    engine = ls.require_engine()
+    watching = await _register_watchers(ls)
+    await asyncio.wrap_future(engine.run(engine.load_model))
+    for folder in ls.folders:
+        try:
+            await ls.on_worker(lambda f=folder: engine.open_workspace(f))  # type: ignore[misc]
+        except ZeroLatencyError as err:
+            _show(ls, err.message, lsp.MessageType.Error)
+    ls.ready.set()
+    if engine.indexes:
+        await ls.with_progress("Zero-Latency: indexing", None,
+                               lambda progress: engine.index(None, progress=progress))
+    if not watching:
+        ls.spawn(_poll_disk(ls))
+
+
+async def _register_watchers(ls: ZeroLatencyServer) -> bool:
+    if not _supports(ls, "workspace.did_change_watched_files.dynamic_registration"):
+        return False
+    watchers = [lsp.FileSystemWatcher(glob_pattern=WATCH_GLOB), lsp.FileSystemWatcher(
+        glob_pattern="**/.gitignore")]
+    registration = lsp.Registration(
+        id="zero-latency-watch", method=lsp.WORKSPACE_DID_CHANGE_WATCHED_FILES,
+        register_options=lsp.DidChangeWatchedFilesRegistrationOptions(watchers=watchers))
+    try:
+        await asyncio.wait_for(ls.client_register_capability_async(
+            lsp.RegistrationParams(registrations=[registration])), 5)
+    except (TimeoutError, JsonRpcException) as err:
+        log.warning("client did not accept file watchers (%s): polling the disk instead", err)
+        return False
+    return True
+
+
+async def _poll_disk(ls: ZeroLatencyServer) -> None:
+    """A plain LSP client that watches nothing still gets a fresh index: a cheap stat scan
+    (unchanged files cost one stat each) every few seconds."""
+    engine = ls.require_engine()
+    while ls.engine is engine and engine.indexes:
+        await asyncio.sleep(POLL_INTERVAL_S)
+        report = await ls.on_worker(lambda: engine.index(None))
+        if report.indexedFiles or report.removedFiles:
+            log.info("disk scan: %d changed, %d removed", report.indexedFiles,
+                     report.removedFiles)
+
+
+@server.feature(lsp.SHUTDOWN)
+async def shutdown(ls: ZeroLatencyServer, params: None) -> None:
+    if ls.engine is not None:
+        engine, ls.engine = ls.engine, None
+        await asyncio.get_running_loop().run_in_executor(None, engine.close)
+
+
+# --- custom requests -------------------------------------------------------------------------
+
+
+@server.feature("docs/index")
+async def docs_index(ls: ZeroLatencyServer, params: Any) -> dict[str, Any]:
+    args = _validated("docs/index", params)
+    engine = ls.require_engine()
+    await ls.ready.wait()
+    targets = None
+    if args.get("uris"):
+        targets = []
+        for uri in args["uris"]:
+            path = _uri_path(uri)
+            if path is None or engine.index_for(path) is None:
+                raise JsonRpcInvalidParams(f"uris: {uri} is not inside a workspace folder")
+            targets.append(path)
+    cancel = CancelToken()
+    try:
+        report: IndexReport = await ls.with_progress(
+            "Zero-Latency: indexing", args.get("workDoneToken"),
+            lambda progress: engine.index(targets, bool(args.get("force")), progress, cancel))
+    except asyncio.CancelledError:
+        cancel.cancel()
+        raise
+    except CancelledError:
+        raise asyncio.CancelledError() from None
+    except ZeroLatencyError as err:
+        raise _rpc_error(err) from err
+    return report.to_wire()
+
+
+@server.feature("docs/search")
+async def docs_search(ls: ZeroLatencyServer, params: Any) -> dict[str, Any]:
+    args = _validated("docs/search", params)
+    engine = ls.require_engine()
+    if not ls.ready.is_set():  # the model is still loading: wait for it, briefly
+        try:
+            await asyncio.wait_for(ls.ready.wait(), 30)
+        except TimeoutError:
+            return {"hits": [], "elapsedMs": 0.0, "indexState": "indexing"}
+    loop = asyncio.get_running_loop()
+    try:
+        return await loop.run_in_executor(ls.search_executor, lambda: engine.search(
+            args["query"], args.get("limit", 10), args.get("mode", "hybrid"),
+            args.get("include", []), args.get("exclude", [])))
+    except ZeroLatencyError as err:
+        raise _rpc_error(err) from err
+
+
+@server.feature("docs/status")
+async def docs_status(ls: ZeroLatencyServer, params: Any) -> dict[str, Any]:
+    _validated("docs/status", params)
+    return ls.require_engine().status()
+
+
+@server.feature(lsp.WORKSPACE_SYMBOL)
+async def workspace_symbol(ls: ZeroLatencyServer,
+                           params: lsp.WorkspaceSymbolParams) -> list[lsp.SymbolInformation]:
+    query = params.query.strip()
+    engine = ls.require_engine()
+    if not query or not ls.ready.is_set():
+        return []
+    loop = asyncio.get_running_loop()
+    try:
+        result = await loop.run_in_executor(
+            ls.search_executor, lambda: engine.search(query[:2000], 50))
+    except ZeroLatencyError as err:
+        raise _rpc_error(err) from err
+    symbols = []
+    for hit in result["hits"]:
+        heading = hit["headingPath"]
+        name = heading[-1] if heading else " ".join(hit["snippet"].split()[:8])
+        symbols.append(lsp.SymbolInformation(
+            name=name, kind=lsp.SymbolKind.String,
+            location=lsp.Location(uri=hit["uri"], range=lsp.Range(
+                start=lsp.Position(hit["range"]["start"]["line"], 0),
+                end=lsp.Position(hit["range"]["end"]["line"], 0))),
+            container_name=" > ".join(heading[:-1]) or hit["path"]))
+    return symbols
+
+
+# --- document sync ---------------------------------------------------------------------------
+
+
+@server.feature(lsp.TEXT_DOCUMENT_DID_OPEN)
+async def did_open(ls: ZeroLatencyServer, params: lsp.DidOpenTextDocumentParams) -> None:
+    await ls.ready.wait()
+    found = ls.index_for_uri(params.text_document.uri)
+    if found is None:
+        return
+    index, rel = found
+    if index.filter.is_ignored(rel):
+        return
+    text = params.text_document.text
+    disk = _disk_text(index.root / rel)
+    if disk is None or disk != text.replace("\r\n", "\n").replace("\r", "\n"):
+        _apply_buffer(ls, index, rel, text)
+
+
+@server.feature(lsp.TEXT_DOCUMENT_DID_CHANGE)
+def did_change(ls: ZeroLatencyServer, params: lsp.DidChangeTextDocumentParams) -> None:
+    uri = params.text_document.uri
+    engine = ls.engine
+    if engine is None:
+        return
+    if (handle := ls.debounce.pop(uri, None)) is not None:
+        handle.cancel()
+    found = ls.index_for_uri(uri)
+    if found is None or found[0].filter.is_ignored(found[1]):
+        return
+    found[0].touch(found[1])  # a version prepared before this edit must not be written
+    delay = engine.settings.debounceMs / 1000
+
+    def fire() -> None:
+        ls.debounce.pop(uri, None)
+        document = ls.workspace.get_text_document(uri)
+        _apply_buffer(ls, found[0], found[1], document.source)
+
+    ls.debounce[uri] = asyncio.get_running_loop().call_later(delay, fire)
+
+
+@server.feature(lsp.TEXT_DOCUMENT_DID_SAVE)
+def did_save(ls: ZeroLatencyServer, params: lsp.DidSaveTextDocumentParams) -> None:
+    _back_to_disk(ls, params.text_document.uri)
+
+
+@server.feature(lsp.TEXT_DOCUMENT_DID_CLOSE)
+def did_close(ls: ZeroLatencyServer, params: lsp.DidCloseTextDocumentParams) -> None:
+    _back_to_disk(ls, params.text_document.uri)
+
+
+def _apply_buffer(ls: ZeroLatencyServer, index: WorkspaceIndex, rel: str, text: str) -> None:
+    engine = ls.require_engine()
+    index.set_overlay(rel, text)
+    ls.spawn(asyncio.wrap_future(engine.schedule_sync(index, rel)))
+
+
+def _back_to_disk(ls: ZeroLatencyServer, uri: str) -> None:
+    """Saved or closed: the file on disk is the truth again (pending debounce dropped)."""
+    if (handle := ls.debounce.pop(uri, None)) is not None:
+        handle.cancel()
+    found = ls.index_for_uri(uri)
+    if found is None or ls.engine is None:
+        return
+    index, rel = found
+    index.set_overlay(rel, None)
+    ls.spawn(asyncio.wrap_future(ls.engine.schedule_sync(index, rel)))
+
+
+# --- workspace events ------------------------------------------------------------------------
+
+
+def _sync_uris(ls: ZeroLatencyServer, uris: list[str]) -> None:
+    if ls.engine is None:
+        return
+    for uri in uris:
+        path = _uri_path(uri)
+        index = ls.engine.index_for(path) if path else None
+        if index is None or path is None:
+            continue
+        rel = index.uri_to_rel(path)
+        if rel:
+            ls.spawn(asyncio.wrap_future(ls.engine.schedule_sync(index, rel)))
+
+
+@server.feature(lsp.WORKSPACE_DID_CHANGE_WATCHED_FILES)
+async def did_change_watched_files(ls: ZeroLatencyServer,
+                                   params: lsp.DidChangeWatchedFilesParams) -> None:
+    await ls.ready.wait()
+    if any(c.uri.endswith("/.gitignore") for c in params.changes):
+        # Ignore rules changed: rescan everything (unchanged files cost a stat).
+        engine = ls.require_engine()
+        ls.spawn(ls.on_worker(lambda: engine.index(None)))
+        return
+    _sync_uris(ls, [c.uri for c in params.changes])
+
+
+_FILE_OPS = lsp.FileOperationRegistrationOptions(
+    filters=[lsp.FileOperationFilter(pattern=lsp.FileOperationPattern(glob="**/*"))])
+
+
+@server.feature(lsp.WORKSPACE_DID_CREATE_FILES, _FILE_OPS)
+async def did_create_files(ls: ZeroLatencyServer, params: lsp.CreateFilesParams) -> None:
+    await ls.ready.wait()
+    _sync_uris(ls, [f.uri for f in params.files])
+
+
+@server.feature(lsp.WORKSPACE_DID_DELETE_FILES, _FILE_OPS)
+async def did_delete_files(ls: ZeroLatencyServer, params: lsp.DeleteFilesParams) -> None:
+    await ls.ready.wait()
+    _sync_uris(ls, [f.uri for f in params.files])
+
+
+@server.feature(lsp.WORKSPACE_DID_RENAME_FILES, _FILE_OPS)
+async def did_rename_files(ls: ZeroLatencyServer, params: lsp.RenameFilesParams) -> None:
+    await ls.ready.wait()
+    _sync_uris(ls, [u for f in params.files for u in (f.old_uri, f.new_uri)])
+
+
+@server.feature(lsp.WORKSPACE_DID_CHANGE_WORKSPACE_FOLDERS)
+async def did_change_workspace_folders(
+        ls: ZeroLatencyServer, params: lsp.DidChangeWorkspaceFoldersParams) -> None:
+    await ls.ready.wait()
+    engine = ls.require_engine()
+    for folder in params.event.removed:
+        if (path := _uri_path(folder.uri)) is not None:
+            ls.folders = [f for f in ls.folders if f != path]
+            await asyncio.get_running_loop().run_in_executor(
+                None, lambda p=path: engine.close_workspace(p))  # type: ignore[misc]
+    added = [p for f in params.event.added if (p := _uri_path(f.uri)) is not None]
+    for path in added:
+        ls.folders.append(path)
+        try:
+            await ls.on_worker(lambda p=path: engine.open_workspace(p))  # type: ignore[misc]
+        except ZeroLatencyError as err:
+            _show(ls, err.message, lsp.MessageType.Error)
+    opened = [p for p in added if p.resolve() in engine.indexes]
+    if opened:
+        ls.spawn(ls.with_progress("Zero-Latency: indexing", None,
+                                  lambda progress: engine.index(opened, progress=progress)))
+
+
+# --- plumbing --------------------------------------------------------------------------------
+
+
+def _validated(method: str, params: Any) -> dict[str, Any]:
+    try:
+        return validate_params(method, params)
+    except ZeroLatencyError as err:
+        raise JsonRpcInvalidParams(err.message) from err
+
+
+def _rpc_error(err: ZeroLatencyError) -> JsonRpcException:
+    return JsonRpcException(err.message, code=err.code)
+
+
+def _uri_path(uri: str) -> Path | None:
+    if not uri.startswith("file:"):
+        return None
+    path = to_fs_path(uri)
+    return Path(path) if path else None
+
+
+def _disk_text(path: Path) -> str | None:
+    try:
+        return path.read_bytes().decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def _supports(ls: ZeroLatencyServer, dotted: str) -> bool:
+    node: Any = ls.client_capabilities
+    for part in dotted.split("."):
+        node = getattr(node, part, None)
+        if node is None:
+            return False
+    return bool(node)
+
+
+def _show(ls: ZeroLatencyServer, message: str, kind: lsp.MessageType) -> None:
+    log.warning("%s", message)
+    # Not connected (shutdown): the log line above is enough.
+    with contextlib.suppress(Exception):
+        ls.window_show_message(lsp.ShowMessageParams(type=kind, message=message))
+
+
+class _ClientLogHandler(logging.Handler):
+    """Mirrors log records to the client as window/logMessage, from any thread."""
+
+    LEVELS: ClassVar[dict[int, lsp.MessageType]] = {
+        logging.ERROR: lsp.MessageType.Error, logging.WARNING: lsp.MessageType.Warning,
+        logging.INFO: lsp.MessageType.Info}
+
+    def __init__(self, ls: ZeroLatencyServer, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(logging.INFO)
+        self.ls, self.loop = ls, loop
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not self.ls.initialize_seen or self.loop.is_closed():
+            return
+        params = lsp.LogMessageParams(type=self.LEVELS.get(record.levelno, lsp.MessageType.Log),
+                                      message=self.format(record))
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+            self.loop.call_soon_threadsafe(self.ls.window_log_message, params)
+
+
+def serve() -> int:
+    """Run over stdio until `exit` or until stdin closes; then flush the stores."""
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    handler = _ClientLogHandler(server, loop)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logging.getLogger("zero_latency").addHandler(handler)
+    try:
+        server.start_io()
+    finally:
+        engine, server.engine = server.engine, None
+        if engine is not None:
+            engine.close()
+        logging.getLogger("zero_latency").removeHandler(handler)
+    return 0
+

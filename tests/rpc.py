@@ -1,0 +1,90 @@
+"""A minimal raw JSON-RPC client over a real `zl serve` process, for what a well-behaved
+client library refuses to send (requests before initialize, malformed frames)."""
+
+from __future__ import annotations
+
+import json
+import queue
+import subprocess
+import threading
+import time
+from typing import Any
+
+from .conftest import SERVER_COMMAND
+
+
+class RawServer:
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(SERVER_COMMAND, stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.messages: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.stdout_garbage: list[bytes] = []
+        self.stderr: list[bytes] = []
+        threading.Thread(target=self._read, daemon=True).start()
+        threading.Thread(target=self._drain_stderr, daemon=True).start()
+        self._next_id = 0
+
+    def _drain_stderr(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.stderr.append(line)
+
+    def _read(self) -> None:
+        """Parse LSP frames; anything on stdout that is not a frame is recorded as garbage."""
+        out = self.proc.stdout
+        assert out is not None
+        while True:
+            header = out.readline()
+            if not header:
+                return
+            if not header.startswith(b"Content-Length:"):
+                if header.strip():
+                    self.stdout_garbage.append(header)
+                continue
+            length = int(header.split(b":")[1])
+            while out.readline().strip():  # the rest of the headers
+                pass
+            self.messages.put(json.loads(out.read(length)))
+
+    def send_bytes(self, data: bytes) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(data)
+        self.proc.stdin.flush()
+
+    def send(self, message: dict[str, Any]) -> None:
+        body = json.dumps(message).encode()
+        self.send_bytes(b"Content-Length: %d\r\n\r\n" % len(body) + body)
+
+    def request(self, method: str, params: Any = None, timeout: float = 30) -> dict[str, Any]:
+        self._next_id += 1
+        msg_id = self._next_id
+        message: dict[str, Any] = {"jsonrpc": "2.0", "id": msg_id, "method": method}
+        if params is not None:
+            message["params"] = params
+        self.send(message)
+        return self.response(msg_id, timeout)
+
+    def response(self, msg_id: Any, timeout: float = 30) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"no response to {msg_id}")
+            message = self.messages.get(timeout=remaining)
+            if message.get("id") == msg_id and "method" not in message:
+                return message
+            if "method" in message and "id" in message:  # a server->client request
+                self.send({"jsonrpc": "2.0", "id": message["id"], "result": None})
+
+    def notify(self, method: str, params: Any = None) -> None:
+        self.send({"jsonrpc": "2.0", "method": method, "params": params})
+
+    def close(self) -> int:
+        if self.proc.poll() is None:
+            try:
+                self.request("shutdown", timeout=10)
+                self.notify("exit")
+                return self.proc.wait(timeout=10)
+            except (TimeoutError, BrokenPipeError, OSError):
+                self.proc.kill()
+        return self.proc.wait(timeout=10)

@@ -1,0 +1,185 @@
+"""The engine with the real bundled model and a real Qdrant Edge shard in a temp dir."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from zero_latency.chunking import chunk_document
+from zero_latency.config import Settings, SettingsError
+from zero_latency.embedder import Embedder
+from zero_latency.engine import Engine
+from zero_latency.errors import ModelUnavailableError, StoreIncompatibleError, StoreLockedError
+from zero_latency.models import resolve_bundled, resolve_folder, resolve_model
+
+
+@pytest.fixture(scope="module")
+def embedder() -> Embedder:
+    return Embedder(resolve_bundled(), threads=2)
+
+
+def test_vectors_are_384d_unit_length_and_paraphrases_score_higher(embedder: Embedder) -> None:
+    vectors = embedder.embed([
+        "A man is eating food.",
+        "A man is eating a piece of bread.",
+        "The girl is carrying a baby.",
+    ])
+    assert vectors.shape == (3, 384)
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    sims = vectors @ vectors.T
+    assert sims[0, 1] > 0.6 > sims[0, 2]
+    # Known value for all-MiniLM-L6-v2 (sentence-transformers gives 0.7553 in fp32).
+    assert abs(sims[0, 1] - 0.755) < 0.03
+    # batching and sorting by length do not change a vector
+    alone = embedder.embed(["The girl is carrying a baby."])[0]
+    assert np.allclose(alone, vectors[2], atol=1e-4)
+    assert np.allclose(embedder.embed_query("A man is eating food."), vectors[0], atol=1e-4)
+
+
+def test_chunk_line_ranges_match_the_file(embedder: Embedder) -> None:
+    text = Path(__file__).parent.joinpath("data", "sample.md").read_text()
+    lines = text.split("\n")
+    chunks = chunk_document(text, "markdown", embedder.token_counter(), 64, 8)
+    assert len(chunks) > 3
+    for chunk in chunks:
+        assert chunk.text.strip() == "\n".join(lines[chunk.start_line:chunk.end_line]).strip()
+        assert embedder.token_counter()(chunk.text) <= 64 or "\n" not in chunk.text
+    fence = next(c for c in chunks if "```python" in c.text)
+    assert fence.text.count("```") == 2, "a code fence that fits stays whole"
+    deep = next(c for c in chunks if "Rotation" in c.heading_path)
+    assert deep.heading_path == ("Operations guide", "Keys", "Rotation")
+
+
+def test_rst_sections_and_python_docstrings(embedder: Embedder) -> None:
+    rst = "Title\n=====\n\nIntro para.\n\nSection A\n---------\n\nBody of A.\n"
+    chunks = chunk_document(rst, "restructuredtext", embedder.token_counter(), 256, 16)
+    assert chunks[-1].heading_path == ("Title", "Section A")
+    assert chunks[-1].text.endswith("Body of A.")
+    py = 'def f():\n    """Rotate the keys."""\n    return 1\n'
+    (doc,) = chunk_document(py, "python", embedder.token_counter(), 256, 16)
+    assert doc.heading_path == ("f",) and (doc.start_line, doc.end_line) == (1, 2)
+
+
+def test_index_search_incremental_and_delete(engine: Engine, workspace: Path) -> None:
+    engine.open_workspace(workspace)
+    first = engine.index([workspace])
+    assert first.indexedFiles == 5 and first.embeddedChunks == first.chunks > 20
+    hits = engine.search("spawning a new thread and waiting with join handles")["hits"]
+    assert hits[0]["uri"].endswith("ch16-01-threads.md")
+
+    again = engine.index([workspace])
+    assert again.embeddedChunks == 0 and again.unchangedFiles == 5
+
+    path = workspace / "book" / "ch08-01-vectors.md"
+    text = path.read_text()
+    path.write_text(text + "\n## Appendix\n\nA brand-new paragraph about narwhal tusks.\n")
+    edited = engine.index([workspace])
+    assert edited.indexedFiles == 1
+    assert 1 <= edited.embeddedChunks <= 2, "only the changed chunks embed"
+    found = engine.search("narwhal tusks", mode="keyword")["hits"]
+    assert found and found[0]["uri"] == path.as_uri()
+
+    os.utime(path, None)  # touched, not changed: nothing embeds
+    assert engine.index([workspace]).embeddedChunks == 0
+
+    shutil.move(path, workspace / "moved.md")  # moved: vectors reused by content hash
+    moved = engine.index([workspace])
+    assert moved.removedFiles == 1 and moved.embeddedChunks == 0
+    (workspace / "moved.md").unlink()
+    gone = engine.index([workspace])
+    assert gone.removedFiles == 1
+    assert not [h for h in engine.search("narwhal tusks", mode="keyword")["hits"]
+                if "narwhal" in h["snippet"]]
+
+
+def test_bad_files_are_reported_and_nothing_else_is_lost(engine: Engine, workspace: Path,
+                                                         settings: Settings) -> None:
+    (workspace / "binary.md").write_bytes(b"\x89PNG\x00\x00\x01garbage")
+    (workspace / "latin1.md").write_bytes("# Caf\xe9\n\nThe caf\xe9 serves okapi stew.\n"
+                                          .encode("latin-1"))
+    (workspace / "empty.md").write_bytes(b"")
+    (workspace / "huge.txt").write_bytes(b"word " * (settings.maxFileBytes // 5 + 1))
+    (workspace / "utf16.md").write_bytes("# Wide\n\nA bilby in UTF-16.\r\n".encode("utf-16"))
+    engine.open_workspace(workspace)
+    report = engine.index([workspace])
+    messages = {e["uri"].rsplit("/", 1)[-1]: e["message"] for e in report.errors}
+    assert "binary" in messages["binary.md"]
+    assert "maxFileBytes" in messages["huge.txt"]
+    assert "UTF-8" in messages["latin1.md"]
+    assert report.indexedFiles == 5 + 3  # chapters, latin1 (replaced), empty, utf16
+    assert engine.search("okapi stew", mode="keyword")["hits"][0]["uri"].endswith("latin1.md")
+    assert engine.search("bilby", mode="keyword")["hits"][0]["uri"].endswith("utf16.md")
+    assert engine.search("ownership rules")["hits"], "the good files are all there"
+
+
+def test_missing_or_corrupt_model_gives_the_documented_error(tmp_path: Path) -> None:
+    with pytest.raises(ModelUnavailableError, match="Model folder not found"):
+        resolve_model(str(tmp_path / "nope"))
+    folder = tmp_path / "broken"
+    folder.mkdir()
+    (folder / "model.onnx").write_bytes(b"not an onnx graph")
+    shutil.copy(resolve_bundled().tokenizer_path, folder / "tokenizer.json")
+    with pytest.raises(ModelUnavailableError, match="Cannot load ONNX model"):
+        Embedder(resolve_folder(folder))
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    try:
+        with pytest.raises(ModelUnavailableError, match="HF_HUB_OFFLINE"):
+            resolve_model("nobody/no-such-model")
+        files, warning = resolve_model("Supabase/gte-small")  # the default falls back
+        assert files.source == "bundled" and warning and "gte-small" in warning
+    finally:
+        del os.environ["HF_HUB_OFFLINE"]
+
+
+def test_hub_model_from_a_local_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real huggingface_hub code path, against a cache laid out as the Hub leaves it."""
+    bundled = resolve_bundled()
+    snapshot = tmp_path / "hub" / "models--acme--mini" / "snapshots" / ("a" * 40)
+    (snapshot / "onnx").mkdir(parents=True)
+    shutil.copy(bundled.onnx_path, snapshot / "onnx" / "model_quantized.onnx")
+    shutil.copy(bundled.tokenizer_path, snapshot / "tokenizer.json")
+    (snapshot / "sentence_bert_config.json").write_text('{"max_seq_length": 256}')
+    (tmp_path / "hub" / "models--acme--mini" / "refs").mkdir()
+    (tmp_path / "hub" / "models--acme--mini" / "refs" / "main").write_text("a" * 40)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import huggingface_hub.constants as hf_constants
+
+    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
+    files, warning = resolve_model("acme/mini")
+    assert warning is None and files.source == "hub" and files.model_id == "acme/mini"
+    assert files.max_length == 256 and files.onnx_path.name == "model_quantized.onnx"
+    assert Embedder(files).embed(["hello"]).shape == (1, 384)
+
+
+def test_store_is_locked_and_never_mixes_models(settings: Settings, workspace: Path) -> None:
+    first = Engine(settings)
+    first.open_workspace(workspace)
+    second = Engine(settings)
+    with pytest.raises(StoreLockedError, match="locked by another"):
+        second.open_workspace(workspace)
+    first.close()
+    second.close()
+    # A store made for another model is refused, not mixed.
+    engine = Engine(settings)
+    engine.load_model()
+    path = engine.store_path(workspace) / "zl-store.json"
+    path.write_text(path.read_text().replace("all-MiniLM", "other-model"))
+    with pytest.raises(StoreIncompatibleError, match="never mixed"):
+        engine.open_workspace(workspace)
+    engine.close()
+    assert path.exists(), "the refused store is left alone for the user to rebuild"
+
+
+def test_settings_name_the_bad_key() -> None:
+    with pytest.raises(SettingsError, match="maxFileBytes"):
+        Settings().merged({"maxFileBytes": "big"})
+    with pytest.raises(SettingsError, match="device"):
+        Settings().merged({"device": "tpu"})
+    _, warnings = Settings().merged({"colour": "blue"})
+    assert warnings == ["unknown setting 'colour' ignored"]
