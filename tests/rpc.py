@@ -20,6 +20,7 @@ class RawServer:
         self.messages: queue.Queue[dict[str, Any]] = queue.Queue()
         self.stdout_garbage: list[bytes] = []
         self.stderr: list[bytes] = []
+        self.notifications: list[dict[str, Any]] = []  # seen while waiting for responses
         threading.Thread(target=self._read, daemon=True).start()
         threading.Thread(target=self._drain_stderr, daemon=True).start()
         self._next_id = 0
@@ -75,6 +76,8 @@ class RawServer:
                 return message
             if "method" in message and "id" in message:  # a server->client request
                 self.send({"jsonrpc": "2.0", "id": message["id"], "result": None})
+            elif "method" in message:
+                self.notifications.append(message)
 
     def notify(self, method: str, params: Any = None) -> None:
         self.send({"jsonrpc": "2.0", "method": method, "params": params})

@@ -16,8 +16,10 @@ import time
 from collections.abc import Callable, Generator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
+from cattrs.errors import ClassValidationError
+from cattrs.v import transform_error
 from lsprotocol import types as lsp
 from pygls.exceptions import (
     JsonRpcException,
@@ -30,11 +32,12 @@ from pygls.protocol.json_rpc import JsonRPCNotification, JsonRPCRequestMessage
 from pygls.uris import to_fs_path
 
 from . import __version__
-from .config import DEFAULT_INCLUDE_EXTENSIONS, SettingsError, load_settings
-from .engine import Engine
+from .config import DEFAULT_INCLUDE_EXTENSIONS, Settings, SettingsError, load_settings
 from .errors import CancelledError, ZeroLatencyError
-from .indexer import CancelToken, IndexReport, WorkspaceIndex
-from .protocol import validate_params
+
+if TYPE_CHECKING:  # the engine (numpy, Qdrant, ONNX Runtime) loads after `initialize`
+    from .engine import Engine
+    from .indexer import IndexReport, WorkspaceIndex
 
 log = logging.getLogger("zero_latency")
 T = TypeVar("T")
@@ -42,6 +45,10 @@ T = TypeVar("T")
 #: Without watcher support from the client, the server stats the workspace this often.
 POLL_INTERVAL_S = 5.0
 WATCH_GLOB = "**/*.{" + ",".join(e.lstrip(".") for e in DEFAULT_INCLUDE_EXTENSIONS) + "}"
+
+
+#: Marks a message that structure_message already answered with an error.
+_ANSWERED = object()
 
 
 class ZeroLatencyProtocol(LanguageServerProtocol):
@@ -57,9 +64,23 @@ class ZeroLatencyProtocol(LanguageServerProtocol):
                                              jsonrpc=data["jsonrpc"], params=data.get("params"))
             return JsonRPCNotification(method=method, jsonrpc=data["jsonrpc"],
                                        params=data.get("params"))
-        return super().structure_message(data)
+        try:
+            return super().structure_message(data)
+        except JsonRpcException as err:
+            # pygls only logs a request whose params do not fit the LSP type, and the client
+            # waits forever: answer it (a notification gets no answer, per JSON-RPC).
+            if "id" not in data or "method" not in data:
+                raise
+            cause = err.__cause__
+            detail = "; ".join(transform_error(cause)) if isinstance(
+                cause, ClassValidationError) else str(cause or err)
+            self._send_response(data["id"], None, JsonRpcInvalidParams(
+                f"{method}: invalid params: {detail}").to_response_error())
+            return _ANSWERED
 
     def handle_message(self, message: Any) -> None:
+        if message is _ANSWERED:
+            return
         server = self._server
         method = getattr(message, "method", None)
         if (isinstance(server, ZeroLatencyServer) and not server.initialize_seen
@@ -83,7 +104,10 @@ class ZeroLatencyServer(LanguageServer):
         super().__init__("zero-latency", __version__, protocol_cls=ZeroLatencyProtocol,
                          text_document_sync_kind=lsp.TextDocumentSyncKind.Incremental)
         self.engine: Engine | None = None
+        self.settings: Settings | None = None
+        self.engine_created = asyncio.Event()
         self.initialize_seen = False
+        self.main_loop: asyncio.AbstractEventLoop | None = None
         self.folders: list[Path] = []
         self.ready = asyncio.Event()
         self.search_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="zl-search")
@@ -98,6 +122,13 @@ class ZeroLatencyServer(LanguageServer):
         if self.engine is None:
             raise JsonRpcServerNotInitialized("the server is not initialized yet")
         return self.engine
+
+    async def get_engine(self) -> Engine:
+        """The engine, once `initialized` has created it (it loads off the loop)."""
+        if not self.initialize_seen:
+            raise JsonRpcServerNotInitialized("the server is not initialized yet")
+        await self.engine_created.wait()
+        return self.require_engine()
 
     async def on_worker(self, fn: Callable[[], T]) -> T:
         return await asyncio.wrap_future(self.require_engine().run(fn))
@@ -168,6 +199,7 @@ server = ZeroLatencyServer()
 @server.feature(lsp.INITIALIZE)
 def initialize(ls: ZeroLatencyServer, params: lsp.InitializeParams) -> None:
     ls.initialize_seen = True
+    ls.main_loop = asyncio.get_running_loop()
     folders = [p for f in (params.workspace_folders or []) if (p := _uri_path(f.uri))]
     if not folders and params.root_uri and (root := _uri_path(params.root_uri)):
         folders = [root]
@@ -180,7 +212,7 @@ def initialize(ls: ZeroLatencyServer, params: lsp.InitializeParams) -> None:
         raise JsonRpcInvalidParams(f"initializationOptions.{err}") from err
     for warning in warnings:
         log.warning("initializationOptions: %s", warning)
-    ls.engine = Engine(settings, warn=lambda m: _show(ls, m, lsp.MessageType.Warning))
+    ls.settings = settings
     ls.folders = folders
 
 
@@ -189,8 +221,18 @@ def initialized(ls: ZeroLatencyServer, params: lsp.InitializedParams) -> None:
     ls.startup_task = asyncio.ensure_future(_startup(ls))
 
 
+def _make_engine(ls: ZeroLatencyServer, settings: Settings) -> Engine:
+    from .engine import Engine
+
+    return Engine(settings, warn=lambda m: _show_threadsafe(ls, m, lsp.MessageType.Warning))
+
+
 async def _startup(ls: ZeroLatencyServer) -> None:
-    engine = ls.require_engine()
+    assert ls.settings is not None
+    loop = asyncio.get_running_loop()
+    ls.engine = await loop.run_in_executor(None, _make_engine, ls, ls.settings)
+    ls.engine_created.set()
+    engine = ls.engine
     watching = await _register_watchers(ls)
     await asyncio.wrap_future(engine.run(engine.load_model))
     for folder in ls.folders:
@@ -248,16 +290,25 @@ async def shutdown(ls: ZeroLatencyServer, params: None) -> None:
 @server.feature("docs/index")
 async def docs_index(ls: ZeroLatencyServer, params: Any) -> dict[str, Any]:
     args = _validated("docs/index", params)
-    engine = ls.require_engine()
+    engine = await ls.get_engine()
     await ls.ready.wait()
     targets = None
     if args.get("uris"):
         targets = []
         for uri in args["uris"]:
             path = _uri_path(uri)
-            if path is None or engine.index_for(path) is None:
+            if path is None or not any(_inside(path, f) for f in ls.folders):
                 raise JsonRpcInvalidParams(f"uris: {uri} is not inside a workspace folder")
             targets.append(path)
+    if args.get("force"):  # a store that failed to open (damaged, other model) is rebuilt
+        for root in list(engine.store_errors):
+            if targets is None or any(_inside(t, root) or _inside(root, t) for t in targets):
+                try:
+                    await ls.on_worker(lambda r=root: engine.rebuild_workspace(r))  # type: ignore[misc]
+                except ZeroLatencyError as err:
+                    raise _rpc_error(err) from err
+    from .indexer import CancelToken
+
     cancel = CancelToken()
     try:
         report: IndexReport = await ls.with_progress(
@@ -276,7 +327,7 @@ async def docs_index(ls: ZeroLatencyServer, params: Any) -> dict[str, Any]:
 @server.feature("docs/search")
 async def docs_search(ls: ZeroLatencyServer, params: Any) -> dict[str, Any]:
     args = _validated("docs/search", params)
-    engine = ls.require_engine()
+    engine = await ls.get_engine()
     if not ls.ready.is_set():  # the model is still loading: wait for it, briefly
         try:
             await asyncio.wait_for(ls.ready.wait(), 30)
@@ -294,14 +345,14 @@ async def docs_search(ls: ZeroLatencyServer, params: Any) -> dict[str, Any]:
 @server.feature("docs/status")
 async def docs_status(ls: ZeroLatencyServer, params: Any) -> dict[str, Any]:
     _validated("docs/status", params)
-    return ls.require_engine().status()
+    return (await ls.get_engine()).status()
 
 
 @server.feature(lsp.WORKSPACE_SYMBOL)
 async def workspace_symbol(ls: ZeroLatencyServer,
                            params: lsp.WorkspaceSymbolParams) -> list[lsp.SymbolInformation]:
     query = params.query.strip()
-    engine = ls.require_engine()
+    engine = await ls.get_engine()
     if not query or not ls.ready.is_set():
         return []
     loop = asyncio.get_running_loop()
@@ -342,11 +393,10 @@ async def did_open(ls: ZeroLatencyServer, params: lsp.DidOpenTextDocumentParams)
 
 
 @server.feature(lsp.TEXT_DOCUMENT_DID_CHANGE)
-def did_change(ls: ZeroLatencyServer, params: lsp.DidChangeTextDocumentParams) -> None:
+async def did_change(ls: ZeroLatencyServer, params: lsp.DidChangeTextDocumentParams) -> None:
     uri = params.text_document.uri
-    engine = ls.engine
-    if engine is None:
-        return
+    await ls.ready.wait()  # pygls keeps the text meanwhile; the debounce reads it later
+    engine = ls.require_engine()
     if (handle := ls.debounce.pop(uri, None)) is not None:
         handle.cancel()
     found = ls.index_for_uri(uri)
@@ -364,12 +414,14 @@ def did_change(ls: ZeroLatencyServer, params: lsp.DidChangeTextDocumentParams) -
 
 
 @server.feature(lsp.TEXT_DOCUMENT_DID_SAVE)
-def did_save(ls: ZeroLatencyServer, params: lsp.DidSaveTextDocumentParams) -> None:
+async def did_save(ls: ZeroLatencyServer, params: lsp.DidSaveTextDocumentParams) -> None:
+    await ls.ready.wait()
     _back_to_disk(ls, params.text_document.uri)
 
 
 @server.feature(lsp.TEXT_DOCUMENT_DID_CLOSE)
-def did_close(ls: ZeroLatencyServer, params: lsp.DidCloseTextDocumentParams) -> None:
+async def did_close(ls: ZeroLatencyServer, params: lsp.DidCloseTextDocumentParams) -> None:
+    await ls.ready.wait()
     _back_to_disk(ls, params.text_document.uri)
 
 
@@ -468,6 +520,8 @@ async def did_change_workspace_folders(
 
 
 def _validated(method: str, params: Any) -> dict[str, Any]:
+    from .protocol import validate_params
+
     try:
         return validate_params(method, params)
     except ZeroLatencyError as err:
@@ -476,6 +530,11 @@ def _validated(method: str, params: Any) -> dict[str, Any]:
 
 def _rpc_error(err: ZeroLatencyError) -> JsonRpcException:
     return JsonRpcException(err.message, code=err.code)
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    resolved, base = path.resolve(), folder.resolve()
+    return resolved == base or base in resolved.parents
 
 
 def _uri_path(uri: str) -> Path | None:
@@ -501,6 +560,17 @@ def _supports(ls: ZeroLatencyServer, dotted: str) -> bool:
     return bool(node)
 
 
+def _show_threadsafe(ls: ZeroLatencyServer, message: str, kind: lsp.MessageType) -> None:
+    """window/showMessage from a worker thread (the engine warns from its threads)."""
+    log.warning("%s", message)
+    loop = ls.main_loop
+    if loop is None:
+        return
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(lambda: ls.window_show_message(
+            lsp.ShowMessageParams(type=kind, message=message)))
+
+
 def _show(ls: ZeroLatencyServer, message: str, kind: lsp.MessageType) -> None:
     log.warning("%s", message)
     # Not connected (shutdown): the log line above is enough.
@@ -515,24 +585,23 @@ class _ClientLogHandler(logging.Handler):
         logging.ERROR: lsp.MessageType.Error, logging.WARNING: lsp.MessageType.Warning,
         logging.INFO: lsp.MessageType.Info}
 
-    def __init__(self, ls: ZeroLatencyServer, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, ls: ZeroLatencyServer) -> None:
         super().__init__(logging.INFO)
-        self.ls, self.loop = ls, loop
+        self.ls = ls
 
     def emit(self, record: logging.LogRecord) -> None:
-        if not self.ls.initialize_seen or self.loop.is_closed():
+        loop = self.ls.main_loop  # pygls runs its own loop: known once initialize arrives
+        if loop is None or loop.is_closed():
             return
         params = lsp.LogMessageParams(type=self.LEVELS.get(record.levelno, lsp.MessageType.Log),
                                       message=self.format(record))
         with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
-            self.loop.call_soon_threadsafe(self.ls.window_log_message, params)
+            loop.call_soon_threadsafe(self.ls.window_log_message, params)
 
 
 def serve() -> int:
     """Run over stdio until `exit` or until stdin closes; then flush the stores."""
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    handler = _ClientLogHandler(server, loop)
+    handler = _ClientLogHandler(server)
     handler.setFormatter(logging.Formatter("%(message)s"))
     logging.getLogger("zero_latency").addHandler(handler)
     try:
