@@ -15,6 +15,7 @@ from zero_latency.embedder import Embedder
 from zero_latency.engine import Engine
 from zero_latency.errors import ModelUnavailableError, StoreIncompatibleError, StoreLockedError
 from zero_latency.models import resolve_bundled, resolve_folder, resolve_model
+from zero_latency.store import EdgeStore
 
 
 @pytest.fixture(scope="module")
@@ -160,9 +161,16 @@ def test_hub_model_from_a_local_cache(tmp_path: Path, monkeypatch: pytest.Monkey
 def test_store_is_locked_and_never_mixes_models(settings: Settings, workspace: Path) -> None:
     first = Engine(settings)
     first.open_workspace(workspace)
-    second = Engine(settings)
+    shared = first.store_path(workspace)
+    # The shard itself is single-writer: opening it again is a clear "locked" error...
     with pytest.raises(StoreLockedError, match="locked by another"):
-        second.open_workspace(workspace)
+        EdgeStore(shared, first.model_fingerprint(), first.dimension())
+    # ...and a second engine (another editor window) keeps an index of its own beside it.
+    warnings: list[str] = []
+    second = Engine(settings, warn=warnings.append)
+    own = second.open_workspace(workspace).store.location
+    assert own != str(shared) and own.startswith(str(shared) + ".window-")
+    assert any("in use by another Zero-Latency process" in w for w in warnings)
     first.close()
     second.close()
     # A store made for another model is refused, not mixed.

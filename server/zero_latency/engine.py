@@ -10,6 +10,7 @@ overwriting a newer one.
 from __future__ import annotations
 
 import logging
+import shutil
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -19,12 +20,12 @@ from typing import Any, Literal, TypeVar
 
 from .config import Settings
 from .embedder import Embedder
-from .errors import ModelUnavailableError, StoreError, ZeroLatencyError
+from .errors import ModelUnavailableError, StoreError, StoreLockedError, ZeroLatencyError
 from .indexer import CancelToken, IndexReport, ProgressFn, WorkspaceIndex
 from .models import ModelFiles, resolve_model
 from .search import search
 from .sparse import SparseEncoder
-from .store import EdgeStore, Mode, Store, store_dir
+from .store import EdgeStore, Fusion, Mode, Store, store_dir
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,12 @@ class Engine:
             return self.indexes[root]
         embedder = self.load_model()
         try:
-            store = self._open_store(root)
+            try:
+                store = self._open_store(root)
+            except StoreLockedError as locked:
+                if self.settings.storeUrl:
+                    raise
+                store = self._open_private_store(root, locked)
         except StoreError as err:
             self.store_errors[root] = err
             self.last_error = err.message
@@ -100,10 +106,40 @@ class Engine:
         self.indexes[root] = index
         return index
 
+    def _open_private_store(self, root: Path, locked: StoreLockedError) -> Store:
+        """Another process (a second editor window) holds the workspace's store: Qdrant Edge
+        allows one writer, so this one indexes into a store of its own beside it."""
+        base = self.store_path(root)
+        for n in range(1, 9):
+            path = base.with_name(f"{base.name}.window-{n}")
+            try:
+                store = EdgeStore(path, self.model_fingerprint(), self.dimension())
+            except StoreLockedError:
+                continue
+            self.warn(f"The index of {root} is in use by another Zero-Latency process "
+                      f"(another editor window?). This one keeps its own index at {path}.")
+            return store
+        raise locked
+
+    def rebuild_workspace(self, root: Path) -> WorkspaceIndex:
+        """Delete a workspace's store (damaged, or built for another model) and start over."""
+        root = root.resolve()
+        index = self.indexes.pop(root, None)
+        if index is not None:
+            index.store.close()
+        path = self.store_path(root)
+        if path.exists():
+            shutil.rmtree(path)
+            log.warning("deleted the store at %s to rebuild it", path)
+        self.store_errors.pop(root, None)
+        return self.open_workspace(root)
+
     def _open_store(self, root: Path) -> Store:
         if self.settings.storeUrl:
-            raise StoreError("storeUrl: the Qdrant server backend is not available in this "
-                             "build; remove storeUrl to use the embedded store")
+            from .server_store import ServerStore  # qdrant-client loads only when used
+
+            return ServerStore(self.settings.storeUrl, self.settings.storeApiKey, root,
+                               self.model_fingerprint(), self.dimension())
         path = store_dir(self.settings.data_dir(), root, self.model_id)
         return EdgeStore(path, self.model_fingerprint(), self.dimension())
 
@@ -195,11 +231,12 @@ class Engine:
     # --- queries -------------------------------------------------------------------------------
 
     def search(self, query: str, limit: int = 10, mode: Mode = "hybrid",
-               include: Sequence[str] = (), exclude: Sequence[str] = ()) -> dict[str, Any]:
+               include: Sequence[str] = (), exclude: Sequence[str] = (),
+               fusion: Fusion = "rrf") -> dict[str, Any]:
         if mode == "semantic" and self.embedder is None and self.model_error is not None:
             raise self.model_error
         result = search(list(self.indexes.values()), self.embedder, self.sparse, query, limit,
-                        mode, include, exclude)
+                        mode, include, exclude, fusion)
         result["indexState"] = self.index_state()
         return result
 

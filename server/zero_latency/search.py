@@ -15,7 +15,7 @@ from .errors import InvalidParamsError
 from .files import glob_spec
 from .indexer import WorkspaceIndex
 from .sparse import SparseEncoder
-from .store import Mode, PathFilter, StoredHit
+from .store import Fusion, Mode, PathFilter, StoredHit
 
 MAX_QUERY_CHARS = 2000
 MAX_LIMIT = 100
@@ -62,7 +62,8 @@ def query_terms(query: str) -> list[str]:
 
 def search(indexes: Sequence[WorkspaceIndex], embedder: Embedder | None, sparse: SparseEncoder,
            query: str, limit: int = 10, mode: Mode = "hybrid",
-           include: Sequence[str] = (), exclude: Sequence[str] = ()) -> dict[str, Any]:
+           include: Sequence[str] = (), exclude: Sequence[str] = (),
+           fusion: Fusion = "rrf") -> dict[str, Any]:
     """Blocking search across workspace indexes; returns the docs/search result shape."""
     started = time.perf_counter()
     query = query.strip()
@@ -79,6 +80,10 @@ def search(indexes: Sequence[WorkspaceIndex], embedder: Embedder | None, sparse:
         notice = "no embedding model is loaded: keyword results only"
     dense = embedder.embed_query(query) if embedder is not None and effective != "keyword" else None
     sparse_q = sparse.query(query) if effective != "semantic" else None
+    for name, globs in (("include", include), ("exclude", exclude)):
+        for glob in globs:
+            if glob.startswith(("/", "\\")) or ".." in glob.replace("\\", "/").split("/"):
+                raise InvalidParamsError(f"{name}: {glob!r} is not a workspace-relative glob")
     include_spec, exclude_spec = glob_spec(list(include)), glob_spec(list(exclude))
     hits: list[Hit] = []
     for index in indexes:
@@ -89,7 +94,7 @@ def search(indexes: Sequence[WorkspaceIndex], embedder: Embedder | None, sparse:
                 only=[p for p in paths if include_spec.match_file(p)] if include_spec else None,
                 never=[p for p in paths if exclude_spec.match_file(p)] if exclude_spec else (),
             )
-        found = index.store.query(dense, sparse_q, effective, limit * 2, where)
+        found = index.store.query(dense, sparse_q, effective, limit * 2, where, fusion)
         hits += [_hit(index, h) for h in found]
     hits.sort(key=lambda h: h.score, reverse=True)
     merged = merge_adjacent(hits)[:limit]

@@ -37,6 +37,7 @@ POINT_NAMESPACE = uuid.UUID("5f0e7d1c-6a53-4c38-9d0c-3f2b8f0a9e11")
 MANIFEST_FIELDS = ["path", "chunk_hash", "file_hash", "mtime_ns", "size", "source"]
 
 Mode = Literal["hybrid", "semantic", "keyword"]
+Fusion = Literal["rrf", "dbsf"]
 Vector = npt.NDArray[np.float32]
 
 
@@ -108,7 +109,7 @@ class Store(Protocol):
     def vectors(self, ids: Sequence[str]) -> dict[str, Vector]: ...
     def vectors_by_hash(self, hashes: Sequence[str]) -> dict[str, Vector]: ...
     def query(self, dense: Vector | None, sparse: SparseVec | None, mode: Mode, limit: int,
-              where: PathFilter) -> list[StoredHit]: ...
+              where: PathFilter, fusion: Fusion = "rrf") -> list[StoredHit]: ...
     def count(self) -> int: ...
     def flush(self) -> None: ...
     def close(self) -> None: ...
@@ -130,7 +131,9 @@ class EdgeStore:
                     "sparse": "bm25"}
         try:
             path.mkdir(parents=True, exist_ok=True)
-            os.chmod(path, 0o700)
+            # User-only: the payloads hold the text of private documents.
+            for folder in (path, path.parent, path.parent.parent):
+                os.chmod(folder, 0o700)
         except OSError as err:
             raise StoreError(f"cannot create the store folder {path}: {err.strerror or err}. "
                              "Set `storePath` to a writable folder.") from err
@@ -140,19 +143,20 @@ class EdgeStore:
             except (OSError, ValueError) as err:
                 raise StoreIncompatibleError(
                     f"store metadata {meta_path} is unreadable ({err}): the store is corrupt. "
-                    "Rebuild it with `zl index --rebuild` (or docs/index with force)."
+                    "Rebuild it with `zl index --rebuild`, or reindex with force from the editor."
                 ) from err
             if found != expected:
                 diff = ", ".join(f"{k}: store has {found.get(k)!r}, wanted {v!r}"
                                  for k, v in expected.items() if found.get(k) != v)
                 raise StoreIncompatibleError(
                     f"store {path} was built differently ({diff}); vectors of two models are "
-                    "never mixed. Rebuild it with `zl index --rebuild`."
+                    "never mixed. Rebuild it with `zl index --rebuild`, or reindex with force "
+                    "from the editor."
                 )
         elif shard_dir.exists() and any(shard_dir.iterdir()):
             raise StoreIncompatibleError(
                 f"store {path} has no metadata file: it is corrupt or from an unknown version. "
-                "Rebuild it with `zl index --rebuild`."
+                "Rebuild it with `zl index --rebuild`, or reindex with force from the editor."
             )
         config = qe.EdgeConfig(
             vectors={DENSE: qe.EdgeVectorParams(size=dimension, distance=qe.Distance.Cosine)},
@@ -181,7 +185,8 @@ class EdgeStore:
                 ) from err
             raise StoreError(
                 f"cannot open the store {path}: {text.splitlines()[0] if text else err!r}. "
-                "It may be corrupt: rebuild it with `zl index --rebuild`."
+                "It may be corrupt: rebuild it with `zl index --rebuild`, or reindex with force "
+                "from the editor."
             ) from err
 
     # --- writes ------------------------------------------------------------------------------
@@ -261,7 +266,7 @@ class EdgeStore:
         return out
 
     def query(self, dense: Vector | None, sparse: SparseVec | None, mode: Mode, limit: int,
-              where: PathFilter) -> list[StoredHit]:
+              where: PathFilter, fusion: Fusion = "rrf") -> list[StoredHit]:
         flt = _filter(where)
         dense_q = qe.Query.Nearest(dense.tolist(), using=DENSE) if dense is not None else None
         sparse_q = (qe.Query.Nearest(qe.SparseVector(sparse.indices, sparse.values), using=SPARSE)
@@ -273,7 +278,7 @@ class EdgeStore:
                 limit=limit,
                 prefetches=[qe.Prefetch(limit=depth, query=dense_q, filter=flt),
                             qe.Prefetch(limit=depth, query=sparse_q, filter=flt)],
-                query=qe.Fusion.Rrf(k=60),  # type: ignore[arg-type]  # stub omits nested class
+                query=qe.Fusion.Rrf(k=60) if fusion == "rrf" else qe.Fusion.Dbsf(),  # type: ignore[arg-type]
                 filter=flt, with_payload=True)
         else:
             query = dense_q if mode != "keyword" and dense_q is not None else sparse_q

@@ -1,0 +1,412 @@
+"""Vector store on a Qdrant server or cluster (`storeUrl`), through qdrant-client.
+
+Layout: ONE collection per model (`zl_<model slug>_<dimension>`), shared by every workspace
+that uses that model, with the workspace as tenant:
+
+- named vectors `dense` (cosine) and sparse `bm25` (IDF modifier), as in the embedded store;
+- payload field `workspace` = a hash of the workspace's resolved path, indexed as a keyword
+  with `is_tenant=True`, plus keyword indexes on `path`, `chunk_hash` and `language`;
+- HNSW built per tenant (`m=0`, `payload_m=16`): every query is filtered to one workspace,
+  so a global graph would never be used;
+- the collection's `metadata` (Qdrant collection metadata, kept since the 1.16 servers)
+  names the schema, model fingerprint and dimension; a collection built otherwise is refused
+  (`StoreIncompatibleError`): vectors of two models are never mixed.
+
+Point ids: the indexer's ids (`store.point_id`) depend only on the relative path and chunk
+text, so two clones of one repository would collide in a shared collection. The server id is
+therefore uuid5(workspace key, indexer id), and the indexer's id travels in the payload field
+`zl_id`, from which reads map back. Every read and write is scoped to the workspace: by
+filter (`workspace == key`) or by these namespaced ids.
+
+Transient failures (connection errors, timeouts, 429/5xx) are retried with exponential
+back-off; every write is idempotent (upsert/delete by id or filter), so a retry is safe.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import time
+import uuid
+import warnings
+from collections.abc import Callable, Sequence
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import numpy as np
+from qdrant_client import QdrantClient, models
+from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
+
+from .errors import StoreError, StoreIncompatibleError
+from .store import (
+    DENSE,
+    MANIFEST_FIELDS,
+    SCHEMA_VERSION,
+    SPARSE,
+    ChunkPoint,
+    FileState,
+    Fusion,
+    Mode,
+    PathFilter,
+    SparseVec,
+    StoredHit,
+    Vector,
+    _add_to_manifest,
+    iter_batches,
+)
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+WORKSPACE = "workspace"  # tenant payload field
+ID_FIELD = "zl_id"  # the indexer's point id (the server id is namespaced by workspace)
+INTERNAL_FIELDS = (WORKSPACE, ID_FIELD)
+KEYWORD_FIELDS = ("path", "chunk_hash", "language")
+SERVER_NAMESPACE = uuid.UUID("0b6c9a52-2f0e-4f1e-9d7e-6c1d3a8e5b47")
+UPSERT_BATCH = 256
+SCROLL_PAGE = 1024
+RRF_K = 60  # as the embedded store: k=60 (Qdrant's own default k is smaller)
+TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+
+
+def collection_name(model_fingerprint: str, dimension: int) -> str:
+    """`zl_<slug>_<dim>`: one collection per model. Names that slug alike are told apart by
+    the fingerprint in the collection metadata (the second is refused, not mixed in)."""
+    slug = re.sub(r"[^A-Za-z0-9_-]+", "_", model_fingerprint).strip("_")[:120] or "model"
+    return f"zl_{slug}_{dimension}"
+
+
+def workspace_key(workspace: Path) -> str:
+    """The tenant key: stable for a folder across runs, opaque (the path is not sent)."""
+    return hashlib.sha256(str(workspace.resolve()).encode()).hexdigest()[:32]
+
+
+class ServerStore:
+    """The `Store` protocol against a Qdrant server: one tenant of a per-model collection."""
+
+    kind = "server"
+
+    def __init__(self, url: str, api_key: str | None, workspace: Path, model_fingerprint: str,
+                 dimension: int, *, client: QdrantClient | None = None,
+                 timeout: float = 10.0, retries: int = 4, backoff: float = 0.25,
+                 max_backoff: float = 4.0,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.url = url
+        self.location = url
+        self.workspace = workspace
+        self.key = workspace_key(workspace)
+        self.collection = collection_name(model_fingerprint, dimension)
+        self._retries = max(1, retries)
+        self._backoff = backoff
+        self._max_backoff = max_backoff
+        self._sleep = sleep
+        self._owns_client = client is None
+        self._closed = False
+        if client is None:
+            try:
+                # check_compatibility off: it would make its own request (and only warn);
+                # opening the collection below tells reachability and version problems.
+                client = QdrantClient(url=url, api_key=api_key or None,
+                                      timeout=max(1, round(timeout)), check_compatibility=False)
+            except Exception as err:  # bad URL and the like, raised by the client itself
+                raise StoreError(f"storeUrl {url!r} cannot be used: {err}. Fix storeUrl, or "
+                                 "remove it to use the embedded store") from err
+        self.client = client
+        self._tenant = models.FieldCondition(key=WORKSPACE,
+                                             match=models.MatchValue(value=self.key))
+        self._open(model_fingerprint, dimension)
+
+    # --- opening -----------------------------------------------------------------------------
+
+    def _open(self, fingerprint: str, dimension: int) -> None:
+        expected: dict[str, Any] = {"zl_schema": SCHEMA_VERSION, "model": fingerprint,
+                                    "dimension": dimension, "sparse": SPARSE}
+        name = self.collection
+        created = False
+        if not self._call("check the collection", lambda: self.client.collection_exists(name)):
+            created = self._create(expected, dimension)
+        info = self._call("read the collection", lambda: self.client.get_collection(name))
+        found = info.config.metadata or {}
+        if {k: found.get(k) for k in expected} != expected:
+            if created and not found:
+                raise StoreError(
+                    f"Qdrant at {self.url} did not keep the metadata of collection {name!r}: "
+                    "the server is too old (collection metadata needs Qdrant 1.16 or newer). "
+                    "Upgrade it, or remove storeUrl to use the embedded store")
+            if not found:
+                raise StoreIncompatibleError(
+                    f"collection {name!r} on {self.url} has no Zero-Latency metadata: it was "
+                    "made by something else. Delete or rename it, or point storeUrl elsewhere.")
+            diff = ", ".join(f"{k}: collection has {found.get(k)!r}, wanted {v!r}"
+                             for k, v in expected.items() if found.get(k) != v)
+            raise StoreIncompatibleError(
+                f"collection {name!r} on {self.url} was built differently ({diff}); vectors of "
+                "two models are never mixed. Delete that collection to rebuild it.")
+        self._check_vectors(info.config.params, dimension)
+        # Indexes are created with the collection; a creator that died half way, or a
+        # collection made by an older version, gets the missing ones now.
+        have = set(info.payload_schema or {})
+        for field, schema in self._indexes():
+            if field not in have:
+                self._create_index(field, schema)
+
+    def _create(self, metadata: dict[str, Any], dimension: int) -> bool:
+        """Create the collection; False when another process created it first."""
+        name = self.collection
+        try:
+            self._call("create the collection", lambda: self.client.create_collection(
+                name,
+                vectors_config={DENSE: models.VectorParams(size=dimension,
+                                                           distance=models.Distance.COSINE)},
+                sparse_vectors_config={SPARSE: models.SparseVectorParams(
+                    modifier=models.Modifier.IDF)},
+                hnsw_config=models.HnswConfigDiff(m=0, payload_m=16),
+                metadata=metadata))
+        except StoreError as err:
+            if isinstance(err.__cause__, UnexpectedResponse) and err.__cause__.status_code == 409:
+                return False
+            raise
+        except ValueError as err:  # local mode (tests): "Collection ... already exists"
+            if "already exists" in str(err):
+                return False
+            raise
+        log.info("created collection %s on %s", name, self.url)
+        return True
+
+    def _indexes(self) -> list[tuple[str, models.KeywordIndexParams]]:
+        keyword = models.KeywordIndexType.KEYWORD
+        return ([(WORKSPACE, models.KeywordIndexParams(type=keyword, is_tenant=True))]
+                + [(f, models.KeywordIndexParams(type=keyword)) for f in KEYWORD_FIELDS])
+
+    def _create_index(self, field: str, schema: models.KeywordIndexParams) -> None:
+        with warnings.catch_warnings():
+            # qdrant-client's local mode (the tests' stand-in for a server) has no payload
+            # indexes and warns so on every call; a real server builds them.
+            warnings.filterwarnings("ignore", message="Payload indexes have no effect")
+            self._call(f"index {field!r}", lambda: self.client.create_payload_index(
+                self.collection, field, field_schema=schema, wait=True))
+
+    def _check_vectors(self, params: models.CollectionParams, dimension: int) -> None:
+        dense = params.vectors.get(DENSE) if isinstance(params.vectors, dict) else None
+        sparse = (params.sparse_vectors or {}).get(SPARSE)
+        problems = []
+        if dense is None or dense.size != dimension or dense.distance != models.Distance.COSINE:
+            problems.append(f"dense vector {DENSE!r} is not cosine of size {dimension}")
+        if sparse is None or sparse.modifier != models.Modifier.IDF:
+            problems.append(f"sparse vector {SPARSE!r} has no IDF modifier")
+        if problems:
+            raise StoreIncompatibleError(
+                f"collection {self.collection!r} on {self.url}: {'; '.join(problems)}. Delete "
+                "that collection to rebuild it.")
+
+    # --- the retry wrapper -------------------------------------------------------------------
+
+    def _call(self, what: str, fn: Callable[[], T]) -> T:
+        """Run one request, retrying transient failures with capped exponential back-off."""
+        for attempt in range(self._retries):
+            try:
+                return fn()
+            except Exception as err:
+                transient = _transient(err)
+                if transient is None:
+                    if isinstance(err, UnexpectedResponse):
+                        raise StoreError(_rejected(self.url, what, err)) from err
+                    raise
+                if attempt + 1 >= self._retries:
+                    if transient == "connection":
+                        raise StoreError(
+                            f"Qdrant at {self.url} is unreachable ({_reason(err)}): start it, "
+                            "check storeUrl/storeApiKey, or remove storeUrl to use the "
+                            "embedded store") from err
+                    raise StoreError(f"Qdrant at {self.url} failed to {what} after "
+                                     f"{self._retries} tries ({_reason(err)})") from err
+                delay = min(self._max_backoff, self._backoff * 2 ** attempt)
+                log.warning("Qdrant at %s: %s failed (%s); retrying in %.2fs",
+                            self.url, what, _reason(err), delay)
+                self._sleep(delay)
+        raise AssertionError("unreachable")  # the loop returns or raises
+
+    # --- ids and filters ---------------------------------------------------------------------
+
+    def _sid(self, pid: str) -> str:
+        return str(uuid.uuid5(SERVER_NAMESPACE, f"{self.key}\0{pid}"))
+
+    def _scope(self, *must: models.Condition) -> models.Filter:
+        return models.Filter(must=[self._tenant, *must])
+
+    def _where(self, where: PathFilter) -> models.Filter:
+        must: list[models.Condition] = [self._tenant]
+        must_not: list[models.Condition] = []
+        if where.only is not None:  # [""]: an empty list must match nothing, not everything
+            must.append(models.FieldCondition(
+                key="path", match=models.MatchAny(any=list(where.only) or [""])))
+        if where.never:
+            must_not.append(models.FieldCondition(
+                key="path", match=models.MatchAny(any=list(where.never))))
+        return models.Filter(must=must, must_not=must_not or None)
+
+    # --- writes ------------------------------------------------------------------------------
+
+    def upsert(self, points: Sequence[ChunkPoint]) -> None:
+        for batch in iter_batches(points, UPSERT_BATCH):
+            structs = []
+            for p in batch:
+                vector: dict[str, Any] = {SPARSE: models.SparseVector(
+                    indices=list(p.sparse.indices), values=list(p.sparse.values))}
+                if p.dense is not None:
+                    vector[DENSE] = p.dense.tolist()
+                payload = {**p.payload, WORKSPACE: self.key, ID_FIELD: p.id}
+                structs.append(models.PointStruct(id=self._sid(p.id), vector=vector,
+                                                  payload=payload))
+            self._call("upsert points", partial(self.client.upsert, self.collection,
+                                                points=structs, wait=True))
+
+    def delete(self, ids: Sequence[str]) -> None:
+        if ids:
+            selector = models.PointIdsList(points=[self._sid(i) for i in ids])
+            self._call("delete points", lambda: self.client.delete(
+                self.collection, points_selector=selector, wait=True))
+
+    def delete_paths(self, paths: Sequence[str]) -> None:
+        if paths:
+            selector = models.FilterSelector(filter=self._scope(
+                models.FieldCondition(key="path", match=models.MatchAny(any=list(paths)))))
+            self._call("delete paths", lambda: self.client.delete(
+                self.collection, points_selector=selector, wait=True))
+
+    def set_payload(self, ids: Sequence[str], values: dict[str, Any]) -> None:
+        if ids:
+            sids: list[models.ExtendedPointId] = [self._sid(i) for i in ids]
+            self._call("set payload", lambda: self.client.set_payload(
+                self.collection, payload=values, points=sids, wait=True))
+
+    def flush(self) -> None:
+        """Nothing to do: writes wait for the server to apply them (`wait=True`)."""
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            if self._owns_client:  # a client handed in may serve other stores
+                self.client.close()
+
+    # --- reads -------------------------------------------------------------------------------
+
+    def manifest(self) -> dict[str, FileState]:
+        files: dict[str, FileState] = {}
+        offset: models.ExtendedPointId | None = None
+        fields = [*MANIFEST_FIELDS, ID_FIELD]
+        while True:
+            records, offset = self._call("read the manifest", partial(
+                self.client.scroll, self.collection, scroll_filter=self._scope(),
+                limit=SCROLL_PAGE, offset=offset, with_payload=fields, with_vectors=False))
+            for record in records:
+                payload = record.payload or {}
+                _add_to_manifest(files, str(payload.get(ID_FIELD, record.id)), payload)
+            if offset is None:
+                return files
+
+    def vectors(self, ids: Sequence[str]) -> dict[str, Vector]:
+        if not ids:
+            return {}
+        by_sid = {self._sid(i): i for i in ids}
+        records = self._call("read vectors", lambda: self.client.retrieve(
+            self.collection, ids=list(by_sid), with_payload=False, with_vectors=[DENSE]))
+        return {by_sid[str(r.id)]: v for r in records
+                if str(r.id) in by_sid and (v := _dense_of(r.vector)) is not None}
+
+    def vectors_by_hash(self, hashes: Sequence[str]) -> dict[str, Vector]:
+        if not hashes:
+            return {}
+        flt = self._scope(models.FieldCondition(key="chunk_hash",
+                                                match=models.MatchAny(any=list(hashes))))
+        records, _ = self._call("read vectors by hash", lambda: self.client.scroll(
+            self.collection, scroll_filter=flt, limit=len(hashes) * 4,
+            with_payload=["chunk_hash"], with_vectors=[DENSE]))
+        out: dict[str, Vector] = {}
+        for r in records:
+            vector = _dense_of(r.vector)
+            if vector is not None and r.payload:
+                out[str(r.payload["chunk_hash"])] = vector
+        return out
+
+    def query(self, dense: Vector | None, sparse: SparseVec | None, mode: Mode, limit: int,
+              where: PathFilter, fusion: Fusion = "rrf") -> list[StoredHit]:
+        flt = self._where(where)
+        dense_q = dense.tolist() if dense is not None else None
+        sparse_q = (models.SparseVector(indices=list(sparse.indices), values=list(sparse.values))
+                    if sparse is not None and sparse.indices else None)
+        name = self.collection
+        if mode == "hybrid" and dense_q is not None and sparse_q is not None:
+            depth = max(limit * 5, 50)
+            fused: models.Query = (models.RrfQuery(rrf=models.Rrf(k=RRF_K)) if fusion == "rrf"
+                                   else models.FusionQuery(fusion=models.Fusion.DBSF))
+            prefetch = [models.Prefetch(query=dense_q, using=DENSE, limit=depth, filter=flt),
+                        models.Prefetch(query=sparse_q, using=SPARSE, limit=depth, filter=flt)]
+            response = self._call("search", lambda: self.client.query_points(
+                name, prefetch=prefetch, query=fused, query_filter=flt, limit=limit,
+                with_payload=True))
+        else:
+            single: list[float] | models.SparseVector | None
+            using = DENSE
+            if mode != "keyword" and dense_q is not None:
+                single = dense_q
+            else:
+                single, using = sparse_q, SPARSE
+            if single is None:
+                return []
+            response = self._call("search", lambda: self.client.query_points(
+                name, query=single, using=using, query_filter=flt, limit=limit,
+                with_payload=True))
+        hits = []
+        for p in response.points:
+            payload = dict(p.payload or {})
+            pid = str(payload.get(ID_FIELD, p.id))
+            for field in INTERNAL_FIELDS:
+                payload.pop(field, None)
+            hits.append(StoredHit(pid, float(p.score), payload))
+        return hits
+
+    def count(self) -> int:
+        result = self._call("count points", lambda: self.client.count(
+            self.collection, count_filter=self._scope(), exact=True))
+        return int(result.count)
+
+
+def _transient(err: BaseException) -> str | None:
+    """"connection", "server" (worth a retry), or None (retrying will not help)."""
+    if isinstance(err, ResponseHandlingException):  # the client wraps httpx's errors
+        err = err.source
+    if isinstance(err, httpx.TransportError | ConnectionError | TimeoutError):
+        return "connection"
+    if isinstance(err, UnexpectedResponse) and err.status_code in TRANSIENT_STATUS:
+        return "server"
+    return None
+
+
+def _reason(err: BaseException) -> str:
+    source = err.source if isinstance(err, ResponseHandlingException) else err
+    if isinstance(source, UnexpectedResponse):
+        return f"HTTP {source.status_code} {source.reason_phrase}".strip()
+    text = str(source).strip().splitlines()
+    return f"{type(source).__name__}: {text[0]}" if text else type(source).__name__
+
+
+def _rejected(url: str, what: str, err: UnexpectedResponse) -> str:
+    if err.status_code in (401, 403):
+        return (f"Qdrant at {url} refused to {what} (HTTP {err.status_code}): check "
+                "storeApiKey")
+    try:
+        detail = str(err.structured().get("status", {}).get("error", ""))
+    except Exception:  # not JSON
+        detail = err.content[:200].decode("utf-8", "replace")
+    return f"Qdrant at {url} rejected the request to {what} (HTTP {err.status_code}): {detail}"
+
+
+def _dense_of(vector: Any) -> Vector | None:
+    if isinstance(vector, dict) and DENSE in vector:
+        return np.asarray(vector[DENSE], dtype=np.float32)
+    return None
