@@ -1,0 +1,265 @@
+-- Starting, finding and talking to the sidecar: one `vim.lsp` client per workspace root,
+-- reused by every buffer under that root.
+local M = {}
+
+local NAME = "zero_latency"
+-- 0.11 made Client methods colon-calls and deprecated the 0.10 dot-call closures.
+local HAS_011 = vim.fn.has("nvim-0.11") == 1
+
+M.INSTALL_HINT = "Install the server with `pip install 'zero-latency[offline]'` "
+  .. "(so that `zl --version` works), or point `cmd` at it: require('zero_latency').setup{ cmd = { '/path/to/zl', 'serve' } }."
+
+-- Callbacks waiting for a client's `initialize` reply, by client id.
+local pending = {}
+-- Commands we already warned about (missing executable), so the warning shows once.
+local warned_missing = {}
+
+local function config()
+  return require("zero_latency").config
+end
+
+-- vim.lsp.get_log_path() is deprecated since 0.12; the log module's function exists in 0.10 too.
+function M.log_path()
+  return require("vim.lsp.log").get_filename()
+end
+
+---@param client vim.lsp.Client
+local function call(client, method, ...)
+  if HAS_011 then
+    return client[method](client, ...)
+  end
+  return client[method](...)
+end
+
+---The workspace root for a buffer or a path (nil: current directory).
+---@param source? integer|string
+---@param explicit? boolean a command asked: fall back to the current directory in any case
+---@return string?
+function M.resolve_root(source, explicit)
+  local cfg = config()
+  local path
+  if type(source) == "number" then
+    if vim.bo[source].buftype == "" then
+      path = vim.api.nvim_buf_get_name(source)
+    end
+    if path == "" then
+      path = nil
+    end
+  elseif type(source) == "string" and source ~= "" then
+    path = source
+  end
+  local cwd = vim.fn.getcwd()
+  local root = vim.fs.root(path or cwd, cfg.root_markers)
+  if not root and (explicit or cfg.fallback_to_cwd) then
+    local abs = path and vim.fs.normalize(vim.fn.fnamemodify(path, ":p")) or nil
+    local prefix = vim.fs.normalize(cwd):gsub("/$", "") .. "/"
+    if explicit or not abs or abs:sub(1, #prefix) == prefix then
+      root = cwd
+    end
+  end
+  return root and vim.fs.normalize(root) or nil
+end
+
+---A running client for `root`, if any.
+---@param root string
+---@return vim.lsp.Client?
+function M.find(root)
+  for _, c in ipairs(vim.lsp.get_clients({ name = NAME })) do
+    if c.root_dir == root then
+      return c
+    end
+  end
+end
+
+---Is the server command there? Returns false and a message saying how to install it if not.
+---@return boolean, string?
+local function executable_ok()
+  local cmd = config().cmd
+  if type(cmd) ~= "table" then
+    return true -- a function cmd (0.11+): nothing we can check here
+  end
+  if vim.fn.executable(cmd[1]) == 1 then
+    return true
+  end
+  return false, ("Zero-Latency: server command %q not found. %s"):format(tostring(cmd[1]), M.INSTALL_HINT)
+end
+
+---@param root string
+local function client_config(root)
+  local cfg = config()
+  return {
+    name = NAME,
+    cmd = cfg.cmd,
+    root_dir = root,
+    workspace_folders = { { uri = vim.uri_from_fname(root), name = root } },
+    init_options = cfg.init_options,
+    on_init = function(client)
+      -- on_init runs once `initialize` returned; requests made before that wait here.
+      local queue = pending[client.id] or {}
+      pending[client.id] = nil
+      for _, fn in ipairs(queue) do
+        vim.schedule(function()
+          fn(client)
+        end)
+      end
+    end,
+    on_exit = function(code, signal, client_id)
+      pending[client_id] = nil
+      if code ~= 0 and vim.v.exiting == vim.NIL then
+        vim.schedule(function()
+          vim.notify(("Zero-Latency: server for %s exited (code %d, signal %d); see %s")
+            :format(root, code, signal, M.log_path()), vim.log.levels.ERROR)
+        end)
+      end
+    end,
+  }
+end
+
+local function reuse(c, conf)
+  return c.name == NAME and c.root_dir == conf.root_dir
+end
+
+---Attach a document buffer to its workspace's client, starting it if needed.
+---@param bufnr integer
+---@return integer? client_id
+function M.attach(bufnr)
+  if not vim.api.nvim_buf_is_valid(bufnr) or vim.bo[bufnr].buftype ~= "" then
+    return nil
+  end
+  if vim.api.nvim_buf_get_name(bufnr) == "" then
+    return nil -- nothing to sync: an unnamed buffer is no workspace file
+  end
+  local root = M.resolve_root(bufnr, false)
+  if not root then
+    return nil
+  end
+  local ok, why = executable_ok()
+  if not ok then
+    -- Once per command: FileType fires for every document opened.
+    if not warned_missing[why] then
+      warned_missing[why] = true
+      vim.notify(why, vim.log.levels.ERROR)
+    end
+    return nil
+  end
+  return vim.lsp.start(client_config(root), { bufnr = bufnr, reuse_client = reuse })
+end
+
+---The client a command should talk to: the one attached to the current buffer, else the one
+---for the current buffer's (or directory's) root, started if needed.
+---@param bufnr? integer
+---@return vim.lsp.Client?, string? error message
+function M.get(bufnr)
+  bufnr = (bufnr == nil or bufnr == 0) and vim.api.nvim_get_current_buf() or bufnr
+  local attached = vim.lsp.get_clients({ name = NAME, bufnr = bufnr })
+  if attached[1] then
+    return attached[1]
+  end
+  local root = M.resolve_root(bufnr, true)
+  local found = root and M.find(root)
+  if found then
+    return found
+  end
+  if not root then
+    return nil, "Zero-Latency: no workspace root for this buffer"
+  end
+  local ok, why = executable_ok()
+  if not ok then
+    return nil, why
+  end
+  local id
+  if vim.tbl_contains(config().filetypes, vim.bo[bufnr].filetype) and vim.api.nvim_buf_get_name(bufnr) ~= ""
+    and vim.bo[bufnr].buftype == "" then
+    id = vim.lsp.start(client_config(root), { bufnr = bufnr, reuse_client = reuse })
+  elseif HAS_011 then
+    id = vim.lsp.start(client_config(root), { attach = false })
+  else
+    -- 0.10 has no `attach = false`; start_client starts without attaching a buffer.
+    id = vim.lsp.start_client(client_config(root))
+  end
+  if not id then
+    return nil, ("Zero-Latency: the server did not start (%s); see %s"):format(
+      table.concat(type(config().cmd) == "table" and config().cmd or {}, " "), M.log_path())
+  end
+  return vim.lsp.get_client_by_id(id)
+end
+
+---Run `fn(client)` once the client is initialized (right away if it is).
+---@param bufnr? integer
+---@param fn fun(client: vim.lsp.Client)
+function M.with_client(bufnr, fn)
+  local c, why = M.get(bufnr)
+  if not c then
+    vim.notify(why or "Zero-Latency: no server", vim.log.levels.ERROR)
+    return
+  end
+  if c.initialized then
+    fn(c)
+  else
+    pending[c.id] = pending[c.id] or {}
+    table.insert(pending[c.id], fn)
+    -- A server that rejected `initialize` (e.g. a wrong init_options type) never calls
+    -- on_init: say so instead of waiting silently.
+    local timeout = config().timeout_ms
+    vim.defer_fn(function()
+      local queue = pending[c.id]
+      for i, queued in ipairs(queue or {}) do
+        if queued == fn then
+          table.remove(queue, i)
+          vim.notify(("Zero-Latency: the server did not finish initializing within %d ms; "
+            .. "see :messages and %s"):format(timeout, M.log_path()), vim.log.levels.ERROR)
+          return
+        end
+      end
+    end, timeout)
+  end
+end
+
+---Send a request; `handler(err, result)` runs on the main loop. No bufnr: pending didChange
+---notifications of every attached buffer are flushed first, so results see unsaved edits.
+---@param client vim.lsp.Client
+---@param method string
+---@param params table
+---@param handler fun(err: table?, result: any)
+---@return integer? request_id
+function M.request(client, method, params, handler)
+  local ok, id = call(client, "request", method, params, function(err, result)
+    handler(err, result)
+  end, nil)
+  if not ok then
+    handler({ code = -32099, message = "the server is not running (see " .. M.log_path() .. ")" }, nil)
+    return nil
+  end
+  return id
+end
+
+---Synchronous request (for :checkhealth). Returns err, result.
+---@return table?, any
+function M.request_sync(client, method, params, timeout_ms)
+  local resp, why = call(client, "request_sync", method, params, timeout_ms, nil)
+  if not resp then
+    return { message = why or "no reply" }, nil
+  end
+  return resp.err, resp.result
+end
+
+-- JSON-RPC codes the server uses for conditions the user can fix (see PROTOCOL.md).
+local HINTS = {
+  [-32001] = "model unavailable",
+  [-32002] = "store unavailable",
+  [-32602] = "invalid params",
+  [-32800] = "cancelled",
+}
+
+---@param method string
+---@param err table JSON-RPC error
+function M.notify_error(method, err)
+  local what = HINTS[err.code]
+  local level = err.code == -32800 and vim.log.levels.WARN or vim.log.levels.ERROR
+  vim.notify(("Zero-Latency %s failed%s: %s"):format(method, what and (" (" .. what .. ")") or "",
+    err.message or vim.inspect(err)), level)
+end
+
+M.NAME = NAME
+M._call = call
+return M

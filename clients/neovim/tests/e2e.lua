@@ -1,0 +1,244 @@
+-- End-to-end driver for tests/test_neovim_e2e.py: a real Neovim, the real plugin and the real
+-- `zl serve`. Run as `nvim --headless -u NONE -i NONE -n --cmd 'set rtp+=clients/neovim'
+-- -c 'luafile clients/neovim/tests/e2e.lua'` in the workspace folder. Inputs come from the
+-- environment (ZL_E2E_*); everything observed is written as JSON to $ZL_E2E_OUT, which pytest
+-- asserts on. The driver always quits, writing {"error": ...} on failure.
+local out_path = assert(os.getenv("ZL_E2E_OUT"), "ZL_E2E_OUT not set")
+local ws = assert(os.getenv("ZL_E2E_WS"), "ZL_E2E_WS not set")
+local step_ms = tonumber(os.getenv("ZL_E2E_STEP_MS") or "30000")
+
+local R = { steps = {}, messages = {} }
+local t0 = vim.uv.hrtime()
+local function elapsed_ms()
+  return math.floor((vim.uv.hrtime() - t0) / 1e6)
+end
+local function step(name)
+  table.insert(R.steps, { name = name, at_ms = elapsed_ms() })
+end
+
+local function write_out()
+  local f = assert(io.open(out_path, "w"))
+  f:write(vim.json.encode(R))
+  f:close()
+end
+
+-- Keep what the plugin tells the user: the test asserts there were no errors.
+vim.notify = function(msg, level)
+  table.insert(R.messages, { msg = tostring(msg), level = level or vim.log.levels.INFO })
+end
+
+local function wait_for(what, cond, ms)
+  local ok = vim.wait(ms or step_ms, cond, 50)
+  if not ok then
+    error(("timed out after %d ms waiting for %s"):format(ms or step_ms, what), 0)
+  end
+end
+
+-- Call an async plugin API that takes an on_done callback, and wait for it.
+local function await(what, start)
+  local done, res = false, nil
+  start(function(...)
+    res = { ... }
+    done = true
+  end)
+  wait_for(what, function()
+    return done
+  end)
+  return unpack(res)
+end
+
+-- Repeat `attempt` (which may itself wait) until it returns true, pausing between tries.
+local function poll(what, attempt, ms)
+  local deadline = elapsed_ms() + (ms or step_ms)
+  while not attempt() do
+    if elapsed_ms() > deadline then
+      error(("timed out after %d ms waiting for %s"):format(ms or step_ms, what), 0)
+    end
+    vim.wait(200)
+  end
+end
+
+local function qf_items()
+  local items = {}
+  for _, it in ipairs(vim.fn.getqflist()) do
+    table.insert(items, {
+      filename = vim.fn.fnamemodify(vim.fn.bufname(it.bufnr), ":p"),
+      lnum = it.lnum,
+      end_lnum = it.end_lnum,
+      text = it.text,
+    })
+  end
+  return items
+end
+
+local function main()
+  -- -u NONE skips plugins and filetype detection: load both explicitly.
+  vim.cmd("filetype on")
+  vim.cmd("runtime! plugin/zero_latency.lua")
+  R.nvim_version = tostring(vim.version())
+  R.has_commands = vim.fn.exists(":ZlSearch") == 2 and vim.fn.exists(":ZlIndex") == 2
+    and vim.fn.exists(":ZlStatus") == 2
+
+  local zl = require("zero_latency")
+  local client_mod = require("zero_latency.client")
+  zl.setup({
+    cmd = vim.json.decode((assert(os.getenv("ZL_E2E_CMD"), "ZL_E2E_CMD not set"))),
+    init_options = vim.json.decode(os.getenv("ZL_E2E_INIT") or "{}"),
+    picker = "quickfix",
+    open_quickfix = true,
+  })
+
+  -- 1. Opening a Markdown file starts the server for the workspace (root: the .git folder).
+  vim.cmd.edit(vim.fn.fnameescape(ws .. "/docs/keys.md"))
+  R.filetype = vim.bo.filetype
+  wait_for("the client to attach and initialize", function()
+    local c = vim.lsp.get_clients({ name = "zero_latency", bufnr = 0 })[1]
+    return c ~= nil and c.initialized == true
+  end)
+  local c = vim.lsp.get_clients({ name = "zero_latency", bufnr = 0 })[1]
+  R.root_dir = c.root_dir
+  R.server_docs_capability = c.server_capabilities.experimental
+    and c.server_capabilities.experimental.docs or vim.NIL
+  step("attached")
+
+  -- A second document under the same root reuses the client.
+  vim.cmd.edit(vim.fn.fnameescape(ws .. "/docs/deploy.md"))
+  wait_for("deploy.md to attach", function()
+    return #vim.lsp.get_clients({ name = "zero_latency", bufnr = 0 }) == 1
+  end)
+  R.client_count = #vim.lsp.get_clients({ name = "zero_latency" })
+
+  -- :checkhealth runs against the attached client (docs/status) and the CLI (--version).
+  vim.cmd("checkhealth zero_latency")
+  R.health = vim.api.nvim_buf_get_lines(0, 0, -1, false)
+  vim.cmd("tabclose")
+  step("health")
+
+  -- 2. Index (the same code path as :ZlIndex), then status until idle.
+  local ierr, ires = await("docs/index", function(done)
+    zl.index(false, done)
+  end)
+  R.index = { err = ierr or vim.NIL, result = ires or vim.NIL }
+  step("indexed")
+  local status
+  poll("docs/status to report idle", function()
+    local err, result = await("docs/status", function(done)
+      client_mod.request(c, "docs/status", vim.empty_dict(), done)
+    end)
+    status = err and { error = err } or result
+    return status.state == "idle" and (status.pendingFiles or 0) == 0
+  end)
+  R.status = status
+  local _, st = await(":ZlStatus", function(done)
+    zl.status(done)
+  end)
+  R.status_line = zl.format_status(st, c)
+  step("idle")
+
+  -- 3. :ZlSearch with the quickfix picker.
+  local query = os.getenv("ZL_E2E_QUERY")
+  vim.fn.setqflist({}, " ", { title = "before" })
+  vim.cmd("ZlSearch " .. query)
+  wait_for(":ZlSearch to fill the quickfix list", function()
+    return vim.fn.getqflist({ title = 1 }).title == "Zero-Latency: " .. query
+  end)
+  R.search_qf = qf_items()
+  R.qf_window_open = vim.fn.getqflist({ winid = 1 }).winid ~= 0
+  vim.cmd("cclose")
+  step("searched")
+
+  -- :ZlSearch without a query asks with vim.ui.input.
+  vim.fn.setqflist({}, " ", { title = "before" })
+  vim.ui.input = function(opts, on_confirm)
+    R.input_prompt = opts.prompt
+    on_confirm(query)
+  end
+  vim.cmd("ZlSearch")
+  wait_for(":ZlSearch (prompted) to fill the quickfix list", function()
+    return vim.fn.getqflist({ title = 1 }).title == "Zero-Latency: " .. query
+  end)
+  R.input_qf_count = #vim.fn.getqflist()
+  vim.cmd("cclose")
+
+  -- 4. The vim.ui.select path: "auto" picks it once a UI plugin replaced vim.ui.select.
+  local captured = {}
+  vim.ui.select = function(items, opts, on_choice)
+    captured.prompt = opts.prompt
+    captured.kind = opts.kind
+    captured.formatted = {}
+    for _, item in ipairs(items) do
+      table.insert(captured.formatted, opts.format_item(item))
+    end
+    captured.count = #items
+    on_choice(items[1])
+  end
+  local serr, _, picker = await("select search", function(done)
+    zl.search(query, { picker = "auto", on_done = done })
+  end)
+  R.select = {
+    err = serr or vim.NIL,
+    picker = picker,
+    captured = captured,
+    opened = vim.api.nvim_buf_get_name(0),
+    cursor_line = vim.api.nvim_win_get_cursor(0)[1],
+  }
+  step("select")
+
+  -- 5. Edit a buffer without saving: the server sees it through didChange.
+  vim.cmd.edit(vim.fn.fnameescape(ws .. "/docs/deploy.md"))
+  local buf = vim.api.nvim_get_current_buf()
+  local first = tonumber(os.getenv("ZL_E2E_EDIT_FIRST")) -- 0-based, end-exclusive
+  local last = tonumber(os.getenv("ZL_E2E_EDIT_LAST"))
+  local new_text = os.getenv("ZL_E2E_EDIT_TEXT")
+  vim.api.nvim_buf_set_lines(buf, first, last, false, { new_text })
+  R.modified = vim.bo[buf].modified
+  local new_query = os.getenv("ZL_E2E_EDIT_QUERY")
+  local attempts, found = 0, nil
+  local edit_start = elapsed_ms()
+  poll("the edited text to be searchable", function()
+    attempts = attempts + 1
+    local err, result = await("search after edit", function(done)
+      zl.search(new_query, { picker = "quickfix", on_done = done })
+    end)
+    if err then
+      error("docs/search after edit failed: " .. vim.inspect(err), 0)
+    end
+    if attempts == 1 then -- what a search right after the edit returns (server debounce)
+      R.first_after_edit = vim.tbl_map(function(h)
+        return { path = h.path or vim.uri_to_fname(h.uri), start = h.range.start.line,
+          stop = h.range["end"].line }
+      end, result.hits)
+    end
+    local top = result and result.hits[1]
+    if top and vim.uri_to_fname(top.uri) == vim.api.nvim_buf_get_name(buf) then
+      found = result
+      return true
+    end
+    return false
+  end)
+  R.edit = {
+    attempts = attempts,
+    ms = elapsed_ms() - edit_start,
+    qf = qf_items(),
+    top_hit = found.hits[1],
+    still_modified = vim.bo[buf].modified,
+  }
+  step("edited")
+
+  -- 6. Stop the server cleanly so its store is flushed before Neovim exits.
+  for _, cl in ipairs(vim.lsp.get_clients({ name = "zero_latency" })) do
+    client_mod._call(cl, "stop")
+  end
+  R.stopped = vim.wait(10000, function()
+    return #vim.lsp.get_clients({ name = "zero_latency" }) == 0
+  end, 50)
+  step("stopped")
+end
+
+local ok, err = xpcall(main, debug.traceback)
+if not ok then
+  R.error = tostring(err)
+end
+R.total_ms = elapsed_ms()
+write_out()
+vim.cmd("qa!")

@@ -1,0 +1,71 @@
+// Turning a `docs/search` result into what the search view shows. Presentation only: the
+// server has already ranked the hits; this keeps its order. No `vscode` import.
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { FileGroup, Hit, ViewHit } from './types';
+
+export const HEADING_SEPARATOR = ' › ';
+
+/**
+ * Groups hits by file. Files come in the order of their best hit and hits keep the server's
+ * order within a file, so the best result is still first on screen.
+ */
+export function groupByFile(hits: readonly Hit[], workspaceFolders: readonly string[] = []): FileGroup[] {
+  const groups = new Map<string, FileGroup>();
+  for (const hit of hits) {
+    let group = groups.get(hit.uri);
+    if (group === undefined) {
+      group = { uri: hit.uri, label: fileLabel(hit, workspaceFolders), hits: [] };
+      groups.set(hit.uri, group);
+    }
+    group.hits.push(toViewHit(hit));
+  }
+  return [...groups.values()];
+}
+
+export function toViewHit(hit: Hit): ViewHit {
+  return {
+    line: hit.range.start.line + 1,
+    range: hit.range,
+    heading: hit.headingPath.join(HEADING_SEPARATOR),
+    snippet: hit.snippet,
+    highlights: validHighlights(hit),
+    score: hit.score,
+  };
+}
+
+/** The server's workspace-relative `path` when it sends one; else the path under the
+ * workspace folder holding the file (with the folder's name when there are several). */
+export function fileLabel(hit: Pick<Hit, 'uri' | 'path'>, workspaceFolders: readonly string[] = []): string {
+  const filePath = uriToPath(hit.uri);
+  const multiRoot = workspaceFolders.length > 1;
+  for (const folderUri of workspaceFolders) {
+    const folder = uriToPath(folderUri);
+    if (filePath === undefined || folder === undefined) {
+      continue;
+    }
+    const rel = path.relative(folder, filePath);
+    if (rel !== '' && !rel.startsWith('..') && !path.isAbsolute(rel)) {
+      const shown = hit.path ?? rel.split(path.sep).join('/');
+      return multiRoot ? `${path.basename(folder)}/${shown}` : shown;
+    }
+  }
+  return hit.path ?? filePath ?? hit.uri;
+}
+
+/** Highlights inside the snippet only: the view must never slice outside it. */
+function validHighlights(hit: Hit): ViewHit['highlights'] {
+  const length = hit.snippet.length;
+  return (hit.highlights ?? [])
+    .filter((h) => Number.isInteger(h.start) && Number.isInteger(h.length) && h.start >= 0 && h.length > 0 && h.start + h.length <= length)
+    .sort((a, b) => a.start - b.start)
+    .filter((h, i, all) => i === 0 || h.start >= all[i - 1]!.start + all[i - 1]!.length);
+}
+
+function uriToPath(uri: string): string | undefined {
+  try {
+    return fileURLToPath(uri);
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,116 @@
+// Status bar and "Show Status" texts. No `vscode` import.
+import type { IndexResult, StatusResult } from './types';
+
+export interface StatusView {
+  text: string;
+  tooltip: string;
+}
+
+/** What the status bar knows besides the last `docs/status`. */
+export type Phase =
+  | { kind: 'starting' }
+  | { kind: 'stopped'; reason?: string }
+  | { kind: 'missing'; command: string }
+  | { kind: 'noFolder' }
+  | { kind: 'running'; status?: StatusResult; progress?: ProgressInfo };
+
+export interface ProgressInfo {
+  title?: string;
+  message?: string;
+  percentage?: number;
+}
+
+const NAME = 'Zero-Latency';
+
+export function plural(n: number, word: string): string {
+  return `${n.toLocaleString('en-US')} ${word}${n === 1 ? '' : 's'}`;
+}
+
+export function countsText(status: Pick<StatusResult, 'files' | 'chunks'>): string {
+  return `${plural(status.files, 'file')} · ${plural(status.chunks, 'chunk')}`;
+}
+
+export function statusBar(phase: Phase): StatusView {
+  switch (phase.kind) {
+    case 'starting':
+      return { text: `$(sync~spin) ${NAME}: starting`, tooltip: `${NAME}: starting the search server` };
+    case 'stopped':
+      return { text: `$(debug-disconnect) ${NAME}: stopped`, tooltip: phase.reason ?? `${NAME}: the search server is not running` };
+    case 'missing':
+      return { text: `$(error) ${NAME}: server not found`, tooltip: `"${phase.command}" was not found. Click for details.` };
+    case 'noFolder':
+      return { text: `$(search) ${NAME}`, tooltip: `${NAME}: open a folder to index its docs` };
+    case 'running':
+      return runningView(phase.status, phase.progress);
+  }
+}
+
+function runningView(status: StatusResult | undefined, progress: ProgressInfo | undefined): StatusView {
+  const tooltip = status === undefined ? `${NAME}: waiting for status` : statusSummary(status);
+  if (progress !== undefined) {
+    const pct = progress.percentage !== undefined ? ` ${Math.round(progress.percentage)}%` : '';
+    const detail = progress.message !== undefined ? `\n${progress.message}` : '';
+    return { text: `$(sync~spin) ${NAME}: indexing${pct}`, tooltip: `${tooltip}${detail}` };
+  }
+  if (status === undefined) {
+    return { text: `$(sync~spin) ${NAME}`, tooltip };
+  }
+  switch (status.state) {
+    case 'loadingModel':
+      return { text: `$(sync~spin) ${NAME}: loading model`, tooltip };
+    case 'indexing': {
+      const pending = status.pendingFiles > 0 ? ` (${plural(status.pendingFiles, 'file')} left)` : '';
+      return { text: `$(sync~spin) ${NAME}: indexing${pending}`, tooltip };
+    }
+    case 'error':
+      return { text: `$(warning) ${NAME}: ${countsText(status)}`, tooltip };
+    case 'idle':
+      return { text: `$(search) ${NAME}: ${countsText(status)}`, tooltip };
+  }
+}
+
+const STATE_WORDS: Record<StatusResult['state'], string> = {
+  idle: 'ready',
+  indexing: 'indexing',
+  loadingModel: 'loading the model',
+  error: 'error',
+};
+
+/** Several lines: the status bar tooltip and the "Show Status" message. */
+export function statusSummary(status: StatusResult): string {
+  const lines = [
+    `${NAME}: ${STATE_WORDS[status.state] ?? status.state} · ${countsText(status)}` +
+      (status.pendingFiles > 0 ? ` · ${plural(status.pendingFiles, 'file')} pending` : ''),
+    `Model: ${status.model.id}` + (status.model.dimension > 0 ? ` (${status.model.dimension}-d, ${status.model.device})` : ''),
+    `Store: ${status.store.kind === 'server' ? 'Qdrant server' : 'embedded'} at ${status.store.location}`,
+  ];
+  if (status.searchModes !== undefined && status.searchModes.length > 0) {
+    lines.push(`Search modes: ${status.searchModes.join(', ')}`);
+  }
+  if (status.lastError !== undefined && status.lastError !== '') {
+    lines.push(`Last error: ${status.lastError}`);
+  }
+  return lines.join('\n');
+}
+
+export function indexSummary(result: IndexResult): string {
+  const parts = [`indexed ${plural(result.indexedFiles, 'file')}`];
+  if (result.unchangedFiles > 0) parts.push(`${result.unchangedFiles} unchanged`);
+  if (result.removedFiles > 0) parts.push(`${result.removedFiles} removed`);
+  if (result.skippedFiles > 0) parts.push(`${result.skippedFiles} skipped`);
+  const seconds = (result.elapsedMs / 1000).toFixed(1);
+  let text = `${NAME}: ${parts.join(', ')} · ${plural(result.chunks, 'chunk')} (${result.embeddedChunks} embedded) in ${seconds} s`;
+  if (result.errors.length > 0) {
+    text += ` · ${plural(result.errors.length, 'error')}`;
+  }
+  return text;
+}
+
+/** "1 result in 2 files · 4 ms", with the index state when results may be partial. */
+export function resultsLine(hitCount: number, fileCount: number, elapsedMs: number, indexState: string): string {
+  if (hitCount === 0) {
+    return indexState === 'empty' ? 'The index is empty: nothing indexed yet.' : 'No results.';
+  }
+  const base = `${plural(hitCount, 'result')} in ${plural(fileCount, 'file')} · ${Math.round(elapsedMs)} ms`;
+  return indexState === 'indexing' ? `${base} · still indexing, results may be partial` : base;
+}

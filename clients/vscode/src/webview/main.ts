@@ -1,0 +1,174 @@
+// The search view (runs inside the webview). It only collects input and renders results: the
+// extension validates every message and talks to the server. Server text is only ever put in
+// the page through textContent, never as HTML.
+import type { FileGroup, FromView, SearchMode, ToView, ViewHit } from '../types';
+
+interface VsCodeApi {
+  postMessage(message: FromView): void;
+  getState(): unknown;
+  setState(state: SavedState): void;
+}
+interface SavedState {
+  query: string;
+  mode: SearchMode;
+}
+declare function acquireVsCodeApi(): VsCodeApi;
+
+const DEBOUNCE_MS = 250;
+const vscode = acquireVsCodeApi();
+
+const input = element<HTMLInputElement>('query');
+const modeSelect = element<HTMLSelectElement>('mode');
+const summary = element<HTMLDivElement>('summary');
+const notice = element<HTMLDivElement>('notice');
+const list = element<HTMLDivElement>('results');
+
+let seq = 0;
+let timer: ReturnType<typeof setTimeout> | undefined;
+
+function element<T extends HTMLElement>(id: string): T {
+  const found = document.getElementById(id);
+  if (found === null) {
+    throw new Error(`search view: #${id} is missing`);
+  }
+  return found as T;
+}
+
+function currentMode(): SearchMode {
+  const value = modeSelect.value;
+  return value === 'semantic' || value === 'keyword' ? value : 'hybrid';
+}
+
+function save(): void {
+  vscode.setState({ query: input.value, mode: currentMode() });
+}
+
+/** Sends the query now; every request gets a new seq so late answers to old ones are dropped. */
+function searchNow(): void {
+  if (timer !== undefined) {
+    clearTimeout(timer);
+    timer = undefined;
+  }
+  seq += 1;
+  save();
+  if (input.value.trim() === '') {
+    list.replaceChildren();
+    summary.textContent = '';
+    notice.hidden = true;
+  }
+  vscode.postMessage({ type: 'search', seq, query: input.value, mode: currentMode() });
+}
+
+function searchSoon(): void {
+  if (timer !== undefined) {
+    clearTimeout(timer);
+  }
+  timer = setTimeout(searchNow, DEBOUNCE_MS);
+}
+
+function snippetNode(hit: ViewHit): HTMLElement {
+  const node = document.createElement('div');
+  node.className = 'snippet';
+  let at = 0;
+  for (const h of hit.highlights) {
+    node.append(hit.snippet.slice(at, h.start));
+    const mark = document.createElement('mark');
+    mark.textContent = hit.snippet.slice(h.start, h.start + h.length);
+    node.append(mark);
+    at = h.start + h.length;
+  }
+  node.append(hit.snippet.slice(at));
+  return node;
+}
+
+function hitNode(group: FileGroup, hit: ViewHit): HTMLElement {
+  const item = document.createElement('button');
+  item.type = 'button';
+  item.className = 'hit';
+  item.title = `${group.label}:${hit.line} (score ${hit.score.toFixed(3)})`;
+  const head = document.createElement('div');
+  head.className = 'hit-head';
+  const heading = document.createElement('span');
+  heading.className = 'heading';
+  heading.textContent = hit.heading !== '' ? hit.heading : '(no heading)';
+  const line = document.createElement('span');
+  line.className = 'line';
+  line.textContent = `line ${hit.line}`;
+  head.append(heading, line);
+  item.append(head, snippetNode(hit));
+  item.addEventListener('click', () => vscode.postMessage({ type: 'open', uri: group.uri, range: hit.range }));
+  return item;
+}
+
+function render(groups: FileGroup[]): void {
+  const nodes = groups.map((group) => {
+    const section = document.createElement('section');
+    section.className = 'file';
+    const title = document.createElement('div');
+    title.className = 'file-name';
+    title.textContent = group.label;
+    title.title = group.label;
+    const count = document.createElement('span');
+    count.className = 'count';
+    count.textContent = String(group.hits.length);
+    title.append(count);
+    section.append(title, ...group.hits.map((hit) => hitNode(group, hit)));
+    return section;
+  });
+  list.replaceChildren(...nodes);
+}
+
+function showNotice(text: string | undefined): void {
+  notice.textContent = text ?? '';
+  notice.hidden = text === undefined || text === '';
+}
+
+window.addEventListener('message', (event: MessageEvent<ToView>) => {
+  const message = event.data;
+  switch (message.type) {
+    case 'init': {
+      const saved = vscode.getState() as Partial<SavedState> | undefined;
+      modeSelect.value = saved?.mode ?? message.mode;
+      input.value = saved?.query ?? message.query;
+      if (input.value.trim() !== '') {
+        searchNow();
+      }
+      break;
+    }
+    case 'setQuery':
+      input.value = message.query;
+      input.focus();
+      searchNow();
+      break;
+    case 'results':
+      if (message.seq !== seq) {
+        return; // an answer to a query the user has already changed
+      }
+      render(message.groups);
+      summary.textContent = message.summary;
+      showNotice(message.notice);
+      break;
+    case 'error':
+      if (message.seq !== seq) {
+        return;
+      }
+      list.replaceChildren();
+      summary.textContent = '';
+      showNotice(message.message);
+      break;
+    case 'status':
+      element<HTMLDivElement>('status').textContent = message.text;
+      break;
+  }
+});
+
+input.addEventListener('input', searchSoon);
+input.addEventListener('keydown', (event) => {
+  if (event.key === 'Enter') {
+    searchNow();
+  }
+});
+modeSelect.addEventListener('change', searchNow);
+window.addEventListener('focus', () => input.focus());
+
+vscode.postMessage({ type: 'ready' });

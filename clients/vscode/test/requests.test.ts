@@ -1,0 +1,67 @@
+import * as assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { buildIndexParams, buildSearchParams, errorCode, errorMessage, index, isCancelled, Methods, search, status, type RequestSender } from '../src/requests';
+
+test('search params: trimmed query, only the fields given', () => {
+  assert.deepEqual(buildSearchParams('  rotate keys \n'), { query: 'rotate keys' });
+  assert.deepEqual(buildSearchParams('q', { mode: 'keyword', limit: 20, include: ['docs/**', ' '], exclude: [] }), {
+    query: 'q',
+    mode: 'keyword',
+    limit: 20,
+    include: ['docs/**'],
+  });
+});
+
+test('blank queries are not sent', () => {
+  assert.equal(buildSearchParams(''), undefined);
+  assert.equal(buildSearchParams(' \t\n'), undefined);
+});
+
+test('limits are kept inside the contract', () => {
+  assert.equal(buildSearchParams('q', { limit: 1000 })!.limit, 100);
+  assert.equal(buildSearchParams('q', { limit: 0 })!.limit, 1);
+  assert.equal(buildSearchParams('q', { limit: 7.9 })!.limit, 7);
+  assert.equal(buildSearchParams('q', { limit: Number.NaN })!.limit, undefined);
+  assert.equal(buildSearchParams('x'.repeat(5000))!.query.length, 2000);
+});
+
+test('index params: plain reindex is an empty object', () => {
+  assert.deepEqual(buildIndexParams(), {});
+  assert.deepEqual(buildIndexParams({ force: false, uris: [] }), {});
+  assert.deepEqual(buildIndexParams({ force: true, uris: ['file:///ws/a.md'], workDoneToken: 't' }), {
+    uris: ['file:///ws/a.md'],
+    force: true,
+    workDoneToken: 't',
+  });
+});
+
+test('senders use the contract method names', async () => {
+  const calls: unknown[][] = [];
+  const sender: RequestSender = {
+    sendRequest<R>(...args: unknown[]): Promise<R> {
+      calls.push(args);
+      return Promise.resolve({} as R);
+    },
+  };
+  await search(sender, { query: 'q' });
+  await status(sender);
+  const token = { isCancellationRequested: false, onCancellationRequested: () => ({ dispose: () => undefined }) };
+  await index(sender, {}, token);
+  // No trailing `undefined`: vscode-jsonrpc would send it as a second positional parameter.
+  assert.deepEqual(calls, [
+    [Methods.search, { query: 'q' }],
+    [Methods.status, {}],
+    [Methods.index, {}, token],
+  ]);
+  assert.equal(Methods.index, 'docs/index');
+});
+
+test('error helpers read JSON-RPC errors', () => {
+  const cancelled = Object.assign(new Error('cancelled'), { code: -32800 });
+  assert.equal(isCancelled(cancelled), true);
+  assert.equal(errorCode({ code: -32602, message: 'bad' }), -32602);
+  assert.equal(errorCode('boom'), undefined);
+  assert.equal(errorMessage({ message: 'm' }), 'm');
+  assert.equal(errorMessage(new Error('e')), 'e');
+  assert.equal(errorMessage(42), '42');
+});
