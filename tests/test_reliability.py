@@ -1,0 +1,263 @@
+"""Faults, hostile input and security: real processes, real stores, real files."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
+
+from zero_latency import models
+from zero_latency.config import Settings
+from zero_latency.engine import Engine
+from zero_latency.errors import ModelUnavailableError, StoreIncompatibleError
+from zero_latency.files import SkipFile, read_document
+
+from .conftest import need_corpus
+from .rpc import RawServer
+
+
+def init_params(root: Path, store: Path, **options: Any) -> dict[str, Any]:
+    return {"processId": None, "rootUri": root.as_uri(),
+            "workspaceFolders": [{"uri": root.as_uri(), "name": root.name}],
+            "capabilities": {"window": {"workDoneProgress": True}},
+            "initializationOptions": {"model": "bundled", "storePath": str(store), **options}}
+
+
+def started(root: Path, store: Path, **options: Any) -> RawServer:
+    server = RawServer()
+    assert "result" in server.request("initialize", init_params(root, store, **options))
+    server.notify("initialized", {})
+    return server
+
+
+def test_kill_9_during_indexing_then_the_next_run_completes(tmp_path: Path) -> None:
+    src = need_corpus("rust-book")
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    for path in sorted(src.glob("ch0*.md"))[:25]:
+        shutil.copy(path, ws / path.name)
+    store = tmp_path / "store"
+    proc = subprocess.Popen([sys.executable, "-m", "zero_latency", "index", str(ws),
+                             "--model", "bundled", "--store-path", str(store)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(8)  # model load + a few groups written
+    assert proc.poll() is None, "indexing finished before the kill: make the corpus bigger"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+    engine = Engine(Settings(model="bundled", storePath=str(store)))
+    try:
+        index = engine.open_workspace(ws)
+        partial = index.chunk_count()
+        assert partial > 0, "some work was durable before the kill (WAL)"
+        report = engine.index([ws])
+        assert report.errors == []
+        assert report.unchangedFiles > 0, "files completed before the kill are not redone"
+        # no duplicates, no orphans: every point belongs to a file's current chunk set
+        assert index.store.count() == index.chunk_count()
+        assert all(state.consistent for state in index.files.values())
+        assert engine.index([ws]).embeddedChunks == 0
+    finally:
+        engine.close()
+
+
+def test_two_servers_on_one_workspace(tmp_path: Path, workspace: Path) -> None:
+    store = tmp_path / "store"
+    first = started(workspace, store)
+    second = started(workspace, store)
+    try:
+        for server in (first, second):
+            assert server.request("docs/index", {}, timeout=120)["result"]["files"] == 5
+            hits = server.request("docs/search", {"query": "ownership"})["result"]["hits"]
+            assert hits
+        notes = [m for m in second.notifications if m["method"] == "window/showMessage"]
+        assert any("in use by another Zero-Latency process" in m["params"]["message"]
+                   for m in notes)
+    finally:
+        assert first.close() == 0
+        assert second.close() == 0
+
+
+def test_corrupt_store_is_reported_and_rebuilt_on_request(tmp_path: Path,
+                                                          workspace: Path) -> None:
+    store = tmp_path / "store"
+    engine = Engine(Settings(model="bundled", storePath=str(store)))
+    engine.open_workspace(workspace)
+    engine.index([workspace])
+    meta = engine.store_path(workspace) / "zl-store.json"
+    engine.close()
+    meta.write_text("{ not json")
+    with pytest.raises(StoreIncompatibleError, match="corrupt"):
+        Engine(Settings(model="bundled", storePath=str(store))).open_workspace(workspace)
+
+    server = started(workspace, store)
+    try:
+        status: dict[str, Any] = {}
+        for _ in range(100):
+            status = server.request("docs/status")["result"]
+            if status["state"] == "error":
+                break
+            time.sleep(0.1)
+        assert status["state"] == "error" and "corrupt" in status["lastError"]
+        report = server.request("docs/index", {"force": True}, timeout=120)["result"]
+        assert report["indexedFiles"] == 5
+        hits = server.request("docs/search", {"query": "threads"})["result"]["hits"]
+        assert hits
+    finally:
+        server.close()
+
+
+def test_bundled_model_failing_its_checksum_is_refused(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    damaged = tmp_path / "tokenizer.json"
+    data = bytearray(models.BUNDLED_TOKENIZER.read_bytes())
+    data[100] ^= 0x20  # one flipped bit
+    damaged.write_bytes(bytes(data))
+    monkeypatch.setattr(models, "BUNDLED_TOKENIZER", damaged)
+    with pytest.raises(ModelUnavailableError, match="failed its checksum"):
+        models.resolve_bundled()
+
+
+def test_vanished_file_and_stdin_close(tmp_path: Path, workspace: Path) -> None:
+    with pytest.raises(SkipFile, match="vanished"):
+        read_document(tmp_path / "gone.md", 1000)
+    server = started(workspace, tmp_path / "store")
+    server.request("docs/index", {}, timeout=120)
+    assert server.proc.stdin is not None
+    began = time.monotonic()
+    server.proc.stdin.close()  # the editor died
+    assert server.proc.wait(timeout=10) == 0
+    assert time.monotonic() - began < 2.0
+    assert server.stdout_garbage == []
+
+
+# --- hostile files ---------------------------------------------------------------------------
+
+
+def test_hostile_files(tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "crlf.md").write_bytes(
+        b"# Title\r\n\r\nfirst\r\n\r\n## Second\r\n\r\nthe wombat line\r\n")
+    (ws / "nested.md").write_text("".join(f"{'>' * 50} level {i}\n" for i in range(200)) +
+                                  "\n" + "- " * 500 + "deep list\n")
+    (ws / "odd name ü 🚀 [x].md").write_text("# Odd\n\nThe quokka of odd names.\n")
+    (ws / "one-line.txt").write_bytes(b"x" * (3 * 1024 * 1024))  # over maxFileBytes
+    (ws / "loop").symlink_to(ws)  # a symlink loop
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.md").write_text("# Outside\n\nThe pangolin must not be indexed.\n")
+    (ws / "escape").symlink_to(outside)
+    (ws / ".env").write_text("API_KEY=hunter2 pangolin\n")
+    (ws / "server.pem").write_text("-----BEGIN PRIVATE KEY----- pangolin\n")
+    (ws / "id_rsa").write_text("pangolin\n")
+    (ws / ".gitignore").write_text("ignored/\n")
+    (ws / "ignored").mkdir()
+    (ws / "ignored" / "note.md").write_text("# Ignored\n\nThe pangolin hides here.\n")
+    engine = Engine(Settings(model="bundled", storePath=str(tmp_path / "store"),
+                             maxFileBytes=2_000_000))
+    try:
+        engine.open_workspace(ws)
+        report = engine.index([ws])
+        assert {e["uri"].rsplit("/", 1)[-1] for e in report.errors} == {"one-line.txt"}
+        assert "pangolin" not in json.dumps(engine.search("pangolin", mode="keyword"))
+        crlf = engine.search("wombat line", mode="keyword")["hits"][0]
+        assert crlf["range"]["start"]["line"] <= 6 < crlf["range"]["end"]["line"]
+        odd = engine.search("quokka odd names", mode="keyword")["hits"][0]
+        assert odd["uri"].endswith("odd%20name%20%C3%BC%20%F0%9F%9A%80%20%5Bx%5D.md")
+        assert engine.search("deep list", mode="keyword")["hits"]
+        store = Path(engine.indexes[ws.resolve()].store.location)
+        assert stat.S_IMODE(store.stat().st_mode) == 0o700
+        assert stat.S_IMODE(store.parent.parent.stat().st_mode) == 0o700
+    finally:
+        engine.close()
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
+def test_unreadable_file_is_reported(tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    locked = ws / "locked.md"
+    locked.write_text("# Locked\n")
+    locked.chmod(0)
+    engine = Engine(Settings(model="bundled", storePath=str(tmp_path / "store")))
+    try:
+        engine.open_workspace(ws)
+        report = engine.index([ws])
+        assert "permission denied" in report.errors[0]["message"]
+    finally:
+        engine.close()
+
+
+# --- protocol fuzzing ------------------------------------------------------------------------
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=50),
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=10), inner,
+                                                                max_size=5),
+    max_leaves=20,
+)
+METHODS = st.sampled_from(["docs/search", "docs/index", "docs/status", "workspace/symbol",
+                           "docs/bogus", "initialize", "textDocument/didChange", "$/bogus",
+                           "shutdownish"])
+
+
+@pytest.fixture(scope="module")
+def fuzz_server(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    root = tmp_path_factory.mktemp("fuzz")
+    (root / "a.md").write_text("# Alpha\n\nThe aardvark digs at dawn.\n")
+    server = started(root, root.parent / "fuzz-store")
+    server.request("docs/index", {}, timeout=120)
+    yield server
+    server.close()
+
+
+@hsettings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(method=METHODS, params=JSON, notify=st.booleans())
+def test_fuzzed_requests_get_errors_and_the_server_lives(fuzz_server: RawServer, method: str,
+                                                         params: Any, notify: bool) -> None:
+    if notify:
+        fuzz_server.send({"jsonrpc": "2.0", "method": method, "params": params})
+    else:
+        reply = fuzz_server.request(method, params, timeout=30)
+        assert "result" in reply or reply["error"]["code"] in {
+            -32600, -32601, -32602, -32603, -32002, -32001}, reply
+    ok = fuzz_server.request("docs/search", {"query": "aardvark"}, timeout=30)
+    assert ok["result"]["hits"], ok
+    assert fuzz_server.stdout_garbage == []
+
+
+@pytest.mark.parametrize("frame", [
+    b"Content-Length: 5\r\n\r\n{bad}",
+    b"Content-Length: 2\r\n\r\n[]",
+    b"Content-Length: 30\r\n\r\n" + json.dumps({"jsonrpc": "2.0", "id": 9}).encode().ljust(30),
+    b"Content-Length: 44\r\n\r\n" + json.dumps(
+        {"jsonrpc": "2.0", "id": 7, "method": 5}).encode().ljust(44),
+])
+def test_malformed_frames(fuzz_server: RawServer, frame: bytes) -> None:
+    fuzz_server.send_bytes(frame)
+    ok = fuzz_server.request("docs/search", {"query": "aardvark"}, timeout=30)
+    assert ok["result"]["hits"]
+
+
+def test_oversized_and_outside_params_are_rejected(fuzz_server: RawServer) -> None:
+    for params, field in (({"query": "x" * 5000}, "query"), ({"query": "   "}, "query"),
+                          ({"query": "a", "include": ["../**"]}, "include"),
+                          ({"query": "a", "exclude": ["/etc/**"]}, "exclude"),
+                          ({"query": "a", "include": ["*"] * 500}, "include")):
+        reply = fuzz_server.request("docs/search", params)
+        assert reply["error"]["code"] == -32602 and field in reply["error"]["message"], reply
+    reply = fuzz_server.request("docs/index", {"uris": ["file:///etc/passwd"]})
+    assert reply["error"]["code"] == -32602
