@@ -38,7 +38,7 @@ from zero_latency.server_store import (
     workspace_key,
 )
 from zero_latency.sparse import SparseEncoder
-from zero_latency.store import ChunkPoint, PathFilter, SparseVec, point_id
+from zero_latency.store import ChunkPoint, Fusion, PathFilter, SparseVec, point_id
 
 DIM = 4
 FP = "test/model@int8#1234"
@@ -101,9 +101,9 @@ def test_query_in_all_three_modes(client: QdrantClient, tmp_path: Path) -> None:
 
     # Dense favours a.md, keyword favours c.md; both lists rank c.md high, so fusion does too.
     dense_q, sparse_q = unit(1, 0, 0.9, 0), SparseVec([5], [1.0])
-    for fusion in ("rrf", "dbsf"):
+    for fusion in (Fusion("rrf"), Fusion("dbsf"), Fusion.parse("rrf:k=20,dense=1.5")):
         hybrid = store.query(dense_q, sparse_q, "hybrid", 3, PathFilter(), fusion)
-        assert hybrid[0].payload["path"] == "c.md", fusion
+        assert hybrid[0].payload["path"] == "c.md", str(fusion)
         assert hybrid[0].score > hybrid[-1].score
 
     # Hybrid without a usable sparse query falls back to dense, as the embedded store does.

@@ -25,7 +25,7 @@ from .indexer import CancelToken, IndexReport, ProgressFn, WorkspaceIndex
 from .models import ModelFiles, resolve_model
 from .search import search
 from .sparse import SparseEncoder
-from .store import EdgeStore, Fusion, Mode, Store, store_dir
+from .store import HYBRID_FUSION, EdgeStore, Fusion, Mode, Store, store_dir
 
 log = logging.getLogger(__name__)
 
@@ -232,7 +232,7 @@ class Engine:
 
     def search(self, query: str, limit: int = 10, mode: Mode = "hybrid",
                include: Sequence[str] = (), exclude: Sequence[str] = (),
-               fusion: Fusion = "rrf") -> dict[str, Any]:
+               fusion: Fusion = HYBRID_FUSION) -> dict[str, Any]:
         if mode == "semantic" and self.embedder is None and self.model_error is not None:
             raise self.model_error
         result = search(list(self.indexes.values()), self.embedder, self.sparse, query, limit,

@@ -15,7 +15,7 @@ from .errors import InvalidParamsError
 from .files import glob_spec
 from .indexer import WorkspaceIndex
 from .sparse import SparseEncoder
-from .store import Fusion, Mode, PathFilter, StoredHit
+from .store import HYBRID_FUSION, Fusion, Mode, PathFilter, StoredHit
 
 MAX_QUERY_CHARS = 2000
 MAX_LIMIT = 100
@@ -63,7 +63,7 @@ def query_terms(query: str) -> list[str]:
 def search(indexes: Sequence[WorkspaceIndex], embedder: Embedder | None, sparse: SparseEncoder,
            query: str, limit: int = 10, mode: Mode = "hybrid",
            include: Sequence[str] = (), exclude: Sequence[str] = (),
-           fusion: Fusion = "rrf") -> dict[str, Any]:
+           fusion: Fusion = HYBRID_FUSION) -> dict[str, Any]:
     """Blocking search across workspace indexes; returns the docs/search result shape."""
     started = time.perf_counter()
     query = query.strip()

@@ -43,6 +43,7 @@ from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedR
 from .errors import StoreError, StoreIncompatibleError
 from .store import (
     DENSE,
+    HYBRID_FUSION,
     MANIFEST_FIELDS,
     SCHEMA_VERSION,
     SPARSE,
@@ -69,7 +70,6 @@ KEYWORD_FIELDS = ("path", "chunk_hash", "language")
 SERVER_NAMESPACE = uuid.UUID("0b6c9a52-2f0e-4f1e-9d7e-6c1d3a8e5b47")
 UPSERT_BATCH = 256
 SCROLL_PAGE = 1024
-RRF_K = 60  # as the embedded store: k=60 (Qdrant's own default k is smaller)
 TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 
 
@@ -334,7 +334,7 @@ class ServerStore:
         return out
 
     def query(self, dense: Vector | None, sparse: SparseVec | None, mode: Mode, limit: int,
-              where: PathFilter, fusion: Fusion = "rrf") -> list[StoredHit]:
+              where: PathFilter, fusion: Fusion = HYBRID_FUSION) -> list[StoredHit]:
         flt = self._where(where)
         dense_q = dense.tolist() if dense is not None else None
         sparse_q = (models.SparseVector(indices=list(sparse.indices), values=list(sparse.values))
@@ -342,8 +342,10 @@ class ServerStore:
         name = self.collection
         if mode == "hybrid" and dense_q is not None and sparse_q is not None:
             depth = max(limit * 5, 50)
-            fused: models.Query = (models.RrfQuery(rrf=models.Rrf(k=RRF_K)) if fusion == "rrf"
-                                   else models.FusionQuery(fusion=models.Fusion.DBSF))
+            fused: models.Query = (
+                models.RrfQuery(rrf=models.Rrf(
+                    k=fusion.k, weights=[fusion.dense_weight, fusion.sparse_weight]))
+                if fusion.method == "rrf" else models.FusionQuery(fusion=models.Fusion.DBSF))
             prefetch = [models.Prefetch(query=dense_q, using=DENSE, limit=depth, filter=flt),
                         models.Prefetch(query=sparse_q, using=SPARSE, limit=depth, filter=flt)]
             response = self._call("search", lambda: self.client.query_points(

@@ -1,0 +1,110 @@
+"""End-to-end indexing throughput, cold (empty store) and warm (nothing changed), per corpus,
+against the embedder alone on a sample of the same corpus's chunks, in one run.
+
+Cold: files/s and chunks/s of `Engine.index` on an empty store (reading, chunking, token
+counting, BM25 encoding and store writes included). The embedder's own chunks/s on a sample of
+the chunks it just wrote is the ceiling: the ratio says how much of the pipeline hides behind
+inference. Warm: the same call again, which must embed 0 chunks; its time per 1,000 files.
+Peak RSS is the process's high-water mark after each corpus (the model included).
+
+    python benchmarks/index.py rust-book tldr-pages
+    python benchmarks/index.py peps --max-files 200
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.embed import real_chunks
+from zero_latency.config import Settings
+from zero_latency.engine import Engine
+
+CORPORA = Path(__file__).resolve().parents[2] / "shared" / "data" / "corpora"
+SAMPLE = 256  # chunks embedded again to measure the embedder alone
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def copy_subset(src: Path, dest: Path, max_files: int) -> None:
+    files = sorted(p for p in src.rglob("*") if p.is_file())[:max_files]
+    for path in files:
+        target = dest / path.relative_to(src)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, target)
+
+
+def run(corpus: Path, model: str, max_files: int, batch: int) -> dict[str, float]:
+    with tempfile.TemporaryDirectory() as tmp:
+        root = corpus
+        if max_files:
+            root = Path(tmp) / corpus.name
+            copy_subset(corpus, root, max_files)
+        engine = Engine(Settings(model=model, storePath=str(Path(tmp) / "store"),
+                                 batchSize=batch))
+        try:
+            engine.open_workspace(root)
+            assert engine.embedder is not None, "no model: this benchmark needs one"
+            started = time.perf_counter()
+            cold = engine.index([root])
+            cold_s = time.perf_counter() - started
+            started = time.perf_counter()
+            warm = engine.index([root])
+            warm_s = time.perf_counter() - started
+            # The ceiling: the embedder alone, on chunks of the same corpus.
+            sample = real_chunks(root, engine.embedder, SAMPLE, engine.settings.chunkTokens)
+            started = time.perf_counter()
+            engine.embedder.embed(sample)
+            embed_rate = len(sample) / (time.perf_counter() - started)
+        finally:
+            engine.close()
+    return {
+        "files": cold.files, "chunks": cold.chunks, "embedded": cold.embeddedChunks,
+        "cold_s": cold_s, "warm_s": warm_s, "warm_embedded": warm.embeddedChunks,
+        "embed_rate": embed_rate, "rss_mb": peak_rss_mb(),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("corpora", nargs="*", default=["rust-book", "tldr-pages", "peps"])
+    parser.add_argument("--data", type=Path, default=CORPORA)
+    parser.add_argument("--model", default="bundled")
+    parser.add_argument("--batch-size", type=int, default=Settings.batchSize)
+    parser.add_argument("--max-files", type=int, default=0,
+                        help="index only the first N files of each corpus (0: all)")
+    args = parser.parse_args()
+    rows = []
+    for name in args.corpora:
+        corpus = args.data / name
+        if not corpus.is_dir():
+            print(f"corpus {corpus} not found: skipped", file=sys.stderr)
+            continue
+        print(f"indexing {name} ...", file=sys.stderr)
+        rows.append((name, run(corpus, args.model, args.max_files, args.batch_size)))
+    print(f"\n{'corpus':<11} {'files':>6} {'chunks':>7} {'cold s':>7} {'files/s':>8} "
+          f"{'chunks/s':>9} {'embedder':>9} {'ratio':>6} {'warm s':>7} {'warm/1k':>8} "
+          f"{'warm emb':>8} {'peak RSS':>9}")
+    for name, r in rows:
+        rate = r["embedded"] / r["cold_s"]
+        print(f"{name:<11} {r['files']:>6.0f} {r['chunks']:>7.0f} {r['cold_s']:>7.1f} "
+              f"{r['files'] / r['cold_s']:>8.1f} {rate:>9.1f} {r['embed_rate']:>9.1f} "
+              f"{rate / r['embed_rate']:>6.0%} {r['warm_s']:>7.2f} "
+              f"{r['warm_s'] * 1000 / max(r['files'], 1):>7.2f}s {r['warm_embedded']:>8.0f} "
+              f"{r['rss_mb']:>7.0f}MB")
+    print("targets: end-to-end chunks/s >= 85% of the embedder's; warm embeds 0 chunks and "
+          "takes well under 1 s per 1,000 files")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
