@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from zero_latency.chunking import chunk_document, document_title, language_for
-from zero_latency.embedder import Embedder, Matrix
+from zero_latency.embedder import Embedder, Matrix, onnxruntime
 from zero_latency.models import ModelFiles, resolve_model
 
 DEFAULT_CORPUS = Path(__file__).resolve().parents[2] / "shared" / "data" / "corpora" / "rust-book"
@@ -55,10 +55,12 @@ def real_chunks(corpus: Path, embedder: Embedder, limit: int, chunk_tokens: int)
 
 def plain_loop(files: ModelFiles, texts: list[str], threads: int) -> tuple[float, Matrix]:
     """The ceiling: one text per run (no padding at all), mean pooling, nothing else."""
-    import onnxruntime as ort
     from tokenizers import Tokenizer
 
+    ort = onnxruntime()
+
     tokenizer = Tokenizer.from_file(str(files.tokenizer_path))
+    tokenizer.no_padding()  # tokenizer.json may ask for padding; a single text needs none
     tokenizer.enable_truncation(max_length=files.max_length)
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads

@@ -38,6 +38,15 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
+def rss_mb(pid: int) -> tuple[float, float]:
+    """(resident now, peak resident) of a process, in MB, from /proc (Linux)."""
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        fields[key] = value.split()[0] if value.split() else "0"
+    return int(fields.get("VmRSS", 0)) / 1024, int(fields.get("VmHWM", 0)) / 1024
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -106,6 +115,7 @@ def main() -> int:
             time.sleep(0.005)
         lags.append((time.perf_counter() - t) * 1000 - args.debounce_ms)
     server.notify("textDocument/didClose", {"textDocument": {"uri": uri}})
+    rest_mb, peak_mb = rss_mb(server.proc.pid)
     code = server.close()
 
     print(json.dumps({"first_search_hits": len(first.get("result", {}).get("hits", []))}),
@@ -119,6 +129,7 @@ def main() -> int:
         print(f"{mode:<10} {p50:>8.1f} {p95:>8.1f} {p99:>8.1f} {mean:>8.1f}")
     print(f"edit -> searchable after debounce: p50 {percentile(lags, 0.5):.0f} ms, "
           f"max {max(lags):.0f} ms over {len(lags)} edits (debounce {args.debounce_ms} ms)")
+    print(f"server RSS at rest {rest_mb:.0f} MB, peak {peak_mb:.0f} MB (target < 1 GB)")
     print(f"server exit code {code}; stdout garbage lines: {len(server.stdout_garbage)}")
     return 0
 

@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -21,7 +22,7 @@ from hypothesis import strategies as st
 from zero_latency import models
 from zero_latency.config import Settings
 from zero_latency.engine import Engine
-from zero_latency.errors import ModelUnavailableError, StoreIncompatibleError
+from zero_latency.errors import ModelUnavailableError, StoreError, StoreIncompatibleError
 from zero_latency.files import SkipFile, read_document
 
 from .conftest import need_corpus
@@ -185,20 +186,116 @@ def test_hostile_files(tmp_path: Path) -> None:
         engine.close()
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
-def test_unreadable_file_is_reported(tmp_path: Path) -> None:
+def test_unreadable_file_is_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     ws = tmp_path / "ws"
     ws.mkdir()
     locked = ws / "locked.md"
     locked.write_text("# Locked\n")
+    (ws / "open.md").write_text("# Open\n\nThe numbat is readable.\n")
     locked.chmod(0)
+    if os.geteuid() == 0:
+        # Root reads files whatever their mode (CI runs as root), so the fault the OS would
+        # raise for anyone else is simulated, for that one file only.
+        real_read_bytes = Path.read_bytes
+
+        def read_bytes(self: Path) -> bytes:
+            if self.name == "locked.md":
+                raise PermissionError(13, "Permission denied", str(self))
+            return real_read_bytes(self)
+
+        monkeypatch.setattr(Path, "read_bytes", read_bytes)
     engine = Engine(Settings(model="bundled", storePath=str(tmp_path / "store")))
     try:
         engine.open_workspace(ws)
         report = engine.index([ws])
-        assert "permission denied" in report.errors[0]["message"]
+        assert [e["message"] for e in report.errors] == ["permission denied: not indexed"]
+        assert report.indexedFiles == 1
+        assert engine.search("numbat", mode="keyword")["hits"]
     finally:
         engine.close()
+
+
+class _FullDisk:
+    """Stands in front of a real shard and fails its writes as a full disk does: filling this
+    machine's disk is no way to test, so this one fault is simulated."""
+
+    def __init__(self, shard: Any, writes_allowed: int) -> None:
+        self.shard = shard
+        self.writes_allowed = writes_allowed
+
+    def update(self, operation: Any) -> None:
+        if self.writes_allowed <= 0:
+            raise Exception("Service internal error: No space left on device (os error 28)")
+        self.writes_allowed -= 1
+        self.shard.update(operation)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.shard, name)
+
+
+def test_disk_full_mid_index_is_a_store_error_and_nothing_is_lost(tmp_path: Path,
+                                                                  workspace: Path) -> None:
+    engine = Engine(Settings(model="bundled", storePath=str(tmp_path / "store")))
+    try:
+        index = engine.open_workspace(workspace)
+        store: Any = index.store
+        real_shard = store._shard
+        store._shard = _FullDisk(real_shard, writes_allowed=4)
+        with pytest.raises(StoreError, match=r"No space left on device.*Free disk space"):
+            engine.index([workspace])
+        written = set(index.files)
+        assert 0 < len(written) < 5, "some files were written before the disk filled"
+        store._shard = real_shard  # space freed
+        report = engine.index([workspace])
+        assert report.errors == [] and report.unchangedFiles == len(written)
+        assert index.store.count() == index.chunk_count()
+        assert all(state.consistent for state in index.files.values())
+        assert engine.search("threads", mode="hybrid")["hits"]
+    finally:
+        engine.close()
+
+
+def test_a_store_folder_that_cannot_be_made_is_reported_and_the_server_serves(
+        tmp_path: Path, workspace: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    server = started(workspace, blocker / "store")
+    try:
+        status: dict[str, Any] = {}
+        for _ in range(100):
+            status = server.request("docs/status")["result"]
+            if status["state"] == "error":
+                break
+            time.sleep(0.1)
+        assert status["state"] == "error", status
+        assert "cannot create the store folder" in status["lastError"], status
+        assert "storePath" in status["lastError"]
+        reply = server.request("docs/search", {"query": "ownership"})
+        assert reply["result"]["hits"] == [] and reply["result"]["indexState"] == "empty"
+    finally:
+        assert server.close() == 0
+
+
+def test_indexing_and_searching_open_no_network_connection(
+        tmp_path: Path, workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    attempts: list[Any] = []
+
+    def refuse(self: socket.socket, address: Any) -> None:
+        attempts.append(address)
+        raise OSError("network use refused by this test")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    engine = Engine(Settings(model="bundled", storePath=str(tmp_path / "store")))
+    try:
+        engine.open_workspace(workspace)
+        assert engine.index([workspace]).indexedFiles == 5
+        for mode in ("hybrid", "semantic", "keyword"):
+            assert engine.search("borrowing rules", mode=mode)["hits"]  # type: ignore[arg-type]
+    finally:
+        engine.close()
+    assert attempts == []
 
 
 # --- protocol fuzzing ------------------------------------------------------------------------
@@ -261,3 +358,30 @@ def test_oversized_and_outside_params_are_rejected(fuzz_server: RawServer) -> No
         assert reply["error"]["code"] == -32602 and field in reply["error"]["message"], reply
     reply = fuzz_server.request("docs/index", {"uris": ["file:///etc/passwd"]})
     assert reply["error"]["code"] == -32602
+
+
+TELEMETRY_PROBE = """
+import dataclasses, sys
+from pathlib import Path
+from zero_latency.embedder import Embedder
+from zero_latency.errors import ModelUnavailableError
+from zero_latency.models import resolve_bundled
+Embedder(resolve_bundled()).embed(["a private sentence"])
+bad = Path(sys.argv[1]) / "bad.onnx"
+bad.write_bytes(b"not a model")
+try:
+    Embedder(dataclasses.replace(resolve_bundled(), onnx_path=bad))
+except ModelUnavailableError:
+    pass
+"""
+
+
+def test_onnx_runtime_telemetry_is_off(tmp_path: Path) -> None:
+    """ONNX Runtime 1.32 on Linux records telemetry events (device id, Python path, error
+    messages) under ~/.cache/Microsoft to upload them; the embedder switches that off."""
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ORT_", "XDG_"))}
+    subprocess.run([sys.executable, "-c", TELEMETRY_PROBE, str(tmp_path)], check=True,
+                   env={**env, "HOME": str(home)}, timeout=120)
+    assert not (home / ".cache" / "Microsoft").exists(), sorted(home.rglob("*"))

@@ -63,6 +63,8 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--model", help="Hub repo id, model folder, or 'bundled'")
         p.add_argument("--device", choices=["cpu", "cuda"])
         p.add_argument("--store-path", help="folder for the embedded stores")
+        p.add_argument("--store-url", help="a Qdrant server or cluster instead of the embedded "
+                                           "store (API key: $ZL_STORE_API_KEY)")
         p.add_argument("--json", action="store_true", help="print the wire-contract JSON shape")
 
     p = sub.add_parser("index", help="index (or re-index) a folder")
@@ -102,6 +104,10 @@ def _engine(args: argparse.Namespace, workspace: Path) -> Engine:
         overrides["device"] = args.device
     if args.store_path:
         overrides["storePath"] = args.store_path
+    if args.store_url:
+        overrides["storeUrl"] = args.store_url
+    if os.environ.get("ZL_STORE_API_KEY"):  # not a flag: it would show in `ps`
+        overrides["storeApiKey"] = os.environ["ZL_STORE_API_KEY"]
     settings, warnings = load_settings(workspace, overrides)
     for warning in warnings:
         log.warning("%s", warning)

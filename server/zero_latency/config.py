@@ -65,7 +65,9 @@ class Settings:
     respectGitignore: bool = True
     debounceMs: int = 300
     threads: int = 0  # inference threads; 0: one per core
-    batchSize: int = 4  # measured: 1-4 fastest on 2 cores, 32 is 20% slower
+    # 0: automatic, 1 on CPU (no padding: benchmarks/embed.py measured batch 1 at 101% of a
+    # plain ONNX Runtime loop, batch 4 at 97%, batch 8 at 89% on 2 cores), 32 on CUDA.
+    batchSize: int = 0
     offlineFallback: bool = True  # default model unavailable: use the bundled one with a warning
 
     @staticmethod
@@ -97,8 +99,8 @@ class Settings:
             raise SettingsError("chunkTokens", "must be between 16 and 8192")
         if not 0 <= self.chunkOverlap < self.chunkTokens // 2:
             raise SettingsError("chunkOverlap", "must be at least 0 and below chunkTokens / 2")
-        if self.batchSize < 1:
-            raise SettingsError("batchSize", "must be at least 1")
+        if self.batchSize < 0:
+            raise SettingsError("batchSize", "must be 0 (automatic) or more")
         if self.threads < 0:
             raise SettingsError("threads", "must be 0 (one per core) or more")
         if self.debounceMs < 0:

@@ -17,6 +17,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -30,9 +31,20 @@ Matrix = npt.NDArray[np.float32]
 Vector = npt.NDArray[np.float32]
 
 
-def available_devices() -> list[str]:
+def onnxruntime() -> Any:
+    """ONNX Runtime with its telemetry off. Since 1.32 its Linux build carries Microsoft's 1DS
+    client, which records events (a device id, the Python path, error messages) under
+    ~/.cache/Microsoft/DeveloperTools and uploads them: nothing about the user may leave the
+    machine, so both switches are thrown before any session exists."""
+    os.environ["ORT_DISABLE_TELEMETRY"] = "1"
     import onnxruntime as ort
 
+    ort.disable_telemetry_events()
+    return ort
+
+
+def available_devices() -> list[str]:
+    ort = onnxruntime()
     providers = ort.get_available_providers()
     return ["cpu"] + (["cuda"] if "CUDAExecutionProvider" in providers else [])
 
@@ -41,12 +53,13 @@ class Embedder:
     """Thread-safe embedder for one model. `embed` blocks; `embed_async` uses its executor."""
 
     def __init__(self, files: ModelFiles, device: str = "cpu", threads: int = 0,
-                 batch_size: int = 8, cache_size: int = 2048) -> None:
-        import onnxruntime as ort
+                 batch_size: int = 0, cache_size: int = 2048) -> None:
         from tokenizers import Tokenizer
 
+        ort = onnxruntime()
         self.files = files
-        self.batch_size = max(1, batch_size)
+        # 0: one text per run on CPU (no padding is fastest there), 32 on a GPU.
+        self.batch_size = batch_size or (32 if device == "cuda" else 1)
         try:
             self._tokenizer = Tokenizer.from_file(str(files.tokenizer_path))
         except Exception as err:  # tokenizers raises a bare Exception on bad JSON

@@ -8,6 +8,7 @@ is no second manifest that a crash could leave out of step with the vectors.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -16,7 +17,7 @@ import os
 import re
 import threading
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -234,29 +235,43 @@ class EdgeStore:
             if p.dense is not None:
                 vector[DENSE] = p.dense.tolist()
             converted.append(qe.Point(p.id, vector, p.payload))
-        with self._lock:
-            self._shard.update(qe.UpdateOperation.upsert_points(converted))
+        self._update(qe.UpdateOperation.upsert_points(converted))
 
     def delete(self, ids: Sequence[str]) -> None:
         if ids:
-            with self._lock:
-                self._shard.update(qe.UpdateOperation.delete_points(list(ids)))
+            self._update(qe.UpdateOperation.delete_points(list(ids)))
 
     def delete_paths(self, paths: Sequence[str]) -> None:
         if paths:
             flt = qe.Filter(must=[qe.FieldCondition("path", match=qe.MatchAny(list(paths)))])
-            with self._lock:
-                self._shard.update(qe.UpdateOperation.delete_points_by_filter(flt))
+            self._update(qe.UpdateOperation.delete_points_by_filter(flt))
 
     def set_payload(self, ids: Sequence[str], values: dict[str, Any]) -> None:
         if ids:
-            with self._lock:
-                self._shard.update(qe.UpdateOperation.set_payload(list(ids), values))
+            self._update(qe.UpdateOperation.set_payload(list(ids), values))
 
     def flush(self) -> None:
-        with self._lock:
+        with self._lock, self._failing("flush"):
             if not self._closed:
                 self._shard.flush()
+
+    def _update(self, operation: Any) -> None:
+        with self._lock, self._failing("write to"):
+            self._shard.update(operation)
+
+    @contextlib.contextmanager
+    def _failing(self, action: str) -> Iterator[None]:
+        """A write the engine cannot make (disk full, folder gone read-only) becomes a
+        StoreError that says where; the WAL keeps what was written before it consistent."""
+        try:
+            yield
+        except Exception as err:  # qdrant_edge raises plain Exception, with the OS error text
+            text = str(err).splitlines()[0] if str(err) else repr(err)
+            raise StoreError(
+                f"cannot {action} the store at {self.path}: {text}. Free disk space or make "
+                "the folder writable (or set `storePath`), then index again: files not "
+                "written yet are picked up then."
+            ) from err
 
     def close(self) -> None:
         with self._lock:
