@@ -14,13 +14,15 @@ import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from .config import SettingsError, load_settings
-from .engine import Engine
 from .errors import ZeroLatencyError
-from .indexer import IndexReport
+
+if TYPE_CHECKING:  # `zl serve` must start fast: the engine loads after `initialize`
+    from .engine import Engine
+    from .indexer import IndexReport
 
 log = logging.getLogger("zero_latency")
 
@@ -111,6 +113,8 @@ def _engine(args: argparse.Namespace, workspace: Path) -> Engine:
     settings, warnings = load_settings(workspace, overrides)
     for warning in warnings:
         log.warning("%s", warning)
+    from .engine import Engine
+
     return Engine(settings)
 
 

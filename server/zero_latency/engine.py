@@ -241,7 +241,7 @@ class Engine:
         return result
 
     def index_state(self) -> str:
-        if self._active_runs or self._loading:
+        if self.state() in ("indexing", "loadingModel"):
             return "indexing"
         if not any(index.files for index in self.indexes.values()):
             return "empty"
@@ -250,7 +250,7 @@ class Engine:
     def state(self) -> State:
         if self._loading:
             return "loadingModel"
-        if self._active_runs:
+        if self._active_runs or not all(i.manifest_loaded for i in self.indexes.values()):
             return "indexing"
         if self.store_errors:
             return "error"
@@ -259,10 +259,13 @@ class Engine:
     def status(self) -> dict[str, Any]:
         with self._pending_lock:
             pending = sum(len(v) for v in self._pending.values())
+        # Counts of what is known so far: status answers on the event loop, so it never waits
+        # for a manifest that the first sync is still reading.
+        loaded = [i for i in self.indexes.values() if i.manifest_loaded]
         result: dict[str, Any] = {
             "state": self.state(),
-            "files": sum(len(i.files) for i in self.indexes.values()),
-            "chunks": sum(i.chunk_count() for i in self.indexes.values()),
+            "files": sum(len(i.files) for i in loaded),
+            "chunks": sum(i.chunk_count() for i in loaded),
             "pendingFiles": pending,
             "model": {
                 "id": self.embedder.model_id if self.embedder else (
@@ -275,7 +278,8 @@ class Engine:
                 "location": self.settings.storeUrl or str(self.settings.data_dir()),
             },
             "workspaces": [
-                {"uri": root.as_uri(), "files": len(i.files), "chunks": i.chunk_count(),
+                {"uri": root.as_uri(), "files": len(i.files) if i.manifest_loaded else 0,
+                 "chunks": i.chunk_count() if i.manifest_loaded else 0,
                  "store": i.store.location}
                 for root, i in self.indexes.items()
             ],

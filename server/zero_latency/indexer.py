@@ -106,11 +106,27 @@ class WorkspaceIndex:
         self.count_tokens = embedder.token_counter() if embedder else _approx_tokens
         self.max_tokens = min(settings.chunkTokens,
                               (embedder.files.max_length - 2) if embedder else 10_000)
-        self.files: dict[str, FileState] = store.manifest()
+        # What the store holds per file, read from the payloads on first use (on the index
+        # worker's first sync): at 100k chunks that read takes seconds, and search need not
+        # wait for it.
+        self._files: dict[str, FileState] | None = None
+        self._files_lock = threading.Lock()
         self.overlays: dict[str, str] = {}
         # Bumped by every edit/event for a file: a version prepared before the bump is stale.
         self.generations: dict[str, int] = {}
         self.lock = threading.RLock()  # one writer at a time per workspace
+
+    @property
+    def files(self) -> dict[str, FileState]:
+        if self._files is None:
+            with self._files_lock:
+                if self._files is None:
+                    self._files = self.store.manifest()
+        return self._files
+
+    @property
+    def manifest_loaded(self) -> bool:
+        return self._files is not None
 
     # --- public API (blocking; call from the index worker thread) -------------------------
 
