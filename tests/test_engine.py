@@ -13,7 +13,13 @@ from zero_latency.chunking import chunk_document
 from zero_latency.config import Settings, SettingsError
 from zero_latency.embedder import Embedder
 from zero_latency.engine import Engine
-from zero_latency.errors import ModelUnavailableError, StoreIncompatibleError, StoreLockedError
+from zero_latency.errors import (
+    DeviceUnavailableError,
+    InvalidParamsError,
+    ModelUnavailableError,
+    StoreIncompatibleError,
+    StoreLockedError,
+)
 from zero_latency.models import resolve_bundled, resolve_folder, resolve_model
 from zero_latency.store import EdgeStore
 
@@ -144,6 +150,8 @@ def test_hub_model_from_a_local_cache(tmp_path: Path, monkeypatch: pytest.Monkey
     shutil.copy(bundled.onnx_path, snapshot / "onnx" / "model_quantized.onnx")
     shutil.copy(bundled.tokenizer_path, snapshot / "tokenizer.json")
     (snapshot / "sentence_bert_config.json").write_text('{"max_seq_length": 256}')
+    (snapshot / "config_sentence_transformers.json").write_text(
+        '{"prompts": {"query": "query: ", "passage": "passage: "}}')
     (tmp_path / "hub" / "models--acme--mini" / "refs").mkdir()
     (tmp_path / "hub" / "models--acme--mini" / "refs" / "main").write_text("a" * 40)
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
@@ -155,7 +163,16 @@ def test_hub_model_from_a_local_cache(tmp_path: Path, monkeypatch: pytest.Monkey
     files, warning = resolve_model("acme/mini")
     assert warning is None and files.source == "hub" and files.model_id == "acme/mini"
     assert files.max_length == 256 and files.onnx_path.name == "model_quantized.onnx"
-    assert Embedder(files).embed(["hello"]).shape == (1, 384)
+    assert (files.query_prefix, files.passage_prefix) == ("query: ", "passage: ")
+    embedder = Embedder(files)
+    assert embedder.embed(["hello"]).shape == (1, 384)
+    # The prefixes reach the model: the same weights without prefixes, fed "query: hello",
+    # give the query vector; fed "hello", they do not.
+    plain = Embedder(bundled)
+    assert np.allclose(embedder.embed_query("hello"), plain.embed(["query: hello"])[0],
+                       atol=1e-5)
+    assert not np.allclose(embedder.embed_query("hello"), plain.embed(["hello"])[0], atol=1e-3)
+    assert np.allclose(embedder.embed(["hi"])[0], plain.embed(["passage: hi"])[0], atol=1e-5)
 
 
 def test_store_is_locked_and_never_mixes_models(settings: Settings, workspace: Path) -> None:
@@ -191,3 +208,40 @@ def test_settings_name_the_bad_key() -> None:
         Settings().merged({"device": "tpu"})
     _, warnings = Settings().merged({"colour": "blue"})
     assert warnings == ["unknown setting 'colour' ignored"]
+
+
+def test_cuda_without_its_provider_is_clear_and_the_engine_runs_on_cpu(
+        tmp_path: Path, workspace: Path) -> None:
+    import onnxruntime
+
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        pytest.skip("this ONNX Runtime has CUDA: the fallback cannot happen here")
+    with pytest.raises(DeviceUnavailableError, match="onnxruntime-gpu"):
+        Embedder(resolve_bundled(), device="cuda")
+    warnings: list[str] = []
+    engine = Engine(Settings(model="bundled", device="cuda", storePath=str(tmp_path / "s")),
+                    warn=warnings.append)
+    try:
+        engine.open_workspace(workspace)
+        assert engine.embedder is not None and engine.embedder.device == "cpu"
+        assert any("on the CPU meanwhile" in w for w in warnings), warnings
+        assert engine.status()["model"]["device"] == "cpu"
+    finally:
+        engine.close()
+
+
+def test_language_filter_is_applied_in_the_store(engine: Engine, tmp_path: Path) -> None:
+    ws = tmp_path / "mixed"
+    ws.mkdir()
+    (ws / "guide.md").write_text("# Caching\n\nThe cache keeps parsed templates in memory.\n")
+    (ws / "cache.py").write_text('"""Cache parsed templates in memory."""\n\nSIZE = 128\n')
+    (ws / "notes.rst").write_text("Caching\n=======\n\nParsed templates stay in memory.\n")
+    engine.open_workspace(ws)
+    engine.index([ws])
+    everything = engine.search("templates cached in memory", mode="keyword")["hits"]
+    assert {h["language"] for h in everything} == {"markdown", "python", "restructuredtext"}
+    only_py = engine.search("templates cached in memory", languages=["python"])["hits"]
+    assert [h["path"] for h in only_py] == ["cache.py"]
+    assert engine.search("templates", languages=[])["hits"] == []
+    with pytest.raises(InvalidParamsError, match="languages: unknown 'cobol'"):
+        engine.search("templates", languages=["cobol"])

@@ -257,7 +257,8 @@ async def test_errors_carry_contract_codes(vscode: LanguageClient) -> None:
     for params, field in (({}, "query"), ({"query": ""}, "query"),
                           ({"query": "x", "limit": 1000}, "limit"),
                           ({"query": "x", "mode": "fuzzy"}, "mode"),
-                          ({"query": 42}, "query")):
+                          ({"query": 42}, "query"),
+                          ({"query": "x", "languages": ["cobol"]}, "languages")):
         with pytest.raises(JsonRpcException) as info:
             await client.protocol.send_request_async("docs/search", params)
         assert info.value.code == -32602 and field in info.value.message, info.value.message

@@ -43,6 +43,16 @@ def started(root: Path, store: Path, **options: Any) -> RawServer:
     return server
 
 
+def wait_for_state(server: RawServer, state: str, seconds: float = 10) -> dict[str, Any]:
+    """docs/status once its state is `state` (or the last one seen, after `seconds`)."""
+    deadline = time.monotonic() + seconds
+    status: dict[str, Any] = server.request("docs/status")["result"]
+    while status["state"] != state and time.monotonic() < deadline:
+        time.sleep(0.1)
+        status = server.request("docs/status")["result"]
+    return status
+
+
 def test_kill_9_during_indexing_then_the_next_run_completes(tmp_path: Path) -> None:
     src = need_corpus("rust-book")
     ws = tmp_path / "ws"
@@ -105,12 +115,7 @@ def test_corrupt_store_is_reported_and_rebuilt_on_request(tmp_path: Path,
 
     server = started(workspace, store)
     try:
-        status: dict[str, Any] = {}
-        for _ in range(100):
-            status = server.request("docs/status")["result"]
-            if status["state"] == "error":
-                break
-            time.sleep(0.1)
+        status = wait_for_state(server, "error")
         assert status["state"] == "error" and "corrupt" in status["lastError"]
         report = server.request("docs/index", {"force": True}, timeout=120)["result"]
         assert report["indexedFiles"] == 5
@@ -261,12 +266,7 @@ def test_a_store_folder_that_cannot_be_made_is_reported_and_the_server_serves(
     blocker.write_text("not a folder")
     server = started(workspace, blocker / "store")
     try:
-        status: dict[str, Any] = {}
-        for _ in range(100):
-            status = server.request("docs/status")["result"]
-            if status["state"] == "error":
-                break
-            time.sleep(0.1)
+        status = wait_for_state(server, "error")
         assert status["state"] == "error", status
         assert "cannot create the store folder" in status["lastError"], status
         assert "storePath" in status["lastError"]

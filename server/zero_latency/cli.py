@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import __version__
-from .config import SettingsError, load_settings
+from .config import LANGUAGES, SettingsError, load_settings
 from .errors import ZeroLatencyError
 
 if TYPE_CHECKING:  # `zl serve` must start fast: the engine loads after `initialize`
@@ -84,6 +84,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--path", action="append", default=[], metavar="GLOB",
                    help="only files matching this workspace-relative glob (repeatable)")
     p.add_argument("--exclude", action="append", default=[], metavar="GLOB")
+    p.add_argument("--language", action="append", dest="languages", metavar="LANG",
+                   choices=LANGUAGES, help="only files in this language (repeatable)")
     p.add_argument("--workspace", help="workspace folder (default: the indexed folder "
                                        "holding the current directory)")
     common(p)
@@ -198,7 +200,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     engine, _root = _workspace(args)
     try:
         result = engine.search(" ".join(args.query), args.limit, args.mode, args.path,
-                               args.exclude)
+                               args.exclude, languages=args.languages)
     finally:
         engine.close()
     if args.json:

@@ -34,6 +34,8 @@ DEFAULT_SECRET_GLOBS = (
     ".env", ".env.*", "*.pem", "*.key", "*.p12", "*.pfx", "id_rsa*", "id_dsa*", "id_ecdsa*",
     "id_ed25519*", "*.kdbx", ".netrc", ".npmrc", ".pypirc", "credentials*.json",
 )
+#: The language ids a hit can carry (and a search can be limited to).
+LANGUAGES = ("markdown", "restructuredtext", "python", "plaintext")
 DEFAULT_INCLUDE_EXTENSIONS = (
     ".md", ".markdown", ".mdx", ".rst", ".txt", ".text", ".adoc", ".org", ".py",
 )

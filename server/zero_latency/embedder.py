@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from .errors import ModelUnavailableError
+from .errors import DeviceUnavailableError, ModelUnavailableError
 from .models import ModelFiles
 
 log = logging.getLogger(__name__)
@@ -76,7 +76,7 @@ class Embedder:
         providers: list[str] = ["CPUExecutionProvider"]
         if device == "cuda":
             if "CUDAExecutionProvider" not in ort.get_available_providers():
-                raise ModelUnavailableError(
+                raise DeviceUnavailableError(
                     "device 'cuda' asked for, but this ONNX Runtime has no CUDA execution "
                     "provider: `pip uninstall onnxruntime && pip install onnxruntime-gpu`, or "
                     "set device to 'cpu'."

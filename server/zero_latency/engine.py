@@ -20,7 +20,13 @@ from typing import Any, Literal, TypeVar
 
 from .config import Settings
 from .embedder import Embedder
-from .errors import ModelUnavailableError, StoreError, StoreLockedError, ZeroLatencyError
+from .errors import (
+    DeviceUnavailableError,
+    ModelUnavailableError,
+    StoreError,
+    StoreLockedError,
+    ZeroLatencyError,
+)
 from .indexer import CancelToken, IndexReport, ProgressFn, WorkspaceIndex
 from .models import ModelFiles, resolve_model
 from .search import search
@@ -67,8 +73,13 @@ class Engine:
                                                self.settings.offlineFallback)
                 if warning:
                     self.warn(warning)
-                self.embedder = Embedder(files, self.settings.device, self.settings.threads,
-                                         self.settings.batchSize)
+                try:
+                    self.embedder = Embedder(files, self.settings.device,
+                                             self.settings.threads, self.settings.batchSize)
+                except DeviceUnavailableError as err:  # same vectors, just slower: go on
+                    self.warn(f"{err.message} Running the model on the CPU meanwhile.")
+                    self.embedder = Embedder(files, "cpu", self.settings.threads,
+                                             self.settings.batchSize)
                 self.model_files = files
             except ModelUnavailableError as err:
                 self.model_error = err
@@ -232,11 +243,12 @@ class Engine:
 
     def search(self, query: str, limit: int = 10, mode: Mode = "hybrid",
                include: Sequence[str] = (), exclude: Sequence[str] = (),
-               fusion: Fusion = HYBRID_FUSION) -> dict[str, Any]:
+               fusion: Fusion = HYBRID_FUSION,
+               languages: Sequence[str] | None = None) -> dict[str, Any]:
         if mode == "semantic" and self.embedder is None and self.model_error is not None:
             raise self.model_error
         result = search(list(self.indexes.values()), self.embedder, self.sparse, query, limit,
-                        mode, include, exclude, fusion)
+                        mode, include, exclude, fusion, languages)
         result["indexState"] = self.index_state()
         return result
 

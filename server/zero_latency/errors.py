@@ -27,6 +27,10 @@ class ModelUnavailableError(ZeroLatencyError):
     code = MODEL_UNAVAILABLE
 
 
+class DeviceUnavailableError(ModelUnavailableError):
+    """The model is fine but the device asked for (CUDA) is not there."""
+
+
 class StoreError(ZeroLatencyError):
     """The store cannot be used: unavailable, locked, corrupt or built for another model."""
 

@@ -337,7 +337,8 @@ async def docs_search(ls: ZeroLatencyServer, params: Any) -> dict[str, Any]:
     try:
         return await loop.run_in_executor(ls.search_executor, lambda: engine.search(
             args["query"], args.get("limit", 10), args.get("mode", "hybrid"),
-            args.get("include", []), args.get("exclude", [])))
+            args.get("include", []), args.get("exclude", []),
+            languages=args.get("languages")))
     except ZeroLatencyError as err:
         raise _rpc_error(err) from err
 

@@ -39,6 +39,7 @@ INSTALL_HINT = (
 # Files worth fetching from a Hub repo: the graph, the tokenizer, and what tells pooling/length.
 HUB_PATTERNS = [
     "tokenizer.json", "config.json", "sentence_bert_config.json", "1_Pooling/config.json",
+    "config_sentence_transformers.json",
     "onnx/model_quantized.onnx", "onnx/model.onnx", "model.onnx", "zero_latency.json",
 ]
 # Which ONNX file to take from a folder, per device: int8 where it exists on CPU (faster
@@ -141,8 +142,14 @@ def resolve_folder(folder: Path, device: str = "cpu", model_id: str | None = Non
     max_length = int(_read_json(folder / "sentence_bert_config.json").get("max_seq_length", 0))
     if not max_length:
         max_length = int(_read_json(folder / "config.json").get("max_position_embeddings", 512))
-    # Optional hints a model folder may carry (e5/bge-style query/passage prefixes).
-    extra = _read_json(folder / "zero_latency.json")
+    # Query/passage prefixes for e5/bge-style models: sentence-transformers' own metadata
+    # (`prompts` in config_sentence_transformers.json), overridable by zero_latency.json.
+    prompts = _read_json(folder / "config_sentence_transformers.json").get("prompts") or {}
+    if not isinstance(prompts, dict):
+        prompts = {}
+    extra = {"queryPrefix": prompts.get("query", ""),
+             "passagePrefix": prompts.get("passage", prompts.get("document", "")),
+             **_read_json(folder / "zero_latency.json")}
     return ModelFiles(
         model_id=model_id or f"{folder.name}/{onnx_path.name}",
         onnx_path=onnx_path,

@@ -10,6 +10,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from .config import LANGUAGES
 from .embedder import Embedder
 from .errors import InvalidParamsError
 from .files import glob_spec
@@ -63,7 +64,8 @@ def query_terms(query: str) -> list[str]:
 def search(indexes: Sequence[WorkspaceIndex], embedder: Embedder | None, sparse: SparseEncoder,
            query: str, limit: int = 10, mode: Mode = "hybrid",
            include: Sequence[str] = (), exclude: Sequence[str] = (),
-           fusion: Fusion = HYBRID_FUSION) -> dict[str, Any]:
+           fusion: Fusion = HYBRID_FUSION,
+           languages: Sequence[str] | None = None) -> dict[str, Any]:
     """Blocking search across workspace indexes; returns the docs/search result shape."""
     started = time.perf_counter()
     query = query.strip()
@@ -86,13 +88,19 @@ def search(indexes: Sequence[WorkspaceIndex], embedder: Embedder | None, sparse:
                 raise InvalidParamsError(f"{name}: {glob!r} is not a workspace-relative glob")
     include_spec, exclude_spec = glob_spec(list(include)), glob_spec(list(exclude))
     hits: list[Hit] = []
+    if languages is not None:
+        unknown = sorted(set(languages) - set(LANGUAGES))
+        if unknown:
+            raise InvalidParamsError(f"languages: unknown {', '.join(map(repr, unknown))} "
+                                     f"(known: {', '.join(LANGUAGES)})")
     for index in indexes:
-        where = PathFilter()
+        where = PathFilter(languages=languages)
         if include_spec is not None or exclude_spec is not None:
             paths = list(index.files)
             where = PathFilter(
                 only=[p for p in paths if include_spec.match_file(p)] if include_spec else None,
                 never=[p for p in paths if exclude_spec.match_file(p)] if exclude_spec else (),
+                languages=languages,
             )
         found = index.store.query(dense, sparse_q, effective, limit * 2, where, fusion)
         hits += [_hit(index, h) for h in found]

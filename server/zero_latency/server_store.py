@@ -36,7 +36,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
-import numpy as np
 from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
@@ -56,7 +55,9 @@ from .store import (
     StoredHit,
     Vector,
     _add_to_manifest,
+    dense_of,
     iter_batches,
+    vectors_by_chunk_hash,
 )
 
 log = logging.getLogger(__name__)
@@ -247,6 +248,9 @@ class ServerStore:
         if where.never:
             must_not.append(models.FieldCondition(
                 key="path", match=models.MatchAny(any=list(where.never))))
+        if where.languages is not None:
+            must.append(models.FieldCondition(
+                key="language", match=models.MatchAny(any=list(where.languages) or [""])))
         return models.Filter(must=must, must_not=must_not or None)
 
     # --- writes ------------------------------------------------------------------------------
@@ -316,7 +320,7 @@ class ServerStore:
         records = self._call("read vectors", lambda: self.client.retrieve(
             self.collection, ids=list(by_sid), with_payload=False, with_vectors=[DENSE]))
         return {by_sid[str(r.id)]: v for r in records
-                if str(r.id) in by_sid and (v := _dense_of(r.vector)) is not None}
+                if str(r.id) in by_sid and (v := dense_of(r.vector)) is not None}
 
     def vectors_by_hash(self, hashes: Sequence[str]) -> dict[str, Vector]:
         if not hashes:
@@ -326,12 +330,7 @@ class ServerStore:
         records, _ = self._call("read vectors by hash", lambda: self.client.scroll(
             self.collection, scroll_filter=flt, limit=len(hashes) * 4,
             with_payload=["chunk_hash"], with_vectors=[DENSE]))
-        out: dict[str, Vector] = {}
-        for r in records:
-            vector = _dense_of(r.vector)
-            if vector is not None and r.payload:
-                out[str(r.payload["chunk_hash"])] = vector
-        return out
+        return vectors_by_chunk_hash(records)
 
     def query(self, dense: Vector | None, sparse: SparseVec | None, mode: Mode, limit: int,
               where: PathFilter, fusion: Fusion = HYBRID_FUSION) -> list[StoredHit]:
@@ -407,8 +406,3 @@ def _rejected(url: str, what: str, err: UnexpectedResponse) -> str:
         detail = err.content[:200].decode("utf-8", "replace")
     return f"Qdrant at {url} rejected the request to {what} (HTTP {err.status_code}): {detail}"
 
-
-def _dense_of(vector: Any) -> Vector | None:
-    if isinstance(vector, dict) and DENSE in vector:
-        return np.asarray(vector[DENSE], dtype=np.float32)
-    return None

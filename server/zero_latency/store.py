@@ -111,10 +111,12 @@ class StoredHit:
 
 @dataclasses.dataclass(frozen=True)
 class PathFilter:
-    """Restrict a query to these paths (None: all) and never these."""
+    """Restrict a query to these paths (None: all), never these, and these languages (None:
+    all; the `language` payload is indexed, so the store filters while it searches)."""
 
     only: Sequence[str] | None = None
     never: Sequence[str] = ()
+    languages: Sequence[str] | None = None
 
 
 def point_id(rel_path: str, chunk_hash: str, occurrence: int) -> str:
@@ -298,7 +300,7 @@ class EdgeStore:
         if not ids:
             return {}
         records = self._shard.retrieve(list(ids), with_payload=False, with_vector=[DENSE])
-        return {str(r.id): v for r in records if (v := _dense_of(r.vector)) is not None}
+        return {str(r.id): v for r in records if (v := dense_of(r.vector)) is not None}
 
     def vectors_by_hash(self, hashes: Sequence[str]) -> dict[str, Vector]:
         if not hashes:
@@ -307,12 +309,7 @@ class EdgeStore:
         records, _ = self._shard.scroll(qe.ScrollRequest(
             limit=len(hashes) * 4, filter=flt,
             with_payload=qe.PayloadSelector.Include(["chunk_hash"]), with_vector=[DENSE]))
-        out: dict[str, Vector] = {}
-        for r in records:
-            vector = _dense_of(r.vector)
-            if vector is not None and r.payload:
-                out[str(r.payload["chunk_hash"])] = vector
-        return out
+        return vectors_by_chunk_hash(records)
 
     def query(self, dense: Vector | None, sparse: SparseVec | None, mode: Mode, limit: int,
               where: PathFilter, fusion: Fusion = HYBRID_FUSION) -> list[StoredHit]:
@@ -350,12 +347,25 @@ def _filter(where: PathFilter) -> qe.Filter | None:
         must.append(qe.FieldCondition("path", match=qe.MatchAny(list(where.only) or [""])))
     if where.never:
         must_not.append(qe.FieldCondition("path", match=qe.MatchAny(list(where.never))))
+    if where.languages is not None:
+        must.append(qe.FieldCondition("language",
+                                      match=qe.MatchAny(list(where.languages) or [""])))
     if not must and not must_not:
         return None
     return qe.Filter(must=must or None, must_not=must_not or None)
 
 
-def _dense_of(vector: Any) -> Vector | None:
+def vectors_by_chunk_hash(records: Iterable[Any]) -> dict[str, Vector]:
+    """Dense vectors of scrolled records (either backend's), keyed by their chunk hash."""
+    out: dict[str, Vector] = {}
+    for r in records:
+        vector = dense_of(r.vector)
+        if vector is not None and r.payload:
+            out[str(r.payload["chunk_hash"])] = vector
+    return out
+
+
+def dense_of(vector: Any) -> Vector | None:
     if isinstance(vector, dict) and DENSE in vector:
         return np.asarray(vector[DENSE], dtype=np.float32)
     return None
