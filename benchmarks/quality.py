@@ -134,6 +134,9 @@ def main() -> int:
     parser.add_argument("--bm25-reference", action="store_true",
                         help="also score a standard BM25 (bm25s, k1=0.9, b=0.4) on whole "
                              "documents: the yardstick for keyword mode")
+    parser.add_argument("--no-context", action="store_true",
+                        help="ablation: embed and BM25-encode each chunk without the heading "
+                             "path / title the engine puts in front (use another --keep)")
     parser.add_argument("--keep", type=Path,
                         help="keep the workspace and store here, to re-evaluate without "
                              "re-indexing (unchanged files embed nothing)")
@@ -142,6 +145,10 @@ def main() -> int:
         print(f"SciFact not found at {args.data}: pass --data", file=sys.stderr)
         return 2
     corpus, queries, qrels = load(args.data)
+    if args.no_context:
+        from zero_latency.chunking import Chunk
+
+        Chunk.embedding_text = lambda self, title: self.text  # type: ignore[method-assign]
     if args.subset != "all":
         qrels = dict(list(qrels.items())[args.subset == "holdout" :: 2])
     if args.queries:
