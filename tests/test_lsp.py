@@ -284,3 +284,47 @@ def test_request_before_initialize_and_bad_options(tmp_path: Path) -> None:
         assert server.stdout_garbage == []
     finally:
         server.close()
+
+
+def test_plain_client_without_file_events_still_sees_disk_changes(tmp_path: Path,
+                                                                  workspace: Path) -> None:
+    """A plain LSP editor sends no file events: the server's own watcher keeps up."""
+    import time
+
+    server = RawServer()
+    try:
+        init = server.request("initialize", {
+            "processId": None, "rootUri": workspace.as_uri(), "capabilities": {},
+            "workspaceFolders": [{"uri": workspace.as_uri(), "name": "ws"}],
+            "initializationOptions": {"model": "bundled", "storePath": str(tmp_path / "s")}})
+        assert "result" in init
+        server.notify("initialized", {})
+        assert server.request("docs/index", {}, timeout=120)["result"]["files"] == 5
+
+        def found(word: str) -> list[str]:
+            hits = server.request("docs/search", {"query": word, "mode": "keyword"})
+            return [h["uri"] for h in hits["result"]["hits"]]
+
+        def eventually(check: Any, timeout: float = 3.0) -> float:
+            began = time.monotonic()
+            while not check():
+                assert time.monotonic() - began < timeout, "the change was not noticed"
+                time.sleep(0.02)
+            return time.monotonic() - began
+
+        note = workspace / "book" / "axolotl.md"
+        note.write_text("# Field notes\n\nThe axolotl regrows its gills overnight.\n")
+        assert eventually(lambda: found("axolotl regrows") == [note.as_uri()]) < 3
+        # Saved by renaming a temp file over it, as many editors do.
+        tmp = workspace / "book" / ".axolotl.md.swp"
+        tmp.write_text("# Field notes\n\nThe capybara naps by the river.\n")
+        tmp.replace(note)
+        eventually(lambda: found("capybara naps") == [note.as_uri()] and
+                   not found("axolotl regrows"))
+        # A folder moved out of the workspace takes its files with it.
+        shutil.move(str(workspace / "book"), str(tmp_path / "elsewhere"))
+        eventually(lambda: not found("capybara naps"))
+        status = server.request("docs/status")["result"]
+        assert status["files"] == 0, status
+    finally:
+        assert server.close() == 0

@@ -38,11 +38,12 @@ from .errors import CancelledError, ZeroLatencyError
 if TYPE_CHECKING:  # the engine (numpy, Qdrant, ONNX Runtime) loads after `initialize`
     from .engine import Engine
     from .indexer import IndexReport, WorkspaceIndex
+    from .watcher import DiskWatcher
 
 log = logging.getLogger("zero_latency")
 T = TypeVar("T")
 
-#: Without watcher support from the client, the server stats the workspace this often.
+#: Without file events from the client and without an OS watcher, the server rescans this often.
 POLL_INTERVAL_S = 5.0
 WATCH_GLOB = "**/*.{" + ",".join(e.lstrip(".") for e in DEFAULT_INCLUDE_EXTENSIONS) + "}"
 
@@ -115,6 +116,7 @@ class ZeroLatencyServer(LanguageServer):
         self.tokens = itertools.count(1)
         self.background: set[asyncio.Future[Any]] = set()
         self.startup_task: asyncio.Task[None] | None = None
+        self.disk_watcher: DiskWatcher | None = None  # when the client reports no file events
 
     # --- helpers -----------------------------------------------------------------------------
 
@@ -245,7 +247,7 @@ async def _startup(ls: ZeroLatencyServer) -> None:
         await ls.with_progress("Zero-Latency: indexing", None,
                                lambda progress: engine.index(None, progress=progress))
     if not watching:
-        ls.spawn(_poll_disk(ls))
+        _watch_disk(ls)
 
 
 async def _register_watchers(ls: ZeroLatencyServer) -> bool:
@@ -265,6 +267,33 @@ async def _register_watchers(ls: ZeroLatencyServer) -> bool:
     return True
 
 
+def _watch_disk(ls: ZeroLatencyServer) -> None:
+    """The client reports no file events: watch the workspace folders ourselves (native OS
+    notifications through watchdog), or scan them every few seconds where that cannot start."""
+    from .watcher import DiskWatcher
+
+    engine = ls.require_engine()
+    loop = asyncio.get_running_loop()
+
+    def changed(_root: Path, paths: list[Path]) -> None:
+        loop.call_soon_threadsafe(_sync_paths, ls, paths, True)
+
+    def rescan(root: Path) -> None:
+        loop.call_soon_threadsafe(lambda: ls.spawn(ls.on_worker(lambda: engine.index([root]))))
+
+    watcher = DiskWatcher(changed, rescan)
+    try:
+        for root in engine.indexes:
+            watcher.watch(root)
+    except OSError as err:
+        log.warning("cannot watch the workspace for changes (%s): scanning it every %.0f s "
+                    "instead", err, POLL_INTERVAL_S)
+        watcher.close()
+        ls.spawn(_poll_disk(ls))
+        return
+    ls.disk_watcher = watcher
+
+
 async def _poll_disk(ls: ZeroLatencyServer) -> None:
     """A plain LSP client that watches nothing still gets a fresh index: a cheap stat scan
     (unchanged files cost one stat each) every few seconds."""
@@ -279,6 +308,7 @@ async def _poll_disk(ls: ZeroLatencyServer) -> None:
 
 @server.feature(lsp.SHUTDOWN)
 async def shutdown(ls: ZeroLatencyServer, params: None) -> None:
+    _stop_watching(ls)
     if ls.engine is not None:
         engine, ls.engine = ls.engine, None
         await asyncio.get_running_loop().run_in_executor(None, engine.close)
@@ -448,16 +478,35 @@ def _back_to_disk(ls: ZeroLatencyServer, uri: str) -> None:
 
 
 def _sync_uris(ls: ZeroLatencyServer, uris: list[str]) -> None:
-    if ls.engine is None:
+    _sync_paths(ls, [p for uri in uris if (p := _uri_path(uri)) is not None])
+
+
+def _sync_paths(ls: ZeroLatencyServer, paths: list[Path], from_disk_watcher: bool = False) -> None:
+    engine = ls.engine
+    if engine is None:
         return
-    for uri in uris:
-        path = _uri_path(uri)
-        index = ls.engine.index_for(path) if path else None
-        if index is None or path is None:
+    for path in paths:
+        index = engine.index_for(path)
+        rel = index.uri_to_rel(path) if index is not None else None
+        if index is None or not rel:
             continue
-        rel = index.uri_to_rel(path)
-        if rel:
-            ls.spawn(asyncio.wrap_future(ls.engine.schedule_sync(index, rel)))
+        if from_disk_watcher:
+            # The OS reports every file (.git, build output, editor swap files): only those
+            # that are or were indexed matter, and a .gitignore edit changes what is.
+            if path.name == ".gitignore":
+                root = index.root
+                ls.spawn(ls.on_worker(lambda r=root: engine.index([r])))  # type: ignore[misc]
+                continue
+            known = index.manifest_loaded and rel in index.files
+            if index.filter.is_ignored(rel) and not known:
+                continue
+        ls.spawn(asyncio.wrap_future(engine.schedule_sync(index, rel)))
+
+
+def _stop_watching(ls: ZeroLatencyServer) -> None:
+    watcher, ls.disk_watcher = ls.disk_watcher, None
+    if watcher is not None:
+        watcher.close()
 
 
 @server.feature(lsp.WORKSPACE_DID_CHANGE_WATCHED_FILES)
@@ -502,6 +551,8 @@ async def did_change_workspace_folders(
     for folder in params.event.removed:
         if (path := _uri_path(folder.uri)) is not None:
             ls.folders = [f for f in ls.folders if f != path]
+            if ls.disk_watcher is not None:
+                ls.disk_watcher.unwatch(path.resolve())
             await asyncio.get_running_loop().run_in_executor(
                 None, lambda p=path: engine.close_workspace(p))  # type: ignore[misc]
     added = [p for f in params.event.added if (p := _uri_path(f.uri)) is not None]
@@ -512,6 +563,12 @@ async def did_change_workspace_folders(
         except ZeroLatencyError as err:
             _show(ls, err.message, lsp.MessageType.Error)
     opened = [p for p in added if p.resolve() in engine.indexes]
+    if ls.disk_watcher is not None:
+        for path in opened:
+            try:
+                ls.disk_watcher.watch(path.resolve())
+            except OSError as err:
+                log.warning("cannot watch %s for changes (%s): reindex it by hand", path, err)
     if opened:
         ls.spawn(ls.with_progress("Zero-Latency: indexing", None,
                                   lambda progress: engine.index(opened, progress=progress)))
@@ -608,6 +665,7 @@ def serve() -> int:
     try:
         server.start_io()
     finally:
+        _stop_watching(server)
         engine, server.engine = server.engine, None
         if engine is not None:
             engine.close()
