@@ -245,3 +245,29 @@ def test_language_filter_is_applied_in_the_store(engine: Engine, tmp_path: Path)
     assert engine.search("templates", languages=[])["hits"] == []
     with pytest.raises(InvalidParamsError, match="languages: unknown 'cobol'"):
         engine.search("templates", languages=["cobol"])
+
+
+def test_deleted_points_are_vacuumed_once_they_pile_up(
+        engine: Engine, workspace: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    from zero_latency import store as store_module
+
+    monkeypatch.setattr(store_module, "VACUUM_MIN_DELETED", 10)  # the real one is 1,000
+    index = engine.open_workspace(workspace)
+    engine.index([workspace])
+    chapters = sorted((workspace / "book").iterdir())
+    doomed = sum(len(index.files[f"book/{p.name}"].chunk_ids) for p in chapters[:3])
+    for path in chapters[:3]:
+        path.unlink()
+    with caplog.at_level("INFO", logger="zero_latency.store"):
+        engine.index([workspace])
+    assert f"vacuumed {doomed} deleted points" in caplog.text
+    assert index.store.count() == index.chunk_count() > 0
+    assert engine.search("threads", mode="hybrid")["hits"]
+    # Below the share, nothing happens: one small edit leaves a few tombstones.
+    caplog.clear()
+    survivor = chapters[-1]
+    survivor.write_text(survivor.read_text() + "\n\nOne more paragraph about spawn.\n")
+    with caplog.at_level("INFO", logger="zero_latency.store"):
+        engine.index([workspace])
+    assert "vacuumed" not in caplog.text

@@ -207,9 +207,9 @@ class Engine:
                 report = index.sync(scope, force=force, progress=progress, cancel=cancel,
                                     between_groups=self.drain_pending)
                 total.add(report)
-            index_flush = [i.store for i in self.indexes.values()]
-            for store in index_flush:
+            for store in [i.store for i in self.indexes.values()]:
                 store.flush()
+                store.maybe_vacuum()
         finally:
             self._active_runs -= 1
         total.elapsedMs = round((time.perf_counter() - started) * 1000, 1)
@@ -232,6 +232,8 @@ class Engine:
             try:
                 report = index.sync([index.root / rel for rel in sorted(rels)])
                 index.store.flush()
+                if not self._active_runs:  # not in the middle of a long run
+                    index.store.maybe_vacuum()
             except ZeroLatencyError as err:
                 self.last_error = err.message
                 log.error("sync failed: %s", err.message)

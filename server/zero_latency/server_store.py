@@ -288,6 +288,9 @@ class ServerStore:
             self._call("set payload", lambda: self.client.set_payload(
                 self.collection, payload=values, points=sids, wait=True))
 
+    def maybe_vacuum(self) -> bool:
+        return False  # the server's own optimizers vacuum its segments
+
     def flush(self) -> None:
         """Nothing to do: writes wait for the server to apply them (`wait=True`)."""
 

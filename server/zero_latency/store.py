@@ -33,6 +33,8 @@ SCHEMA_VERSION = 1
 DENSE = "dense"
 SPARSE = "bm25"
 META_FILE = "zl-store.json"
+VACUUM_SHARE = 0.2  # as Qdrant's own deleted_threshold
+VACUUM_MIN_DELETED = 1000
 POINT_NAMESPACE = uuid.UUID("5f0e7d1c-6a53-4c38-9d0c-3f2b8f0a9e11")
 # Payload fields the manifest reads back (not the text: it is the bulk of the payload).
 MANIFEST_FIELDS = ["path", "chunk_hash", "file_hash", "mtime_ns", "size", "source"]
@@ -148,6 +150,7 @@ class Store(Protocol):
     def query(self, dense: Vector | None, sparse: SparseVec | None, mode: Mode, limit: int,
               where: PathFilter, fusion: Fusion = HYBRID_FUSION) -> list[StoredHit]: ...
     def count(self) -> int: ...
+    def maybe_vacuum(self) -> bool: ...
     def flush(self) -> None: ...
     def close(self) -> None: ...
 
@@ -198,10 +201,14 @@ class EdgeStore:
         config = qe.EdgeConfig(
             vectors={DENSE: qe.EdgeVectorParams(size=dimension, distance=qe.Distance.Cosine)},
             sparse_vectors={SPARSE: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)},
+            # No HNSW: exact search answers in ~10 ms at 100k chunks here, while building the
+            # graph took ~115 s on 2 cores. optimize() then only vacuums deleted points.
+            optimizers=qe.EdgeOptimizersConfig(indexing_threshold=0),
         )
+        self._deleted_since_vacuum = 0
         try:
             if shard_dir.exists() and any(shard_dir.iterdir()):
-                self._shard = qe.EdgeShard.load(str(shard_dir))
+                self._shard = qe.EdgeShard.load(str(shard_dir), config)
             else:
                 self._shard = qe.EdgeShard.create(str(shard_dir), config)
                 for field in ("path", "chunk_hash", "language"):
@@ -242,11 +249,28 @@ class EdgeStore:
     def delete(self, ids: Sequence[str]) -> None:
         if ids:
             self._update(qe.UpdateOperation.delete_points(list(ids)))
+            self._deleted_since_vacuum += len(ids)
 
     def delete_paths(self, paths: Sequence[str]) -> None:
         if paths:
             flt = qe.Filter(must=[qe.FieldCondition("path", match=qe.MatchAny(list(paths)))])
+            doomed = int(self._shard.count(qe.CountRequest(filter=flt, exact=True)))
             self._update(qe.UpdateOperation.delete_points_by_filter(flt))
+            self._deleted_since_vacuum += doomed
+
+    def maybe_vacuum(self) -> bool:
+        """Deleted points stay in the shard as tombstones (every edit leaves some): once they
+        pass VACUUM_SHARE of the live points, rewrite the segment without them (0.5 s at 11k
+        points, 4.6 s at 100k, measured here). Call from the index worker, between runs."""
+        if self._deleted_since_vacuum < VACUUM_MIN_DELETED:
+            return False  # the common case, without counting the live points
+        if self._deleted_since_vacuum < VACUUM_SHARE * self.count():
+            return False
+        with self._lock, self._failing("vacuum"):
+            self._shard.optimize()
+        log.info("vacuumed %d deleted points from %s", self._deleted_since_vacuum, self.path)
+        self._deleted_since_vacuum = 0
+        return True
 
     def set_payload(self, ids: Sequence[str], values: dict[str, Any]) -> None:
         if ids:
