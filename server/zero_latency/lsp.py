@@ -243,11 +243,11 @@ async def _startup(ls: ZeroLatencyServer) -> None:
         except ZeroLatencyError as err:
             _show(ls, err.message, lsp.MessageType.Error)
     ls.ready.set()
+    if not watching:  # before the first index run, so that no change made during it is lost
+        _watch_disk(ls)
     if engine.indexes:
         await ls.with_progress("Zero-Latency: indexing", None,
                                lambda progress: engine.index(None, progress=progress))
-    if not watching:
-        _watch_disk(ls)
 
 
 async def _register_watchers(ls: ZeroLatencyServer) -> bool:
@@ -482,6 +482,8 @@ def _sync_uris(ls: ZeroLatencyServer, uris: list[str]) -> None:
 
 
 def _sync_paths(ls: ZeroLatencyServer, paths: list[Path], from_disk_watcher: bool = False) -> None:
+    """Bring these changed files into the index; a changed .gitignore rescans its workspace
+    (what is indexed changed; unchanged files cost a stat)."""
     engine = ls.engine
     if engine is None:
         return
@@ -490,16 +492,15 @@ def _sync_paths(ls: ZeroLatencyServer, paths: list[Path], from_disk_watcher: boo
         rel = index.uri_to_rel(path) if index is not None else None
         if index is None or not rel:
             continue
-        if from_disk_watcher:
-            # The OS reports every file (.git, build output, editor swap files): only those
-            # that are or were indexed matter, and a .gitignore edit changes what is.
-            if path.name == ".gitignore":
-                root = index.root
-                ls.spawn(ls.on_worker(lambda r=root: engine.index([r])))  # type: ignore[misc]
-                continue
-            known = index.manifest_loaded and rel in index.files
-            if index.filter.is_ignored(rel) and not known:
-                continue
+        if path.name == ".gitignore":
+            root = index.root
+            ls.spawn(ls.on_worker(lambda r=root: engine.index([r])))  # type: ignore[misc]
+            continue
+        # The OS reports every file (.git, build output, editor swap files), where a client
+        # reports only the globs it registered: only files that are or were indexed matter.
+        if from_disk_watcher and index.filter.is_ignored(rel) and not (
+                index.manifest_loaded and rel in index.files):
+            continue
         ls.spawn(asyncio.wrap_future(engine.schedule_sync(index, rel)))
 
 
@@ -513,11 +514,6 @@ def _stop_watching(ls: ZeroLatencyServer) -> None:
 async def did_change_watched_files(ls: ZeroLatencyServer,
                                    params: lsp.DidChangeWatchedFilesParams) -> None:
     await ls.ready.wait()
-    if any(c.uri.endswith("/.gitignore") for c in params.changes):
-        # Ignore rules changed: rescan everything (unchanged files cost a stat).
-        engine = ls.require_engine()
-        ls.spawn(ls.on_worker(lambda: engine.index(None)))
-        return
     _sync_uris(ls, [c.uri for c in params.changes])
 
 
