@@ -222,7 +222,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     engine, root = _workspace(args)
     try:
-        status = engine.status()
+        status = engine.status(read_manifests=True)
     finally:
         engine.close()
     if args.json:

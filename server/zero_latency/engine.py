@@ -270,11 +270,15 @@ class Engine:
             return "error"
         return "idle"
 
-    def status(self) -> dict[str, Any]:
+    def status(self, read_manifests: bool = False) -> dict[str, Any]:
+        """The docs/status shape. The server answers it on the event loop, so by default it
+        counts only manifests already read (the first sync reads them); the CLI, with
+        nothing else to do, passes `read_manifests` to count everything."""
+        if read_manifests:
+            for index in self.indexes.values():
+                index.read_manifest()
         with self._pending_lock:
             pending = sum(len(v) for v in self._pending.values())
-        # Counts of what is known so far: status answers on the event loop, so it never waits
-        # for a manifest that the first sync is still reading.
         loaded = [i for i in self.indexes.values() if i.manifest_loaded]
         result: dict[str, Any] = {
             "state": self.state(),
@@ -292,8 +296,8 @@ class Engine:
                 "location": self.settings.storeUrl or str(self.settings.data_dir()),
             },
             "workspaces": [
-                {"uri": root.as_uri(), "files": len(i.files) if i.manifest_loaded else 0,
-                 "chunks": i.chunk_count() if i.manifest_loaded else 0,
+                {"uri": root.as_uri(), "files": len(i.files) if i in loaded else 0,
+                 "chunks": i.chunk_count() if i in loaded else 0,
                  "store": i.store.location}
                 for root, i in self.indexes.items()
             ],

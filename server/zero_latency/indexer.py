@@ -116,13 +116,17 @@ class WorkspaceIndex:
         self.generations: dict[str, int] = {}
         self.lock = threading.RLock()  # one writer at a time per workspace
 
-    @property
-    def files(self) -> dict[str, FileState]:
+    def read_manifest(self) -> dict[str, FileState]:
+        """What the store holds per file: read from the payloads once, then kept up to date."""
         if self._files is None:
             with self._files_lock:
                 if self._files is None:
                     self._files = self.store.manifest()
         return self._files
+
+    @property
+    def files(self) -> dict[str, FileState]:
+        return self.read_manifest()
 
     @property
     def manifest_loaded(self) -> bool:
