@@ -270,13 +270,18 @@ async def _register_watchers(ls: ZeroLatencyServer) -> bool:
 def _watch_disk(ls: ZeroLatencyServer) -> None:
     """The client reports no file events: watch the workspace folders ourselves (native OS
     notifications through watchdog), or scan them every few seconds where that cannot start."""
+    from .chunking import language_for
     from .watcher import DiskWatcher
 
     engine = ls.require_engine()
     loop = asyncio.get_running_loop()
 
     def changed(_root: Path, paths: list[Path]) -> None:
-        loop.call_soon_threadsafe(_sync_paths, ls, paths, True)
+        # On the observer thread: drop what can never be indexed (store writes, .git, build
+        # output) before it costs the event loop anything.
+        wanted = [p for p in paths if p.name == ".gitignore" or language_for(p.name)]
+        if wanted:
+            loop.call_soon_threadsafe(_sync_paths, ls, wanted, True)
 
     def rescan(root: Path) -> None:
         loop.call_soon_threadsafe(lambda: ls.spawn(ls.on_worker(lambda: engine.index([root]))))
