@@ -67,13 +67,13 @@ def write_workspace(corpus: dict[str, dict[str, str]], root: Path) -> None:
 
 
 def evaluate(engine: Engine, queries: dict[str, str], qrels: dict[str, set[str]], mode: str,
-             fusion: Fusion = HYBRID_FUSION) -> dict[str, float]:
+             fusion: Fusion = HYBRID_FUSION, limit: int = 30) -> dict[str, float]:
     ndcgs, recalls, latencies = [], [], []
     for qid, relevant in qrels.items():
         if qid not in queries:
             continue
         started = time.perf_counter()
-        result = engine.search(queries[qid], limit=30, mode=mode,  # type: ignore[arg-type]
+        result = engine.search(queries[qid], limit=limit, mode=mode,  # type: ignore[arg-type]
                                fusion=fusion)
         latencies.append((time.perf_counter() - started) * 1000)
         ranked: list[str] = []
@@ -125,6 +125,9 @@ def main() -> int:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--model", default="bundled")
     parser.add_argument("--queries", type=int, default=0, help="first N labelled queries (0: all)")
+    parser.add_argument("--limit", type=int, default=30,
+                        help="hits asked per query (a document counts at its best chunk, so "
+                             "more than 10 chunks are needed for 10 documents)")
     parser.add_argument("--subset", choices=["all", "tune", "holdout"], default="all",
                         help="tune: the even-numbered labelled queries, holdout: the odd ones "
                              "(choose settings on one, report them on the other)")
@@ -173,7 +176,7 @@ def main() -> int:
             for mode in args.modes:
                 for fusion in args.fusion if mode == "hybrid" else [HYBRID_FUSION]:
                     name = f"{mode} {fusion}" if mode == "hybrid" else mode
-                    rows.append((name, evaluate(engine, queries, qrels, mode, fusion)))
+                    rows.append((name, evaluate(engine, queries, qrels, mode, fusion, args.limit)))
         finally:
             engine.close()
     if args.bm25_reference:
