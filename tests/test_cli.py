@@ -31,6 +31,8 @@ def test_index_search_status(tmp_path: Path, workspace: Path) -> None:
     assert first["files"] == first["indexedFiles"] == 5 and first["embeddedChunks"] > 0
     again = zl_json("index", str(workspace), *store)
     assert again["unchangedFiles"] == 5 and again["embeddedChunks"] == 0
+    rebuilt = zl_json("index", str(workspace), "--rebuild", *store)
+    assert rebuilt["indexedFiles"] == 5 and rebuilt["embeddedChunks"] == first["embeddedChunks"]
 
     # From a folder inside the workspace, without --workspace: the index above is found.
     found = zl_json("search", "how", "do", "threads", "share", "data", *store,

@@ -373,3 +373,32 @@ def test_index_and_search_a_workspace_through_the_server_store(client: QdrantCli
         assert workspace_key(root) == workspace_key(root / ".." / "ws")
     finally:
         embedder.close()
+
+
+def test_rebuilding_a_workspace_on_the_server_leaves_other_workspaces_alone(
+        client: QdrantClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    roots = [tmp_path / "one", tmp_path / "two"]
+    for root in roots:
+        root.mkdir()
+        for name, text in DOCS.items():
+            (root / name).write_text(text, encoding="utf-8")
+    engine = Engine(Settings(model="bundled", storeUrl="http://qdrant.test:6333",
+                             storePath=str(tmp_path / "unused")))
+    # The in-process client stands in for the server (the engine would dial the URL).
+    monkeypatch.setattr(engine, "_open_store", lambda root: ServerStore(
+        "http://qdrant.test:6333", None, root, engine.model_fingerprint(), engine.dimension(),
+        client=client))
+    try:
+        for root in roots:
+            engine.open_workspace(root)
+        engine.index(roots)
+        counts = {r: engine.indexes[r.resolve()].store.count() for r in roots}
+        assert all(n >= 3 for n in counts.values())
+        rebuilt = engine.rebuild_workspace(roots[0])
+        assert rebuilt.store.count() == 0 and rebuilt.files == {}
+        assert engine.indexes[roots[1].resolve()].store.count() == counts[roots[1]]
+        report = engine.index([roots[0]])
+        assert report.indexedFiles == 3 and report.embeddedChunks == report.chunks
+        assert rebuilt.store.count() == counts[roots[0]]
+    finally:
+        engine.close()

@@ -10,7 +10,6 @@ import argparse
 import json
 import logging
 import os
-import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -127,13 +126,11 @@ def cmd_index(args: argparse.Namespace) -> int:
         return 2
     engine = _engine(args, root)
     engine.load_model()
-    if args.rebuild:
-        path = engine.store_path(root)
-        if path.exists():
-            shutil.rmtree(path)
-            log.warning("deleted the store at %s", path)
     try:
-        engine.open_workspace(root)
+        if args.rebuild:
+            engine.rebuild_workspace(root)
+        else:
+            engine.open_workspace(root)
         bar = _progress_bar(args.json)
         try:
             def progress(done: int, total: int, _message: str) -> None:

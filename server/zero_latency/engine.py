@@ -133,15 +133,27 @@ class Engine:
         raise locked
 
     def rebuild_workspace(self, root: Path) -> WorkspaceIndex:
-        """Delete a workspace's store (damaged, or built for another model) and start over."""
+        """Delete a workspace's index (damaged, or built for another model) and start over:
+        its embedded store folder, or its points on a Qdrant server (other workspaces in the
+        server's collection are left alone)."""
         root = root.resolve()
         index = self.indexes.pop(root, None)
-        if index is not None:
-            index.store.close()
-        path = self.store_path(root)
-        if path.exists():
-            shutil.rmtree(path)
-            log.warning("deleted the store at %s to rebuild it", path)
+        if self.settings.storeUrl:
+            from .server_store import ServerStore
+
+            store = index.store if index is not None else self._open_store(root)
+            assert isinstance(store, ServerStore)
+            store.clear()
+            store.close()
+            log.warning("deleted the points of %s on %s to rebuild them", root,
+                        self.settings.storeUrl)
+        else:
+            if index is not None:
+                index.store.close()
+            path = self.store_path(root)
+            if path.exists():
+                shutil.rmtree(path)
+                log.warning("deleted the store at %s to rebuild it", path)
         self.store_errors.pop(root, None)
         return self.open_workspace(root)
 

@@ -282,6 +282,12 @@ class ServerStore:
             self._call("delete paths", lambda: self.client.delete(
                 self.collection, points_selector=selector, wait=True))
 
+    def clear(self) -> None:
+        """Delete every point of this workspace (its tenant); other workspaces keep theirs."""
+        selector = models.FilterSelector(filter=self._scope())
+        self._call("delete the workspace's points", lambda: self.client.delete(
+            self.collection, points_selector=selector, wait=True))
+
     def set_payload(self, ids: Sequence[str], values: dict[str, Any]) -> None:
         if ids:
             sids: list[models.ExtendedPointId] = [self._sid(i) for i in ids]
