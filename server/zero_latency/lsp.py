@@ -284,7 +284,7 @@ def _watch_disk(ls: ZeroLatencyServer) -> None:
             loop.call_soon_threadsafe(_sync_paths, ls, wanted, True)
 
     def rescan(root: Path) -> None:
-        loop.call_soon_threadsafe(lambda: ls.spawn(ls.on_worker(lambda: engine.index([root]))))
+        loop.call_soon_threadsafe(_rescan, ls, root)
 
     watcher = DiskWatcher(changed, rescan)
     try:
@@ -498,8 +498,7 @@ def _sync_paths(ls: ZeroLatencyServer, paths: list[Path], from_disk_watcher: boo
         if index is None or not rel:
             continue
         if path.name == ".gitignore":
-            root = index.root
-            ls.spawn(ls.on_worker(lambda r=root: engine.index([r])))  # type: ignore[misc]
+            _rescan(ls, index.root)
             continue
         # The OS reports every file (.git, build output, editor swap files), where a client
         # reports only the globs it registered: only files that are or were indexed matter.
@@ -507,6 +506,13 @@ def _sync_paths(ls: ZeroLatencyServer, paths: list[Path], from_disk_watcher: boo
                 index.manifest_loaded and rel in index.files):
             continue
         ls.spawn(asyncio.wrap_future(engine.schedule_sync(index, rel)))
+
+
+def _rescan(ls: ZeroLatencyServer, root: Path) -> None:
+    """Sync a whole workspace in the background (unchanged files cost one stat each)."""
+    engine = ls.engine
+    if engine is not None:
+        ls.spawn(ls.on_worker(lambda: engine.index([root])))
 
 
 def _stop_watching(ls: ZeroLatencyServer) -> None:

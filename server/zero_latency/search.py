@@ -75,6 +75,17 @@ def search(indexes: Sequence[WorkspaceIndex], embedder: Embedder | None, sparse:
         raise InvalidParamsError(f"query: longer than {MAX_QUERY_CHARS} characters")
     if not 1 <= limit <= MAX_LIMIT:
         raise InvalidParamsError(f"limit: must be between 1 and {MAX_LIMIT}")
+    # Every parameter is checked before any work (the query embedding) is done.
+    for name, globs in (("include", include), ("exclude", exclude)):
+        for glob in globs:
+            if glob.startswith(("/", "\\")) or ".." in glob.replace("\\", "/").split("/"):
+                raise InvalidParamsError(f"{name}: {glob!r} is not a workspace-relative glob")
+    if languages is not None:
+        unknown = sorted(set(languages) - set(LANGUAGES))
+        if unknown:
+            raise InvalidParamsError(f"languages: unknown {', '.join(map(repr, unknown))} "
+                                     f"(known: {', '.join(LANGUAGES)})")
+    include_spec, exclude_spec = glob_spec(list(include)), glob_spec(list(exclude))
     effective: Mode = mode
     notice = None
     if embedder is None and mode != "keyword":
@@ -82,26 +93,15 @@ def search(indexes: Sequence[WorkspaceIndex], embedder: Embedder | None, sparse:
         notice = "no embedding model is loaded: keyword results only"
     dense = embedder.embed_query(query) if embedder is not None and effective != "keyword" else None
     sparse_q = sparse.query(query) if effective != "semantic" else None
-    for name, globs in (("include", include), ("exclude", exclude)):
-        for glob in globs:
-            if glob.startswith(("/", "\\")) or ".." in glob.replace("\\", "/").split("/"):
-                raise InvalidParamsError(f"{name}: {glob!r} is not a workspace-relative glob")
-    include_spec, exclude_spec = glob_spec(list(include)), glob_spec(list(exclude))
     hits: list[Hit] = []
-    if languages is not None:
-        unknown = sorted(set(languages) - set(LANGUAGES))
-        if unknown:
-            raise InvalidParamsError(f"languages: unknown {', '.join(map(repr, unknown))} "
-                                     f"(known: {', '.join(LANGUAGES)})")
     for index in indexes:
-        where = PathFilter(languages=languages)
+        only: list[str] | None = None
+        never: list[str] = []
         if include_spec is not None or exclude_spec is not None:
             paths = list(index.files)
-            where = PathFilter(
-                only=[p for p in paths if include_spec.match_file(p)] if include_spec else None,
-                never=[p for p in paths if exclude_spec.match_file(p)] if exclude_spec else (),
-                languages=languages,
-            )
+            only = [p for p in paths if include_spec.match_file(p)] if include_spec else None
+            never = [p for p in paths if exclude_spec.match_file(p)] if exclude_spec else []
+        where = PathFilter(only=only, never=never, languages=languages)
         found = index.store.query(dense, sparse_q, effective, limit * 2, where, fusion)
         hits += [_hit(index, h) for h in found]
     hits.sort(key=lambda h: h.score, reverse=True)
