@@ -1,7 +1,10 @@
-"""Command line: `zl index`, `zl search`, `zl status`, `zl serve` over the same engine.
+"""Command line: `zl index`, `zl search`, `zl status`, `zl serve`, `zl mcp`, `zl daemon`.
 
-`--json` prints the same shapes as the docs/index, docs/search and docs/status results of the
-wire contract (protocol/spec.md). Logs and progress go to stderr; stdout carries results only.
+`index`, `search` and `status` are clients of the per-user daemon (started when none runs), so
+their answers are the editor's answers, from a warm model and the live index with its unsaved
+edits; `--no-daemon` runs the engine in this process instead. `--json` prints the same shapes
+as the docs/index, docs/search and docs/status results of the wire contract
+(protocol/spec.md). Logs and progress go to stderr; stdout carries results only.
 """
 
 from __future__ import annotations
@@ -10,7 +13,9 @@ import argparse
 import json
 import logging
 import os
+import re
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,8 +25,9 @@ from .config import LANGUAGES, SettingsError, load_settings
 from .errors import ZeroLatencyError
 
 if TYPE_CHECKING:  # `zl serve` must start fast: the engine loads after `initialize`
+    from .client import RpcClient
     from .engine import Engine
-    from .indexer import IndexReport
+    from .indexer import ProgressFn
 
 log = logging.getLogger("zero_latency")
 
@@ -29,23 +35,30 @@ log = logging.getLogger("zero_latency")
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    server_side = args.command in ("serve", "daemon")
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO if args.command == "serve"
-        else logging.WARNING,
-        format="zl: %(message)s" if args.command != "serve" else
-        "%(asctime)s %(levelname)s %(name)s: %(message)s",
+        level=logging.DEBUG if args.verbose else logging.INFO if server_side else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s" if server_side
+        else "zl: %(message)s",
         stream=sys.stderr,
     )
+    # pygls logs every message it sends at INFO: keep stderr readable.
+    logging.getLogger("pygls").setLevel(logging.WARNING)
     if args.command == "serve":
-        # pygls logs every message it sends at INFO: keep stderr readable.
-        logging.getLogger("pygls").setLevel(logging.WARNING)
+        if not args.no_daemon:
+            from .bridge import run_bridge
+
+            return run_bridge()
         from .lsp import serve
 
         return serve()
+    from .client import RpcError
+    from .daemon import DaemonError
+
     try:
         return int(args.handler(args))
-    except (ZeroLatencyError, SettingsError) as err:
-        message = err.message if isinstance(err, ZeroLatencyError) else str(err)
+    except (ZeroLatencyError, SettingsError, RpcError, DaemonError) as err:
+        message = err.message if isinstance(err, ZeroLatencyError | RpcError) else str(err)
         print(f"zl: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -61,12 +74,17 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     def common(p: argparse.ArgumentParser) -> None:
+        settings_flags(p)
+        p.add_argument("--json", action="store_true", help="print the wire-contract JSON shape")
+        p.add_argument("--no-daemon", action="store_true",
+                       help="run the engine in this process instead of the shared daemon")
+
+    def settings_flags(p: argparse.ArgumentParser) -> None:
         p.add_argument("--model", help="Hub repo id, model folder, or 'bundled'")
         p.add_argument("--device", choices=["cpu", "cuda"])
         p.add_argument("--store-path", help="folder for the embedded stores")
         p.add_argument("--store-url", help="a Qdrant server or cluster instead of the embedded "
                                            "store (API key: $ZL_STORE_API_KEY)")
-        p.add_argument("--json", action="store_true", help="print the wire-contract JSON shape")
 
     p = sub.add_parser("index", help="index (or re-index) a folder")
     p.add_argument("path", nargs="?", default=".", help="workspace folder (default: .)")
@@ -95,23 +113,43 @@ def _parser() -> argparse.ArgumentParser:
     common(p)
     p.set_defaults(handler=cmd_status)
 
-    sub.add_parser("serve", help="run the language-server sidecar on stdio")
+    p = sub.add_parser("serve", help="the language server on stdio, for editors (forwards to "
+                                     "the shared daemon)")
+    p.add_argument("--no-daemon", action="store_true",
+                   help="serve from this process, with an engine of its own")
+
+    p = sub.add_parser("mcp", help="a Model Context Protocol server on stdio, for AI agents")
+    p.add_argument("--workspace", help="workspace folder (default: the current directory)")
+    settings_flags(p)
+    p.set_defaults(handler=cmd_mcp)
+
+    p = sub.add_parser("daemon", help="the shared per-user engine: run, status, stop")
+    p.add_argument("action", choices=["run", "status", "stop"])
+    p.add_argument("--idle-timeout", type=float, default=None, metavar="SECONDS",
+                   help="exit after this long with no client (default: "
+                        "$ZL_DAEMON_IDLE_SECONDS or 300)")
+    p.set_defaults(handler=cmd_daemon)
     return parser
 
 
-def _engine(args: argparse.Namespace, workspace: Path) -> Engine:
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings the command line gives (they outrank the config files)."""
     overrides: dict[str, Any] = {}
     if args.model:
         overrides["model"] = args.model
     if args.device:
         overrides["device"] = args.device
     if args.store_path:
-        overrides["storePath"] = args.store_path
+        overrides["storePath"] = str(Path(args.store_path).expanduser().resolve())
     if args.store_url:
         overrides["storeUrl"] = args.store_url
     if os.environ.get("ZL_STORE_API_KEY"):  # not a flag: it would show in `ps`
         overrides["storeApiKey"] = os.environ["ZL_STORE_API_KEY"]
-    settings, warnings = load_settings(workspace, overrides)
+    return overrides
+
+
+def _engine(args: argparse.Namespace, workspace: Path) -> Engine:
+    settings, warnings = load_settings(workspace, _overrides(args))
     for warning in warnings:
         log.warning("%s", warning)
     from .engine import Engine
@@ -119,11 +157,51 @@ def _engine(args: argparse.Namespace, workspace: Path) -> Engine:
     return Engine(settings)
 
 
+def _session(args: argparse.Namespace, folder: Path, find_root: bool,
+             on_progress: Any = None) -> RpcClient:
+    """A session with the daemon on `folder` (the nearest indexed folder above it when
+    `find_root`), which does not start indexing by itself: the command says what it wants."""
+    from .client import open_session
+
+    def notified(method: str, params: Any) -> None:
+        if method == "window/showMessage" and isinstance(params, dict):
+            print(f"zl: {_clean(str(params.get('message', '')))}", file=sys.stderr)
+        elif method == "$/progress" and on_progress is not None and isinstance(params, dict):
+            on_progress(params.get("value") or {})
+
+    options = {**_overrides(args), "indexOnStart": False, "findIndexedRoot": find_root}
+    return open_session([folder], options, notified)
+
+
 def cmd_index(args: argparse.Namespace) -> int:
     root = Path(args.path).expanduser().resolve()
     if not root.is_dir():
         print(f"zl: error: {root} is not a folder", file=sys.stderr)
         return 2
+    bar = _progress_bar(args.json)
+
+    def progress(done: int, total: int, _message: str) -> None:
+        if bar is not None:
+            bar.total = total
+            bar.n = done
+            bar.refresh()
+
+    try:
+        if args.no_daemon:
+            report = _index_here(args, root, progress)
+        else:
+            report = _index_in_daemon(args, root, progress)
+    finally:
+        if bar is not None:
+            bar.close()
+    if args.json:
+        print(json.dumps(report))
+    else:
+        _print_report(root, report)
+    return 0
+
+
+def _index_here(args: argparse.Namespace, root: Path, progress: ProgressFn) -> dict[str, Any]:
     engine = _engine(args, root)
     engine.load_model()
     try:
@@ -131,25 +209,27 @@ def cmd_index(args: argparse.Namespace) -> int:
             engine.rebuild_workspace(root)
         else:
             engine.open_workspace(root)
-        bar = _progress_bar(args.json)
-        try:
-            def progress(done: int, total: int, _message: str) -> None:
-                if bar is not None:
-                    bar.total = total
-                    bar.n = done
-                    bar.refresh()
-
-            report = engine.index([root], force=args.force, progress=progress)
-        finally:
-            if bar is not None:
-                bar.close()
+        return engine.index([root], force=args.force, progress=progress).to_wire()
     finally:
         engine.close()
-    if args.json:
-        print(json.dumps(report.to_wire()))
-    else:
-        _print_report(root, report)
-    return 0
+
+
+def _index_in_daemon(args: argparse.Namespace, root: Path,
+                     progress: ProgressFn) -> dict[str, Any]:
+    def on_progress(value: dict[str, Any]) -> None:
+        # The server reports "done/total what" (protocol/spec.md, docs/index progress).
+        done, _, rest = str(value.get("message", "")).partition("/")
+        total = rest.split(" ", 1)[0]
+        if done.isdigit() and total.isdigit():
+            progress(int(done), int(total), "")
+
+    client = _session(args, root, find_root=False, on_progress=on_progress)
+    try:
+        result: dict[str, Any] = client.request("docs/index", {
+            "workDoneToken": "zl-index", "force": args.force, "rebuild": args.rebuild})
+        return result
+    finally:
+        client.close()
 
 
 def _progress_bar(quiet: bool) -> Any:
@@ -160,15 +240,15 @@ def _progress_bar(quiet: bool) -> Any:
     return tqdm(total=0, unit="file", file=sys.stderr, desc="indexing", leave=False)
 
 
-def _print_report(root: Path, report: IndexReport) -> None:
-    seconds = report.elapsedMs / 1000
-    rate = report.embeddedChunks / seconds if seconds > 0 else 0.0
-    print(f"{root}: {report.files} files ({report.indexedFiles} indexed, "
-          f"{report.unchangedFiles} unchanged, {report.removedFiles} removed, "
-          f"{report.skippedFiles} skipped), {report.chunks} chunks, "
-          f"{report.embeddedChunks} embedded in {seconds:.1f} s ({rate:.1f} chunks/s)")
-    for error in report.errors:
-        print(f"  {error['uri']}: {error['message']}", file=sys.stderr)
+def _print_report(root: Path, report: dict[str, Any]) -> None:
+    seconds = report["elapsedMs"] / 1000
+    rate = report["embeddedChunks"] / seconds if seconds > 0 else 0.0
+    print(f"{root}: {report['files']} files ({report['indexedFiles']} indexed, "
+          f"{report['unchangedFiles']} unchanged, {report['removedFiles']} removed, "
+          f"{report['skippedFiles']} skipped), {report['chunks']} chunks, "
+          f"{report['embeddedChunks']} embedded in {seconds:.1f} s ({rate:.1f} chunks/s)")
+    for error in report["errors"]:
+        print(f"  {_clean(error['uri'])}: {_clean(error['message'])}", file=sys.stderr)
 
 
 def find_workspace(engine: Engine, start: Path) -> Path | None:
@@ -193,13 +273,40 @@ def _workspace(args: argparse.Namespace) -> tuple[Engine, Path]:
     return engine, root
 
 
+def _no_index(start: Path, model: str) -> ZeroLatencyError:
+    return ZeroLatencyError(
+        f"no index for {start} or any folder above it (model {model}). "
+        "Run `zl index <folder>` first, or pass --workspace.")
+
+
+def _query(args: argparse.Namespace) -> dict[str, Any]:
+    params: dict[str, Any] = {"query": " ".join(args.query), "limit": args.limit,
+                              "mode": args.mode, "include": args.path,
+                              "exclude": args.exclude}
+    if args.languages:
+        params["languages"] = args.languages
+    return params
+
+
 def cmd_search(args: argparse.Namespace) -> int:
-    engine, _root = _workspace(args)
-    try:
-        result = engine.search(" ".join(args.query), args.limit, args.mode, args.path,
-                               args.exclude, languages=args.languages)
-    finally:
-        engine.close()
+    params = _query(args)
+    if args.no_daemon:
+        engine, _root = _workspace(args)
+        try:
+            result = engine.search(params["query"], args.limit, args.mode, args.path,
+                                   args.exclude, languages=args.languages)
+        finally:
+            engine.close()
+    else:
+        start = Path(args.workspace or os.getcwd()).expanduser().resolve()
+        client = _session(args, start, find_root=True)
+        try:
+            status = client.request("docs/status")
+            if not status["workspaces"]:
+                raise _no_index(start, status["model"]["id"])
+            result = client.request("docs/search", params)
+        finally:
+            client.close()
     if args.json:
         print(json.dumps(result))
         return 0
@@ -209,33 +316,95 @@ def cmd_search(args: argparse.Namespace) -> int:
     for hit in result["hits"]:
         line = hit["range"]["start"]["line"] + 1
         heading = " > ".join(hit["headingPath"])
-        print(f"{hit['path']}:{line}  {heading}  ({hit['score']:.3f})")
-        print(f"    {hit['snippet']}")
+        print(_clean(f"{hit['path']}:{line}  {heading}  ({hit['score']:.3f})"))
+        print(f"    {_clean(hit['snippet'])}")
     print(f"{len(result['hits'])} hits in {result['elapsedMs']:.1f} ms ({result['mode']})",
           file=sys.stderr)
     return 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    engine, root = _workspace(args)
-    try:
-        status = engine.status(read_manifests=True)
-    finally:
-        engine.close()
+    if args.no_daemon:
+        engine, root = _workspace(args)
+        try:
+            status = engine.status(read_manifests=True)
+        finally:
+            engine.close()
+    else:
+        start = Path(args.workspace or os.getcwd()).expanduser().resolve()
+        client = _session(args, start, find_root=True)
+        try:
+            status = client.request("docs/status")
+        finally:
+            client.close()
+        if not status["workspaces"]:
+            raise _no_index(start, status["model"]["id"])
+        root = Path(_path_of(status["workspaces"][0]["uri"]))
     if args.json:
         print(json.dumps(status))
         return 0
-    print(f"workspace: {root}")
+    print(_clean(f"workspace: {root}"))
     print(f"state:     {status['state']}")
     print(f"files:     {status['files']}   chunks: {status['chunks']}")
     model = status["model"]
-    print(f"model:     {model['id']} ({model['dimension']}-d, {model['device']})")
+    print(_clean(f"model:     {model['id']} ({model['dimension']}-d, {model['device']})"))
     for ws in status["workspaces"]:
-        print(f"store:     {status['store']['kind']} at {ws['store']}")
+        print(_clean(f"store:     {status['store']['kind']} at {ws['store']}"))
     if status.get("lastError"):
-        print(f"error:     {status['lastError']}")
+        print(_clean(f"error:     {status['lastError']}"))
     return 0
 
+
+def cmd_daemon(args: argparse.Namespace) -> int:
+    from . import daemon
+
+    if args.action == "run":
+        return daemon.run(args.idle_timeout)
+    if args.action == "stop":
+        pid = daemon.stop()
+        print(f"stopped the daemon (pid {pid})" if pid else "no daemon is running")
+        return 0
+    pid = daemon.running_pid()
+    if pid is None:
+        print(f"no daemon is running (socket {daemon.socket_path()})")
+        return 3
+    from .client import open_session
+
+    client = open_session([], {"indexOnStart": False}, autostart=False)
+    try:
+        info = client.request("zl/daemon")
+    finally:
+        client.close()
+    print(f"daemon:     pid {info['pid']}, up {time.time() - info['startedAt']:.0f} s, exits "
+          f"after {info['idleSeconds']:.0f} s idle")
+    print(f"socket:     {info['socket']}")
+    print(f"clients:    {info['clients']} (this one included)")
+    for uri in info["workspaces"]:
+        print(_clean(f"workspace:  {_path_of(uri)}"))
+    return 0
+
+
+def cmd_mcp(args: argparse.Namespace) -> int:
+    from .mcp_server import run_mcp
+
+    workspace = Path(args.workspace or os.getcwd()).expanduser().resolve()
+    return run_mcp(workspace, _overrides(args))
+
+
+def _path_of(uri: str) -> str:
+    from urllib.parse import unquote, urlparse
+
+    return unquote(urlparse(uri).path)
+
+
+#: C0/C1 control characters (ESC, BEL, CSI…) except tab and newline: shown, never obeyed.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def _clean(text: str) -> str:
+    """Text from files (names, headings, snippets) made safe for a terminal: an escape
+    sequence in a hostile file must not drive the terminal of the user who searched it."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
 if __name__ == "__main__":

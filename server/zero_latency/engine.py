@@ -24,7 +24,6 @@ from .errors import (
     DeviceUnavailableError,
     ModelUnavailableError,
     StoreError,
-    StoreLockedError,
     ZeroLatencyError,
 )
 from .indexer import CancelToken, IndexReport, ProgressFn, WorkspaceIndex
@@ -58,6 +57,7 @@ class Engine:
         self._pending: dict[Path, set[str]] = {}
         self._pending_lock = threading.Lock()
         self._active_runs = 0
+        self._runs: set[CancelToken] = set()  # cancelled by close(): stop at a file boundary
         self._loading = False
 
     # --- model ---------------------------------------------------------------------------------
@@ -102,12 +102,7 @@ class Engine:
             return self.indexes[root]
         embedder = self.load_model()
         try:
-            try:
-                store = self._open_store(root)
-            except StoreLockedError as locked:
-                if self.settings.storeUrl:
-                    raise
-                store = self._open_private_store(root, locked)
+            store = self._open_store(root)
         except StoreError as err:
             self.store_errors[root] = err
             self.last_error = err.message
@@ -116,21 +111,6 @@ class Engine:
         index = WorkspaceIndex(root, self.settings, store, embedder, self.sparse)
         self.indexes[root] = index
         return index
-
-    def _open_private_store(self, root: Path, locked: StoreLockedError) -> Store:
-        """Another process (a second editor window) holds the workspace's store: Qdrant Edge
-        allows one writer, so this one indexes into a store of its own beside it."""
-        base = self.store_path(root)
-        for n in range(1, 9):
-            path = base.with_name(f"{base.name}.window-{n}")
-            try:
-                store = EdgeStore(path, self.model_fingerprint(), self.dimension())
-            except StoreLockedError:
-                continue
-            self.warn(f"The index of {root} is in use by another Zero-Latency process "
-                      f"(another editor window?). This one keeps its own index at {path}.")
-            return store
-        raise locked
 
     def rebuild_workspace(self, root: Path) -> WorkspaceIndex:
         """Delete a workspace's index (damaged, or built for another model) and start over:
@@ -166,6 +146,10 @@ class Engine:
         path = store_dir(self.settings.data_dir(), root, self.model_id)
         return EdgeStore(path, self.model_fingerprint(), self.dimension())
 
+    def has_index(self, root: Path) -> bool:
+        """Whether `root` has an embedded store for this model (a server store cannot tell)."""
+        return not self.settings.storeUrl and (self.store_path(root) / "shard").exists()
+
     def store_path(self, root: Path) -> Path:
         self.load_model()  # the folder is per model
         return store_dir(self.settings.data_dir(), root.resolve(), self.model_id)
@@ -200,13 +184,15 @@ class Engine:
     def index(self, targets: Sequence[Path] | None = None, force: bool = False,
               progress: ProgressFn | None = None,
               cancel: CancelToken | None = None) -> IndexReport:
-        """Blocking: bring the store up to date for `targets` (default: every workspace)."""
+        """Blocking: bring the store up to date for `targets` (None: every open workspace)."""
         total = IndexReport()
         started = time.perf_counter()
+        cancel = cancel or CancelToken()
+        self._runs.add(cancel)
         self._active_runs += 1
         try:
             groups: dict[Path, list[Path]] = {}
-            for target in targets or list(self.indexes):
+            for target in list(self.indexes) if targets is None else targets:
                 index = self.index_for(target)
                 if index is None:
                     total.errors.append({"uri": target.resolve().as_uri(),
@@ -224,6 +210,7 @@ class Engine:
                 store.maybe_vacuum()
         finally:
             self._active_runs -= 1
+            self._runs.discard(cancel)
         total.elapsedMs = round((time.perf_counter() - started) * 1000, 1)
         return total
 
@@ -258,13 +245,27 @@ class Engine:
     def search(self, query: str, limit: int = 10, mode: Mode = "hybrid",
                include: Sequence[str] = (), exclude: Sequence[str] = (),
                fusion: Fusion = HYBRID_FUSION,
-               languages: Sequence[str] | None = None) -> dict[str, Any]:
+               languages: Sequence[str] | None = None,
+               roots: Sequence[Path] | None = None) -> dict[str, Any]:
+        """Search the workspaces in `roots` (default: every open one)."""
         if mode == "semantic" and self.embedder is None and self.model_error is not None:
             raise self.model_error
-        result = search(list(self.indexes.values()), self.embedder, self.sparse, query, limit,
+        result = search(self._scoped(roots), self.embedder, self.sparse, query, limit,
                         mode, include, exclude, fusion, languages)
         result["indexState"] = self.index_state()
         return result
+
+    def _scoped(self, roots: Sequence[Path] | None) -> list[WorkspaceIndex]:
+        if roots is None:
+            return list(self.indexes.values())
+        wanted = {root.resolve() for root in roots}
+        return [index for root, index in self.indexes.items() if root in wanted]
+
+    def busy(self) -> bool:
+        """An index run or queued edits: work a daemon must not walk out on."""
+        with self._pending_lock:
+            pending = any(self._pending.values())
+        return bool(self._active_runs or pending or self._loading)
 
     def index_state(self) -> str:
         if self.state() in ("indexing", "loadingModel"):
@@ -282,16 +283,19 @@ class Engine:
             return "error"
         return "idle"
 
-    def status(self, read_manifests: bool = False) -> dict[str, Any]:
-        """The docs/status shape. The server answers it on the event loop, so by default it
-        counts only manifests already read (the first sync reads them); the CLI, with
-        nothing else to do, passes `read_manifests` to count everything."""
+    def status(self, read_manifests: bool = False,
+               roots: Sequence[Path] | None = None) -> dict[str, Any]:
+        """The docs/status shape, for the workspaces in `roots` (default: every open one).
+        The server answers it on the event loop, so by default it counts only manifests
+        already read (the first sync reads them); the CLI, with nothing else to do, passes
+        `read_manifests` to count everything."""
+        scoped = self._scoped(roots)
         if read_manifests:
-            for index in self.indexes.values():
+            for index in scoped:
                 index.read_manifest()
         with self._pending_lock:
             pending = sum(len(v) for v in self._pending.values())
-        loaded = [i for i in self.indexes.values() if i.manifest_loaded]
+        loaded = [i for i in scoped if i.manifest_loaded]
         result: dict[str, Any] = {
             "state": self.state(),
             "files": sum(len(i.files) for i in loaded),
@@ -308,10 +312,10 @@ class Engine:
                 "location": self.settings.storeUrl or str(self.settings.data_dir()),
             },
             "workspaces": [
-                {"uri": root.as_uri(), "files": len(i.files) if i in loaded else 0,
+                {"uri": i.root.as_uri(), "files": len(i.files) if i in loaded else 0,
                  "chunks": i.chunk_count() if i in loaded else 0,
                  "store": i.store.location}
-                for root, i in self.indexes.items()
+                for i in scoped
             ],
             "searchModes": ["hybrid", "semantic", "keyword"] if self.embedder else ["keyword"],
         }
@@ -320,7 +324,11 @@ class Engine:
         return result
 
     def close(self) -> None:
-        """Flush and close every store; waits for the write in progress, drops queued work."""
+        """Flush and close every store: a run in progress stops at its next file (what it
+        finished is kept, so the next run resumes there), queued work is dropped."""
+        for token in list(self._runs):
+            token.cancel()
+
         def close_all() -> None:
             for index in self.indexes.values():
                 try:

@@ -115,6 +115,9 @@ class WorkspaceIndex:
         # Bumped by every edit/event for a file: a version prepared before the bump is stale.
         self.generations: dict[str, int] = {}
         self.lock = threading.RLock()  # one writer at a time per workspace
+        # Edits arrive on the event loop while a run holds `lock` for minutes: they take
+        # only this one, so that an edit never waits for the run.
+        self._edits_lock = threading.Lock()
 
     def read_manifest(self) -> dict[str, FileState]:
         """What the store holds per file: read from the payloads once, then kept up to date."""
@@ -184,12 +187,12 @@ class WorkspaceIndex:
         return report
 
     def touch(self, rel: str) -> None:
-        with self.lock:
+        with self._edits_lock:
             self.generations[rel] = self.generations.get(rel, 0) + 1
 
     def set_overlay(self, rel: str, text: str | None) -> None:
         """Unsaved editor text for a file (None: the buffer closed, the disk wins again)."""
-        with self.lock:
+        with self._edits_lock:
             if text is None:
                 self.overlays.pop(rel, None)
             else:
@@ -228,7 +231,7 @@ class WorkspaceIndex:
                 found = self._entry(rel)
                 if found is not None:
                     entries[rel] = found
-        for rel in self.overlays:  # open buffers of files not yet on disk
+        for rel in list(self.overlays):  # open buffers of files not yet on disk
             if rel not in entries and any(_under(rel, s) for s in scopes):
                 entries[rel] = FileEntry(self.root / rel, rel, -1, -1)
         gone = [rel for rel in self.files

@@ -1,9 +1,12 @@
-"""The sidecar: a pygls 2.x language server over stdio that wraps the engine.
+"""The language server: one pygls 2.x server per client connection, over the engines of the
+process (`hub.EngineHub`).
 
-Handlers stay thin: they validate params (protocol/schema.json), hop to the engine's threads
-and translate errors to the contract's JSON-RPC codes. Nothing here blocks the asyncio loop or
-pygls's own thread pool, which also reads stdin (NOTES.md: starving it stalls every request).
-stdout carries protocol messages only; logs go to stderr and window/logMessage.
+The same handlers serve a connection on stdio (`zl serve --no-daemon`) and every connection
+of the per-user daemon (`daemon.py`). Handlers stay thin: they validate params
+(protocol/schema.json), hop to the engine's threads and translate errors to the contract's
+JSON-RPC codes. Nothing here blocks the asyncio loop. Messages are framed by `framing.py`, not
+by pygls's reader, so that a mis-framed message cannot wedge the connection. On stdio, stdout
+carries protocol messages only; logs go to stderr and window/logMessage.
 """
 
 from __future__ import annotations
@@ -11,7 +14,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import json
 import logging
+import sys
+import threading
 import time
 from collections.abc import Callable, Generator
 from concurrent.futures import ThreadPoolExecutor
@@ -24,6 +30,8 @@ from lsprotocol import types as lsp
 from pygls.exceptions import (
     JsonRpcException,
     JsonRpcInvalidParams,
+    JsonRpcInvalidRequest,
+    JsonRpcParseError,
     JsonRpcServerNotInitialized,
 )
 from pygls.lsp.server import LanguageServer
@@ -34,6 +42,8 @@ from pygls.uris import to_fs_path
 from . import __version__
 from .config import DEFAULT_INCLUDE_EXTENSIONS, Settings, SettingsError, load_settings
 from .errors import CancelledError, ZeroLatencyError
+from .framing import Frame, FrameParser, FramingError
+from .hub import EngineHub
 
 if TYPE_CHECKING:  # the engine (numpy, Qdrant, ONNX Runtime) loads after `initialize`
     from .engine import Engine
@@ -42,6 +52,7 @@ if TYPE_CHECKING:  # the engine (numpy, Qdrant, ONNX Runtime) loads after `initi
 
 log = logging.getLogger("zero_latency")
 T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
 
 #: Without file events from the client and without an OS watcher, the server rescans this often.
 POLL_INTERVAL_S = 5.0
@@ -83,15 +94,34 @@ class ZeroLatencyProtocol(LanguageServerProtocol):
         if message is _ANSWERED:
             return
         server = self._server
+        assert isinstance(server, ZeroLatencyServer)
         method = getattr(message, "method", None)
-        if (isinstance(server, ZeroLatencyServer) and not server.initialize_seen
-                and method is not None and hasattr(message, "id")
-                and method != lsp.INITIALIZE):
-            self._send_response(message.id, None, JsonRpcServerNotInitialized(
-                f"{method}: the server is not initialized yet (send initialize first)"
-            ).to_response_error())
+        is_request = method is not None and hasattr(message, "id")
+        refusal: JsonRpcException | None = None
+        if method is None:  # a response to one of our requests
+            pass
+        elif self._shutdown and method != lsp.EXIT:
+            # LSP: after shutdown, requests are answered InvalidRequest (pygls stays silent).
+            refusal = JsonRpcInvalidRequest(f"{method}: the server is shutting down")
+        elif method == lsp.INITIALIZE and server.initialize_seen:
+            refusal = JsonRpcInvalidRequest("initialize: the server is already initialized")
+        elif not server.initialize_seen and method not in (lsp.INITIALIZE, lsp.EXIT):
+            refusal = JsonRpcServerNotInitialized(
+                f"{method}: the server is not initialized yet (send initialize first)")
+        if refusal is not None:
+            if is_request:
+                self._send_response(message.id, None, refusal.to_response_error())
             return
         super().handle_message(message)
+
+    @lsp_method(lsp.EXIT)
+    def lsp_exit(self, *args: Any) -> Generator[Any, Any, None]:
+        """End this connection (pygls would end the whole process): 0 after shutdown, else 1."""
+        server = self._server
+        assert isinstance(server, ZeroLatencyServer)
+        server.exit_code = 0 if self._shutdown else 1
+        server.closing.set()
+        yield from ()
 
     @lsp_method(lsp.INITIALIZE)
     def lsp_initialize(self, params: lsp.InitializeParams) -> Generator[Any, Any, Any]:
@@ -101,10 +131,20 @@ class ZeroLatencyProtocol(LanguageServerProtocol):
 
 
 class ZeroLatencyServer(LanguageServer):
-    def __init__(self) -> None:
+    """One client's session: its folders, its unsaved buffers, its progress and watchers."""
+
+    def __init__(self, hub: EngineHub) -> None:
         super().__init__("zero-latency", __version__, protocol_cls=ZeroLatencyProtocol,
                          text_document_sync_kind=lsp.TextDocumentSyncKind.Incremental)
+        self.hub = hub
         self.engine: Engine | None = None
+        #: Files whose unsaved text this client put in the index: the disk wins when it goes.
+        self.buffers: set[tuple[Path, str]] = set()
+        self.index_on_start = True  # initializationOptions.indexOnStart
+        self.find_indexed_root = False  # initializationOptions.findIndexedRoot
+        self.exit_code: int | None = None
+        self.closing = asyncio.Event()
+        self.released = False
         self.settings: Settings | None = None
         self.engine_created = asyncio.Event()
         self.initialize_seen = False
@@ -119,6 +159,32 @@ class ZeroLatencyServer(LanguageServer):
         self.disk_watcher: DiskWatcher | None = None  # when the client reports no file events
 
     # --- helpers -----------------------------------------------------------------------------
+
+    def roots(self) -> list[Path]:
+        """This client's workspace folders that are open in the engine."""
+        engine = self.engine
+        if engine is None:
+            return []
+        return [f.resolve() for f in self.folders if f.resolve() in engine.indexes]
+
+    def release(self) -> None:
+        """This client is gone (shutdown, exit, or its connection closed): its debounced edits
+        are dropped, its watchers stop and its unsaved buffers give way to the disk again, for
+        every other client of the engine. Idempotent."""
+        self.released = True
+        for handle in self.debounce.values():
+            handle.cancel()
+        self.debounce.clear()
+        _stop_watching(self)
+        engine = self.engine
+        if engine is not None:
+            for root, rel in sorted(self.buffers):
+                index = engine.indexes.get(root)
+                if index is not None:
+                    index.set_overlay(rel, None)
+                    engine.schedule_sync(index, rel)
+        self.buffers.clear()
+        self.hub.release(self)
 
     def require_engine(self) -> Engine:
         if self.engine is None:
@@ -192,13 +258,30 @@ class ZeroLatencyServer(LanguageServer):
                 self.work_done_progress.end(token, lsp.WorkDoneProgressEnd(message="done"))
 
 
-server = ZeroLatencyServer()
+#: Every handler of a connection, registered on each new server by `create_server`.
+_FEATURES: list[tuple[str, Any, Callable[..., Any]]] = []
+
+
+def feature(method: str, options: Any = None) -> Callable[[F], F]:
+    def register(fn: F) -> F:
+        _FEATURES.append((method, options, fn))
+        return fn
+    return register
+
+
+def create_server(hub: EngineHub) -> ZeroLatencyServer:
+    """A server for one client connection; engines (and their stores) come from `hub`, which
+    every connection of this process shares."""
+    ls = ZeroLatencyServer(hub)
+    for method, options, fn in _FEATURES:
+        ls.feature(method, options)(fn)
+    return ls
 
 
 # --- lifecycle -----------------------------------------------------------------------------
 
 
-@server.feature(lsp.INITIALIZE)
+@feature(lsp.INITIALIZE)
 def initialize(ls: ZeroLatencyServer, params: lsp.InitializeParams) -> None:
     ls.initialize_seen = True
     ls.main_loop = asyncio.get_running_loop()
@@ -208,6 +291,12 @@ def initialize(ls: ZeroLatencyServer, params: lsp.InitializeParams) -> None:
     options = params.initialization_options or {}
     if not isinstance(options, dict):
         raise JsonRpcInvalidParams("initializationOptions: must be an object")
+    options = dict(options)
+    for key in ("indexOnStart", "findIndexedRoot"):  # the connection's, not settings
+        if not isinstance(options.get(key, False), bool):
+            raise JsonRpcInvalidParams(f"initializationOptions.{key}: must be a boolean")
+    ls.index_on_start = options.pop("indexOnStart", True)
+    ls.find_indexed_root = options.pop("findIndexedRoot", False)
     try:
         settings, warnings = load_settings(folders[0] if folders else None, options)
     except SettingsError as err:
@@ -218,15 +307,13 @@ def initialize(ls: ZeroLatencyServer, params: lsp.InitializeParams) -> None:
     ls.folders = folders
 
 
-@server.feature(lsp.INITIALIZED)
+@feature(lsp.INITIALIZED)
 def initialized(ls: ZeroLatencyServer, params: lsp.InitializedParams) -> None:
     ls.startup_task = asyncio.ensure_future(_startup(ls))
 
 
 def _make_engine(ls: ZeroLatencyServer, settings: Settings) -> Engine:
-    from .engine import Engine
-
-    return Engine(settings, warn=lambda m: _show_threadsafe(ls, m, lsp.MessageType.Warning))
+    return ls.hub.acquire(settings, ls, lambda m: _show_threadsafe(ls, m, lsp.MessageType.Warning))
 
 
 async def _startup(ls: ZeroLatencyServer) -> None:
@@ -235,19 +322,36 @@ async def _startup(ls: ZeroLatencyServer) -> None:
     ls.engine = await loop.run_in_executor(None, _make_engine, ls, ls.settings)
     ls.engine_created.set()
     engine = ls.engine
-    watching = await _register_watchers(ls)
+    watching = ls.index_on_start and await _register_watchers(ls)
     await asyncio.wrap_future(engine.run(engine.load_model))
+    if ls.find_indexed_root:
+        found = await loop.run_in_executor(
+            None, lambda: [_indexed_root(engine, f) for f in ls.folders])
+        ls.folders = [f for f in found if f is not None]
     for folder in ls.folders:
         try:
             await ls.on_worker(lambda f=folder: engine.open_workspace(f))  # type: ignore[misc]
         except ZeroLatencyError as err:
             _show(ls, err.message, lsp.MessageType.Error)
     ls.ready.set()
+    if not ls.index_on_start:
+        return
     if not watching:  # before the first index run, so that no change made during it is lost
         _watch_disk(ls)
-    if engine.indexes:
+    roots = ls.roots()
+    if roots:
         await ls.with_progress("Zero-Latency: indexing", None,
-                               lambda progress: engine.index(None, progress=progress))
+                               lambda progress: engine.index(roots, progress=progress))
+
+
+def _indexed_root(engine: Engine, start: Path) -> Path | None:
+    """The nearest folder at or above `start` with an index for this model (what `zl search`
+    run inside a workspace means), or None: then no store is created."""
+    start = start.resolve()
+    for folder in [start, *start.parents]:
+        if engine.has_index(folder):
+            return folder
+    return None
 
 
 async def _register_watchers(ls: ZeroLatencyServer) -> bool:
@@ -273,7 +377,6 @@ def _watch_disk(ls: ZeroLatencyServer) -> None:
     from .chunking import language_for
     from .watcher import DiskWatcher
 
-    engine = ls.require_engine()
     loop = asyncio.get_running_loop()
 
     def changed(_root: Path, paths: list[Path]) -> None:
@@ -288,7 +391,7 @@ def _watch_disk(ls: ZeroLatencyServer) -> None:
 
     watcher = DiskWatcher(changed, rescan)
     try:
-        for root in engine.indexes:
+        for root in ls.roots():
             watcher.watch(root)
     except OSError as err:
         log.warning("cannot watch the workspace for changes (%s): scanning it every %.0f s "
@@ -303,45 +406,51 @@ async def _poll_disk(ls: ZeroLatencyServer) -> None:
     """A plain LSP client that watches nothing still gets a fresh index: a cheap stat scan
     (unchanged files cost one stat each) every few seconds."""
     engine = ls.require_engine()
-    while ls.engine is engine and engine.indexes:
+    while not ls.released and ls.roots():
         await asyncio.sleep(POLL_INTERVAL_S)
-        report = await ls.on_worker(lambda: engine.index(None))
+        report = await ls.on_worker(lambda: engine.index(ls.roots()))
         if report.indexedFiles or report.removedFiles:
             log.info("disk scan: %d changed, %d removed", report.indexedFiles,
                      report.removedFiles)
 
 
-@server.feature(lsp.SHUTDOWN)
+@feature(lsp.SHUTDOWN)
 async def shutdown(ls: ZeroLatencyServer, params: None) -> None:
-    _stop_watching(ls)
-    if ls.engine is not None:
-        engine, ls.engine = ls.engine, None
-        await asyncio.get_running_loop().run_in_executor(None, engine.close)
+    # Answered at once, even mid-index: the engine belongs to the process, not to this
+    # client; an index run goes on for the others (or stops when the process ends).
+    ls.release()
 
 
 # --- custom requests -------------------------------------------------------------------------
 
 
-@server.feature("docs/index")
+@feature("docs/index")
 async def docs_index(ls: ZeroLatencyServer, params: Any) -> dict[str, Any]:
     args = _validated("docs/index", params)
     engine = await ls.get_engine()
     await ls.ready.wait()
-    targets = None
-    if args.get("uris"):
-        targets = []
-        for uri in args["uris"]:
-            path = _uri_path(uri)
-            if path is None or not any(_inside(path, f) for f in ls.folders):
-                raise JsonRpcInvalidParams(f"uris: {uri} is not inside a workspace folder")
-            targets.append(path)
-    if args.get("force"):  # a store that failed to open (damaged, other model) is rebuilt
-        for root in list(engine.store_errors):
-            if targets is None or any(_inside(t, root) or _inside(root, t) for t in targets):
-                try:
-                    await ls.on_worker(lambda r=root: engine.rebuild_workspace(r))  # type: ignore[misc]
-                except ZeroLatencyError as err:
-                    raise _rpc_error(err) from err
+    folders = [f.resolve() for f in ls.folders]
+    explicit: list[Path] = []
+    for uri in args.get("uris") or []:
+        path = _uri_path(uri)
+        if path is None or not any(_inside(path, f) for f in folders):
+            raise JsonRpcInvalidParams(f"uris: {uri} is not inside a workspace folder")
+        explicit.append(path)
+    scope = explicit or folders
+    # `rebuild` starts the stores over; `force` rebuilds one that failed to open (damaged,
+    # built for another model).
+    doomed = folders if args.get("rebuild") else (
+        list(engine.store_errors) if args.get("force") else [])
+    for root in doomed:
+        if any(_inside(t, root) or _inside(root, t) for t in scope):
+            try:
+                await ls.on_worker(lambda r=root: engine.rebuild_workspace(r))  # type: ignore[misc]
+            except ZeroLatencyError as err:
+                raise _rpc_error(err) from err
+    for root in folders:  # a store that cannot open is an error, not an empty report
+        if root in engine.store_errors and any(_inside(t, root) for t in scope):
+            raise _rpc_error(engine.store_errors[root])
+    targets = explicit or ls.roots()
     from .indexer import CancelToken
 
     cancel = CancelToken()
@@ -359,7 +468,7 @@ async def docs_index(ls: ZeroLatencyServer, params: Any) -> dict[str, Any]:
     return report.to_wire()
 
 
-@server.feature("docs/search")
+@feature("docs/search")
 async def docs_search(ls: ZeroLatencyServer, params: Any) -> dict[str, Any]:
     args = _validated("docs/search", params)
     engine = await ls.get_engine()
@@ -373,18 +482,28 @@ async def docs_search(ls: ZeroLatencyServer, params: Any) -> dict[str, Any]:
         return await loop.run_in_executor(ls.search_executor, lambda: engine.search(
             args["query"], args.get("limit", 10), args.get("mode", "hybrid"),
             args.get("include", []), args.get("exclude", []),
-            languages=args.get("languages")))
+            languages=args.get("languages"), roots=ls.roots()))
     except ZeroLatencyError as err:
         raise _rpc_error(err) from err
 
 
-@server.feature("docs/status")
+@feature("zl/daemon")
+async def daemon_info(ls: ZeroLatencyServer, params: Any) -> dict[str, Any]:
+    """The process serving this connection: pid, clients, open workspaces."""
+    return ls.hub.info()
+
+
+@feature("docs/status")
 async def docs_status(ls: ZeroLatencyServer, params: Any) -> dict[str, Any]:
     _validated("docs/status", params)
-    return (await ls.get_engine()).status()
+    engine = await ls.get_engine()
+    roots = [f.resolve() for f in ls.folders]
+    # Reading a manifest the first time takes a while on a big store: off the loop.
+    return await asyncio.get_running_loop().run_in_executor(
+        ls.search_executor, lambda: engine.status(read_manifests=True, roots=roots))
 
 
-@server.feature(lsp.WORKSPACE_SYMBOL)
+@feature(lsp.WORKSPACE_SYMBOL)
 async def workspace_symbol(ls: ZeroLatencyServer,
                            params: lsp.WorkspaceSymbolParams) -> list[lsp.SymbolInformation]:
     query = params.query.strip()
@@ -394,7 +513,7 @@ async def workspace_symbol(ls: ZeroLatencyServer,
     loop = asyncio.get_running_loop()
     try:
         result = await loop.run_in_executor(
-            ls.search_executor, lambda: engine.search(query[:2000], 50))
+            ls.search_executor, lambda: engine.search(query[:2000], 50, roots=ls.roots()))
     except ZeroLatencyError as err:
         raise _rpc_error(err) from err
     symbols = []
@@ -413,7 +532,7 @@ async def workspace_symbol(ls: ZeroLatencyServer,
 # --- document sync ---------------------------------------------------------------------------
 
 
-@server.feature(lsp.TEXT_DOCUMENT_DID_OPEN)
+@feature(lsp.TEXT_DOCUMENT_DID_OPEN)
 async def did_open(ls: ZeroLatencyServer, params: lsp.DidOpenTextDocumentParams) -> None:
     await ls.ready.wait()
     found = ls.index_for_uri(params.text_document.uri)
@@ -428,7 +547,7 @@ async def did_open(ls: ZeroLatencyServer, params: lsp.DidOpenTextDocumentParams)
         _apply_buffer(ls, index, rel, text)
 
 
-@server.feature(lsp.TEXT_DOCUMENT_DID_CHANGE)
+@feature(lsp.TEXT_DOCUMENT_DID_CHANGE)
 async def did_change(ls: ZeroLatencyServer, params: lsp.DidChangeTextDocumentParams) -> None:
     uri = params.text_document.uri
     await ls.ready.wait()  # pygls keeps the text meanwhile; the debounce reads it later
@@ -449,13 +568,13 @@ async def did_change(ls: ZeroLatencyServer, params: lsp.DidChangeTextDocumentPar
     ls.debounce[uri] = asyncio.get_running_loop().call_later(delay, fire)
 
 
-@server.feature(lsp.TEXT_DOCUMENT_DID_SAVE)
+@feature(lsp.TEXT_DOCUMENT_DID_SAVE)
 async def did_save(ls: ZeroLatencyServer, params: lsp.DidSaveTextDocumentParams) -> None:
     await ls.ready.wait()
     _back_to_disk(ls, params.text_document.uri)
 
 
-@server.feature(lsp.TEXT_DOCUMENT_DID_CLOSE)
+@feature(lsp.TEXT_DOCUMENT_DID_CLOSE)
 async def did_close(ls: ZeroLatencyServer, params: lsp.DidCloseTextDocumentParams) -> None:
     await ls.ready.wait()
     _back_to_disk(ls, params.text_document.uri)
@@ -464,6 +583,7 @@ async def did_close(ls: ZeroLatencyServer, params: lsp.DidCloseTextDocumentParam
 def _apply_buffer(ls: ZeroLatencyServer, index: WorkspaceIndex, rel: str, text: str) -> None:
     engine = ls.require_engine()
     index.set_overlay(rel, text)
+    ls.buffers.add((index.root, rel))
     ls.spawn(asyncio.wrap_future(engine.schedule_sync(index, rel)))
 
 
@@ -476,6 +596,7 @@ def _back_to_disk(ls: ZeroLatencyServer, uri: str) -> None:
         return
     index, rel = found
     index.set_overlay(rel, None)
+    ls.buffers.discard((index.root, rel))
     ls.spawn(asyncio.wrap_future(ls.engine.schedule_sync(index, rel)))
 
 
@@ -521,7 +642,7 @@ def _stop_watching(ls: ZeroLatencyServer) -> None:
         watcher.close()
 
 
-@server.feature(lsp.WORKSPACE_DID_CHANGE_WATCHED_FILES)
+@feature(lsp.WORKSPACE_DID_CHANGE_WATCHED_FILES)
 async def did_change_watched_files(ls: ZeroLatencyServer,
                                    params: lsp.DidChangeWatchedFilesParams) -> None:
     await ls.ready.wait()
@@ -532,25 +653,25 @@ _FILE_OPS = lsp.FileOperationRegistrationOptions(
     filters=[lsp.FileOperationFilter(pattern=lsp.FileOperationPattern(glob="**/*"))])
 
 
-@server.feature(lsp.WORKSPACE_DID_CREATE_FILES, _FILE_OPS)
+@feature(lsp.WORKSPACE_DID_CREATE_FILES, _FILE_OPS)
 async def did_create_files(ls: ZeroLatencyServer, params: lsp.CreateFilesParams) -> None:
     await ls.ready.wait()
     _sync_uris(ls, [f.uri for f in params.files])
 
 
-@server.feature(lsp.WORKSPACE_DID_DELETE_FILES, _FILE_OPS)
+@feature(lsp.WORKSPACE_DID_DELETE_FILES, _FILE_OPS)
 async def did_delete_files(ls: ZeroLatencyServer, params: lsp.DeleteFilesParams) -> None:
     await ls.ready.wait()
     _sync_uris(ls, [f.uri for f in params.files])
 
 
-@server.feature(lsp.WORKSPACE_DID_RENAME_FILES, _FILE_OPS)
+@feature(lsp.WORKSPACE_DID_RENAME_FILES, _FILE_OPS)
 async def did_rename_files(ls: ZeroLatencyServer, params: lsp.RenameFilesParams) -> None:
     await ls.ready.wait()
     _sync_uris(ls, [u for f in params.files for u in (f.old_uri, f.new_uri)])
 
 
-@server.feature(lsp.WORKSPACE_DID_CHANGE_WORKSPACE_FOLDERS)
+@feature(lsp.WORKSPACE_DID_CHANGE_WORKSPACE_FOLDERS)
 async def did_change_workspace_folders(
         ls: ZeroLatencyServer, params: lsp.DidChangeWorkspaceFoldersParams) -> None:
     await ls.ready.wait()
@@ -560,8 +681,8 @@ async def did_change_workspace_folders(
             ls.folders = [f for f in ls.folders if f != path]
             if ls.disk_watcher is not None:
                 ls.disk_watcher.unwatch(path.resolve())
-            await asyncio.get_running_loop().run_in_executor(
-                None, lambda p=path: engine.close_workspace(p))  # type: ignore[misc]
+            # Its index stays open in the engine (another client may use it; searches and
+            # status of this client no longer include it).
     added = [p for f in params.event.added if (p := _uri_path(f.uri)) is not None]
     for path in added:
         ls.folders.append(path)
@@ -644,38 +765,169 @@ def _show(ls: ZeroLatencyServer, message: str, kind: lsp.MessageType) -> None:
 
 
 class _ClientLogHandler(logging.Handler):
-    """Mirrors log records to the client as window/logMessage, from any thread."""
+    """Mirrors log records to every connected client as window/logMessage, from any thread."""
 
     LEVELS: ClassVar[dict[int, lsp.MessageType]] = {
         logging.ERROR: lsp.MessageType.Error, logging.WARNING: lsp.MessageType.Warning,
         logging.INFO: lsp.MessageType.Info}
 
-    def __init__(self, ls: ZeroLatencyServer) -> None:
+    def __init__(self) -> None:
         super().__init__(logging.INFO)
-        self.ls = ls
+        self.clients: set[ZeroLatencyServer] = set()
 
     def emit(self, record: logging.LogRecord) -> None:
-        loop = self.ls.main_loop  # pygls runs its own loop: known once initialize arrives
-        if loop is None or loop.is_closed():
-            return
-        params = lsp.LogMessageParams(type=self.LEVELS.get(record.levelno, lsp.MessageType.Log),
-                                      message=self.format(record))
-        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
-            loop.call_soon_threadsafe(self.ls.window_log_message, params)
+        for ls in list(self.clients):
+            loop = ls.main_loop  # known once initialize arrives
+            if loop is None or loop.is_closed() or ls.released:
+                continue
+            params = lsp.LogMessageParams(
+                type=self.LEVELS.get(record.levelno, lsp.MessageType.Log),
+                message=self.format(record))
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(ls.window_log_message, params)
+
+
+CLIENT_LOG = _ClientLogHandler()
+CLIENT_LOG.setFormatter(logging.Formatter("%(message)s"))
+
+
+class _StreamWriter:
+    """pygls's writer interface over an asyncio transport (a socket) or a binary file."""
+
+    def __init__(self, write: Callable[[bytes], None], close: Callable[[], None]) -> None:
+        self.write = write
+        self.close = close
+
+
+def dispatch(ls: ZeroLatencyServer, item: Frame | FramingError) -> None:
+    """Hand one framed message to the server, answering what JSON-RPC says to answer for
+    what cannot be handled: invalid JSON (-32700), batches, non-objects and ids that are
+    neither numbers nor strings (-32600). Only the top-level object is a message."""
+    protocol = ls.protocol
+    if isinstance(item, FramingError):
+        log.warning("framing error: %s", item.message)
+        protocol._send_response(item.message_id, None,  # type: ignore[arg-type]
+                                JsonRpcException(item.message, code=item.code)
+                                .to_response_error())
+        return
+    try:
+        data = json.loads(item.body)
+    except (ValueError, UnicodeDecodeError) as err:
+        protocol._send_response(None, None,  # type: ignore[arg-type]
+                                JsonRpcParseError(f"invalid JSON: {err}"[:200])
+                                .to_response_error())
+        return
+    refusal = _invalid_request(data)
+    if refusal is not None:
+        message_id = data.get("id") if isinstance(data, dict) else None
+        if not isinstance(message_id, int | str) or isinstance(message_id, bool):
+            message_id = None
+        protocol._send_response(message_id, None,  # type: ignore[arg-type]
+                                JsonRpcInvalidRequest(refusal).to_response_error())
+        return
+    try:
+        message = protocol.structure_message(data)
+    except JsonRpcException as err:
+        log.warning("cannot read a message: %s", err.message)
+        if "id" in data and "method" in data:
+            protocol._send_response(data["id"], None, err.to_response_error())
+        return
+    protocol.handle_message(message)
+
+
+def _invalid_request(data: Any) -> str | None:
+    if isinstance(data, list):
+        return "batch requests are not supported: send one message per frame"
+    if not isinstance(data, dict):
+        return "a message must be a JSON object"
+    if data.get("jsonrpc") != "2.0":
+        return 'a message must have "jsonrpc": "2.0"'
+    message_id = data.get("id")
+    if "id" in data and message_id is not None and (
+            not isinstance(message_id, int | str) or isinstance(message_id, bool)):
+        return "id must be a number or a string"
+    if "method" in data and not isinstance(data["method"], str):
+        return "method must be a string"
+    if "method" not in data and "id" not in data:
+        return "a message needs a method or an id"
+    return None
+
+
+async def serve_connection(ls: ZeroLatencyServer, read: Callable[[], Any],
+                           writer: _StreamWriter) -> int:
+    """Serve one client until `exit`, or until its stream ends; then release what it held.
+    `read` returns the next bytes (b"" at the end). Returns the LSP exit code."""
+    ls.protocol.set_writer(writer)
+    CLIENT_LOG.clients.add(ls)
+    parser = FrameParser()
+    reading: asyncio.Future[Any] | None = None
+    closing = asyncio.ensure_future(ls.closing.wait())
+    try:
+        while not ls.closing.is_set():
+            reading = asyncio.ensure_future(read())
+            await asyncio.wait([reading, closing], return_when=asyncio.FIRST_COMPLETED)
+            if not reading.done():
+                break
+            data = reading.result()
+            reading = None
+            if not data:
+                break
+            for item in parser.feed(data):
+                dispatch(ls, item)
+                if ls.closing.is_set():
+                    break
+    finally:
+        closing.cancel()
+        if reading is not None:
+            reading.cancel()
+        CLIENT_LOG.clients.discard(ls)
+        ls.release()
+        for task in list(ls.background):
+            task.cancel()
+        if ls.startup_task is not None:
+            ls.startup_task.cancel()
+    # The stream ended without `exit`: the client went away (0, as an editor that closed).
+    return ls.exit_code if ls.exit_code is not None else 0
 
 
 def serve() -> int:
-    """Run over stdio until `exit` or until stdin closes; then flush the stores."""
-    handler = _ClientLogHandler(server)
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    logging.getLogger("zero_latency").addHandler(handler)
-    try:
-        server.start_io()
-    finally:
-        _stop_watching(server)
-        engine, server.engine = server.engine, None
-        if engine is not None:
-            engine.close()
-        logging.getLogger("zero_latency").removeHandler(handler)
-    return 0
+    """`zl serve --no-daemon`: one client on stdio, with engines of its own."""
+    logging.getLogger("zero_latency").addHandler(CLIENT_LOG)
+    hub = EngineHub()
+    ls = create_server(hub)
+    stdin = sys.stdin.buffer.raw if hasattr(sys.stdin.buffer, "raw") else sys.stdin.buffer
+    stdout = sys.stdout.buffer
 
+    def write(data: bytes) -> None:
+        stdout.write(data)
+        stdout.flush()
+
+    async def main() -> int:
+        loop = asyncio.get_running_loop()
+        # A thread reads stdin (a pipe, a file or a terminal alike); the loop never blocks.
+        chunks: asyncio.Queue[bytes] = asyncio.Queue()
+
+        def pump() -> None:
+            while True:
+                try:
+                    data = stdin.read(65536) or b""
+                except (OSError, ValueError):
+                    data = b""
+                loop.call_soon_threadsafe(chunks.put_nowait, data)
+                if not data:
+                    return
+
+        threading.Thread(target=pump, name="zl-stdin", daemon=True).start()
+        return await serve_connection(ls, chunks.get, _StreamWriter(write, lambda: None))
+
+    try:
+        code = asyncio.run(main())
+    except KeyboardInterrupt:
+        code = 130
+    except BrokenPipeError:
+        log.error("the client closed its end of stdout")
+        code = 1
+    finally:
+        hub.close()
+        logging.getLogger("zero_latency").removeHandler(CLIENT_LOG)
+    return code
