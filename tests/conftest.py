@@ -6,12 +6,14 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from zero_latency import daemon
 from zero_latency.config import Settings
 from zero_latency.engine import Engine
 
@@ -27,6 +29,27 @@ RUST_CHAPTERS = [
     "ch09-02-recoverable-errors-with-result.md",
     "ch16-01-threads.md",
 ]
+
+
+#: Fixtures wider than one test (module-scoped servers) share this daemon; stopped at the end.
+SESSION_DAEMON_DIR = Path(tempfile.mkdtemp(prefix="zl-run-", dir="/tmp"))
+os.environ[daemon.RUNTIME_DIR_ENV] = str(SESSION_DAEMON_DIR)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    daemon.stop(SESSION_DAEMON_DIR)
+    shutil.rmtree(SESSION_DAEMON_DIR, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def daemon_dir(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Each test gets its own daemon (its own runtime folder: short, for the socket path's
+    limit), stopped when the test ends, so that no test sees another's engine."""
+    folder = Path(tempfile.mkdtemp(prefix="zl-run-", dir="/tmp"))
+    monkeypatch.setenv(daemon.RUNTIME_DIR_ENV, str(folder))
+    yield folder
+    daemon.stop(folder)
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def need_corpus(name: str) -> Path:

@@ -8,19 +8,21 @@ import queue
 import subprocess
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from .conftest import SERVER_COMMAND
 
 
 class RawServer:
-    def __init__(self) -> None:
-        self.proc = subprocess.Popen(SERVER_COMMAND, stdin=subprocess.PIPE,
+    def __init__(self, command: list[str] | None = None) -> None:
+        self.proc = subprocess.Popen(command or SERVER_COMMAND, stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.messages: queue.Queue[dict[str, Any]] = queue.Queue()
         self.stdout_garbage: list[bytes] = []
         self.stderr: list[bytes] = []
         self.notifications: list[dict[str, Any]] = []  # seen while waiting for responses
+        self.error_replies: list[dict[str, Any]] = []  # every error response, in order
         threading.Thread(target=self._read, daemon=True).start()
         threading.Thread(target=self._drain_stderr, daemon=True).start()
         self._next_id = 0
@@ -45,7 +47,13 @@ class RawServer:
             length = int(header.split(b":")[1])
             while out.readline().strip():  # the rest of the headers
                 pass
-            self.messages.put(json.loads(out.read(length)))
+            message = json.loads(out.read(length))
+            if "error" in message and "method" not in message:
+                self.error_replies.append(message)
+            self.messages.put(message)
+
+    def errors(self) -> list[dict[str, Any]]:
+        return list(self.error_replies)
 
     def send_bytes(self, data: bytes) -> None:
         assert self.proc.stdin is not None
@@ -91,3 +99,20 @@ class RawServer:
             except (TimeoutError, BrokenPipeError, OSError):
                 self.proc.kill()
         return self.proc.wait(timeout=10)
+
+
+def init_params(root: Path, store: Path, **options: Any) -> dict[str, Any]:
+    return {"processId": None, "rootUri": root.as_uri(),
+            "workspaceFolders": [{"uri": root.as_uri(), "name": root.name}],
+            "capabilities": {"window": {"workDoneProgress": True}},
+            "initializationOptions": {"model": "bundled", "storePath": str(store), **options}}
+
+
+def started(root: Path, store: Path, command: list[str] | None = None,
+            **options: Any) -> RawServer:
+    """A server (through the daemon, unless `command` says otherwise), initialized on `root`."""
+    server = RawServer(command)
+    assert "result" in server.request("initialize", init_params(root, store, **options),
+                                      timeout=120)
+    server.notify("initialized", {})
+    return server

@@ -170,11 +170,26 @@ def stop(folder: Path | None = None, timeout: float = 60.0) -> int | None:
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while running_pid(folder) == pid:
+    while running_pid(folder) == pid or _alive(pid):
         if time.monotonic() > deadline:
             raise DaemonError(f"the daemon (pid {pid}) did not stop within {timeout:.0f} s")
         time.sleep(0.05)
     return pid
+
+
+def _alive(pid: int) -> bool:
+    """Whether the process runs (a zombie waiting for its reaper does not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return True  # no /proc (macOS): kill(0) is all there is
+    return "\nState:\tZ" not in status
 
 
 # --- the daemon --------------------------------------------------------------------------------

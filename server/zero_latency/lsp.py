@@ -251,11 +251,14 @@ class ZeroLatencyServer(LanguageServer):
                                       lsp.WorkDoneProgressReport(
                                           message=f"{done}/{total} {message}", percentage=pct))
 
+        summary = "stopped"
         try:
-            return await self.on_worker(lambda: work(progress))
+            result = await self.on_worker(lambda: work(progress))
+            summary = _summary(result)
+            return result
         finally:
             if token is not None:
-                self.work_done_progress.end(token, lsp.WorkDoneProgressEnd(message="done"))
+                self.work_done_progress.end(token, lsp.WorkDoneProgressEnd(message=summary))
 
 
 #: Every handler of a connection, registered on each new server by `create_server`.
@@ -342,6 +345,14 @@ async def _startup(ls: ZeroLatencyServer) -> None:
     if roots:
         await ls.with_progress("Zero-Latency: indexing", None,
                                lambda progress: engine.index(roots, progress=progress))
+
+
+def _summary(result: Any) -> str:
+    """What a finished run did, for the end of its progress ("112 files, 0 embedded")."""
+    files, embedded = getattr(result, "files", None), getattr(result, "embeddedChunks", None)
+    if files is None or embedded is None:
+        return "done"
+    return f"{files} files, {embedded} chunks embedded"
 
 
 def _indexed_root(engine: Engine, start: Path) -> Path | None:
@@ -497,6 +508,8 @@ async def daemon_info(ls: ZeroLatencyServer, params: Any) -> dict[str, Any]:
 async def docs_status(ls: ZeroLatencyServer, params: Any) -> dict[str, Any]:
     _validated("docs/status", params)
     engine = await ls.get_engine()
+    if ls.find_indexed_root:  # which folders are the session's is known once they open
+        await ls.ready.wait()
     roots = [f.resolve() for f in ls.folders]
     # Reading a manifest the first time takes a while on a big store: off the loop.
     return await asyncio.get_running_loop().run_in_executor(

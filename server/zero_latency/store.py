@@ -223,9 +223,9 @@ class EdgeStore:
             text = str(err)
             if "WouldBlock" in text or "lock" in text.lower():
                 raise StoreLockedError(
-                    f"the store {path} is locked by another Zero-Latency process (another "
-                    "editor window or `zl` command on this workspace). Close it, or give this "
-                    "one its own `storePath`."
+                    f"the store {path} is locked by another Zero-Latency process (the shared "
+                    "daemon, or a command run with --no-daemon). Leave out --no-daemon to "
+                    "use the daemon's index, or end the other process (`zl daemon stop`)."
                 ) from err
             raise StoreError(
                 f"cannot open the store {path}: {text.splitlines()[0] if text else err!r}. "
