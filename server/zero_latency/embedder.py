@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from .errors import DeviceUnavailableError, ModelUnavailableError
+from .errors import CancelledError, DeviceUnavailableError, ModelUnavailableError
 from .models import ModelFiles
 
 log = logging.getLogger(__name__)
@@ -104,6 +104,7 @@ class Embedder:
         # own, so a search is not queued behind a batch of indexing work.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="zl-embed")
         self._query_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="zl-query")
+        self._closed = threading.Event()  # a group being embedded stops at its next batch
 
     @property
     def model_id(self) -> str:
@@ -122,6 +123,8 @@ class Embedder:
         order = sorted(range(len(encodings)), key=lambda i: len(encodings[i].ids))
         out: Matrix | None = None
         for start in range(0, len(order), self.batch_size):
+            if self._closed.is_set():
+                raise CancelledError("the model was closed")
             idx = order[start : start + self.batch_size]
             vectors = self._run([encodings[i].ids for i in idx])
             if out is None:
@@ -158,6 +161,7 @@ class Embedder:
         return self._executor
 
     def close(self) -> None:
+        self._closed.set()
         self._executor.shutdown(wait=False, cancel_futures=True)
         self._query_executor.shutdown(wait=False, cancel_futures=True)
 

@@ -13,11 +13,12 @@ embedder runs in its own executor while this thread prepares work.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
@@ -118,6 +119,7 @@ class WorkspaceIndex:
         # Edits arrive on the event loop while a run holds `lock` for minutes: they take
         # only this one, so that an edit never waits for the run.
         self._edits_lock = threading.Lock()
+        self._cancel: CancelToken | None = None  # of the run in progress
 
     def read_manifest(self) -> dict[str, FileState]:
         """What the store holds per file: read from the payloads once, then kept up to date."""
@@ -150,7 +152,7 @@ class WorkspaceIndex:
         """Make the store reflect `targets` (folders or files; default: the whole workspace)."""
         started = time.perf_counter()
         report = IndexReport()
-        with self.lock:
+        with self.lock, self._cancelled_by(cancel):
             entries, gone = self._plan(targets, report)
             total = len(entries) + len(gone)
             done = 0
@@ -330,8 +332,28 @@ class WorkspaceIndex:
                 future.set_result(np.zeros((len(texts), 0), dtype=np.float32))
             submitted = (group, future)
         if in_flight is not None:
-            self._write(in_flight[0], in_flight[1].result(), report)
+            self._write(in_flight[0], self._embedded(in_flight[1]), report)
         return submitted
+
+    @contextlib.contextmanager
+    def _cancelled_by(self, cancel: CancelToken | None) -> Iterator[None]:
+        """The token of the outermost run (syncs of edits nested in it bring none)."""
+        outer = self._cancel
+        self._cancel = cancel or outer
+        try:
+            yield
+        finally:
+            self._cancel = outer
+
+    def _embedded(self, future: Future[Matrix]) -> Matrix:
+        """A group's vectors; a cancelled run stops waiting for them (the group is not
+        written, so the next run embeds it: nothing half-done is recorded)."""
+        while True:
+            try:
+                return future.result(timeout=0.1)
+            except TimeoutError:
+                if self._cancel is not None:
+                    self._cancel.check()
 
     def _write(self, group: list[_Prepared], matrix: Matrix, report: IndexReport) -> None:
         row = 0

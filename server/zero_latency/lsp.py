@@ -16,6 +16,7 @@ import contextlib
 import itertools
 import json
 import logging
+import signal
 import sys
 import threading
 import time
@@ -931,6 +932,8 @@ def serve() -> int:
                     return
 
         threading.Thread(target=pump, name="zl-stdin", daemon=True).start()
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # not on Windows
+            loop.add_signal_handler(signal.SIGTERM, ls.closing.set)  # end as on `exit`
         return await serve_connection(ls, chunks.get, _StreamWriter(write, lambda: None))
 
     try:
