@@ -335,13 +335,18 @@ async def docs_index(ls: ZeroLatencyServer, params: Any) -> dict[str, Any]:
             if path is None or not any(_inside(path, f) for f in ls.folders):
                 raise JsonRpcInvalidParams(f"uris: {uri} is not inside a workspace folder")
             targets.append(path)
-    if args.get("force"):  # a store that failed to open (damaged, other model) is rebuilt
-        for root in list(engine.store_errors):
-            if targets is None or any(_inside(t, root) or _inside(root, t) for t in targets):
-                try:
-                    await ls.on_worker(lambda r=root: engine.rebuild_workspace(r))  # type: ignore[misc]
-                except ZeroLatencyError as err:
-                    raise _rpc_error(err) from err
+    for root, failure in list(engine.store_errors.items()):
+        if not any(_inside(root, f) for f in ls.folders):
+            continue  # a folder since removed from the workspace
+        if targets is None or any(_inside(t, root) or _inside(root, t) for t in targets):
+            # Say why (data.kind) rather than index nothing; a store another process holds
+            # is never deleted to be rebuilt.
+            if not args.get("force") or failure.kind == "storeLocked":
+                raise _rpc_error(failure)
+            try:  # a store that failed to open (damaged, other model) is rebuilt
+                await ls.on_worker(lambda r=root: engine.rebuild_workspace(r))  # type: ignore[misc]
+            except ZeroLatencyError as err:
+                raise _rpc_error(err) from err
     from .indexer import CancelToken
 
     cancel = CancelToken()
@@ -594,7 +599,8 @@ def _validated(method: str, params: Any) -> dict[str, Any]:
 
 
 def _rpc_error(err: ZeroLatencyError) -> JsonRpcException:
-    return JsonRpcException(err.message, code=err.code)
+    """The contract's error object: application failures are RequestFailed with `data.kind`."""
+    return JsonRpcException(err.message, code=err.code, data=err.wire_data())
 
 
 def _inside(path: Path, folder: Path) -> bool:
