@@ -75,8 +75,22 @@ def chunk_document(text: str, language: str, count_tokens: TokenCount,
         blocks = list(python_blocks(text))
     else:
         blocks = list(paragraph_blocks(lines, 0, len(lines), ()))
-    chunks = pack(blocks, lines, count_tokens, max_tokens, overlap_tokens)
+    readable, blocks = readable_blocks(text, language, blocks)
+    chunks = pack(blocks, readable, count_tokens, max_tokens, overlap_tokens)
     return chunks[:MAX_CHUNKS_PER_FILE]
+
+
+def readable_blocks(text: str, language: str,
+                    blocks: list[Block]) -> tuple[list[str], list[Block]]:
+    """The document's readable lines (markup.py: what is embedded, indexed and shown) and the
+    blocks that have any readable text: a region that is only markup (HTML comments, anchors,
+    include directives) never becomes a chunk. Line numbers are unchanged."""
+    from .markup import readable_lines
+
+    spans = [(b.start_line, b.end_line) for b in blocks] if language == "python" else ()
+    readable = readable_lines(text, language, spans)
+    return readable, [b for b in blocks
+                      if any(line.strip() for line in readable[b.start_line:b.end_line])]
 
 
 def document_title(path: str, chunks: list[Chunk]) -> str:
