@@ -10,7 +10,11 @@ import re
 import shutil
 from pathlib import Path
 
-from zero_latency.chunking import chunk_document
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
+
+from zero_latency.chunking import chunk_document, normalise_newlines
 from zero_latency.config import Settings
 from zero_latency.engine import Engine
 from zero_latency.markup import readable_lines
@@ -82,7 +86,7 @@ def test_markup_only_regions_never_become_chunks() -> None:
     chunks = chunk_document(RUST_BOOK_LIKE, "markdown", words, 40, 4)
     assert chunks
     for chunk in chunks:
-        assert chunk.heading_path == ("Shared Access to `Mutex<T>`",), chunk
+        assert chunk.heading_path == ("Shared Access to Mutex<T>",), chunk  # read, too
         assert not JUNK.search(chunk.text), chunk.text
         assert "Old headings" not in chunk.text
     # The line ranges are the file's: the first chunk starts at the heading, not at the
@@ -190,3 +194,22 @@ def test_rust_book_hits_are_readable_and_old_heading_blocks_are_not_hits(
         assert first.strip() and not first.startswith(("<!--", "<a id")), first
     finally:
         engine.close()
+
+
+MARKUP_PIECES = ["<!--", "-->", "<a id=\"x\">", "</a>", "<div>", "</div>", "<script>", "```",
+                 "~~~", "{{#include a.rs}}", "[t][r]", "[t](u)", "![alt](i.png)", "`", "``",
+                 ":pep:`8`", ":role:`t <x>`", "|sub|", ".. ", ".. note::", "::", "   ", "\n",
+                 "\n\n", "# ", "=====", "* ", "1. ", "> ", "word", '"""', "'''", "\\", "&amp;"]
+
+
+@hsettings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(MARKUP_PIECES) | st.text(max_size=8), max_size=60))
+def test_any_input_keeps_its_line_count_and_chunks_stay_in_range(pieces: list[str]) -> None:
+    text = normalise_newlines("".join(pieces))  # as the indexer gives it
+    line_count = len(text.split("\n"))
+    for language in ("markdown", "restructuredtext", "python", "plaintext"):
+        readable = readable_lines(text, language, [(0, line_count)])
+        assert len(readable) == line_count, language
+        for chunk in chunk_document(text, language, words, 32, 4):
+            assert 0 <= chunk.start_line < chunk.end_line <= line_count
+            assert chunk.text.strip()

@@ -85,11 +85,19 @@ def readable_blocks(text: str, language: str,
     """The document's readable lines (markup.py: what is embedded, indexed and shown) and the
     blocks that have any readable text: a region that is only markup (HTML comments, anchors,
     include directives) never becomes a chunk. Line numbers are unchanged."""
-    from .markup import readable_lines
+    from .markup import readable_heading, readable_lines
 
     spans = [(b.start_line, b.end_line) for b in blocks] if language == "python" else ()
     readable = readable_lines(text, language, spans)
-    return readable, [b for b in blocks
+    titles: dict[str, str] = {}  # each heading once: a section has many blocks
+
+    def heading(title: str) -> str:
+        if title not in titles:
+            titles[title] = readable_heading(title, language) or title
+        return titles[title]
+
+    return readable, [dataclasses.replace(b, heading_path=tuple(map(heading, b.heading_path)))
+                      for b in blocks
                       if any(line.strip() for line in readable[b.start_line:b.end_line])]
 
 

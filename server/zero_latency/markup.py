@@ -47,6 +47,16 @@ def readable_lines(text: str, language: str,
     return text.split("\n")
 
 
+def readable_heading(title: str, language: str) -> str:
+    """A section title as a reader sees it (`Using `Arc<T>`` reads "Using Arc<T>")."""
+    if language == "markdown":
+        inline = _md.parseInline(title)
+        return _clean_text(" ".join(_inline_lines(inline[0].children or []))) if inline else title
+    if language in ("restructuredtext", "python"):
+        return " ".join(_rst_inline(title, {}).split())
+    return title
+
+
 # --- Markdown --------------------------------------------------------------------------------
 
 
@@ -103,6 +113,7 @@ class _HtmlText(HTMLParser):
     def __init__(self, line_count: int) -> None:
         super().__init__(convert_charrefs=True)
         self.lines = [""] * line_count
+        self.in_code = False  # inside <script> or <style>: not prose
 
     def _add(self, text: str) -> None:
         line = self.getpos()[0] - 1
@@ -111,9 +122,16 @@ class _HtmlText(HTMLParser):
                 self.lines[line + k] += piece
 
     def handle_data(self, data: str) -> None:
-        self._add(data)
+        if not self.in_code:
+            self._add(data)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("script", "style"):
+            self.in_code = False
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in ("script", "style"):
+            self.in_code = True
         for name, value in attrs:
             if name in _TEXT_ATTRIBUTES and value:
                 self._add(f" {value.replace('`', '')} ")
@@ -122,6 +140,8 @@ class _HtmlText(HTMLParser):
 def html_text_lines(html: str) -> list[str]:
     parser = _HtmlText(len(html.split("\n")))
     parser.feed(html)
+    if parser.rawdata.lstrip().startswith("<"):  # an unclosed comment or tag: not text
+        parser.rawdata = ""
     parser.close()
     return parser.lines
 
