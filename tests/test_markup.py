@@ -10,10 +10,12 @@ import re
 import shutil
 from pathlib import Path
 
+import pytest
 from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
+from zero_latency import chunking
 from zero_latency.chunking import chunk_document, normalise_newlines
 from zero_latency.config import Settings
 from zero_latency.engine import Engine
@@ -213,3 +215,18 @@ def test_any_input_keeps_its_line_count_and_chunks_stay_in_range(pieces: list[st
         for chunk in chunk_document(text, language, words, 32, 4):
             assert 0 <= chunk.start_line < chunk.end_line <= line_count
             assert chunk.text.strip()
+
+
+def test_an_index_chunked_by_an_older_version_is_rechunked_without_re_embedding(
+        engine: Engine, workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Stands for an index built before this chunker (no other way to get one here).
+    monkeypatch.setattr(chunking, "CHUNKER_VERSION", 1)
+    engine.open_workspace(workspace)
+    first = engine.index([workspace])
+    assert first.indexedFiles == 5 and first.embeddedChunks == first.chunks
+    monkeypatch.undo()  # the current chunker
+    upgraded = engine.index([workspace])
+    assert upgraded.indexedFiles == 5 and upgraded.unchangedFiles == 0, upgraded
+    assert upgraded.embeddedChunks == 0, "same chunk text: vectors reused by content hash"
+    again = engine.index([workspace])
+    assert again.unchangedFiles == 5 and again.indexedFiles == 0, again

@@ -28,6 +28,10 @@ LANGUAGE_BY_SUFFIX = {
 }
 #: Hard cap per file so one generated monster cannot swamp the index (documented limit).
 MAX_CHUNKS_PER_FILE = 2000
+#: Bumped when the same file would chunk differently (2: readable text, markup.py). The
+#: indexer records it with each file, so an index built by an older version is re-chunked on
+#: the next run (vectors of unchanged chunk text are reused, not re-embedded).
+CHUNKER_VERSION = 2
 
 
 @dataclasses.dataclass(frozen=True)
