@@ -174,7 +174,7 @@ _RST_ROLE_NAME = re.compile(r":[\w:.+-]+:(?=`)")
 #: `title <target>`_ (also a role's explicit title, once the role name is gone).
 _RST_TITLED_REF = re.compile(r"`([^`<]+?)\s*<[^`>]*>`(?:__?)?", re.S)
 _RST_REFERENCE = re.compile(r"`([^`]+)`(?:__?)?", re.S)
-_RST_FOOTNOTE_REF = re.compile(r"\[(?:\d+|#[\w-]*|\*|[A-Za-z][\w.-]*)\]_(?!\w)")
+_RST_FOOTNOTE_REF = re.compile(r"\[(?:\d+|#[\w.-]*|\*|[A-Za-z][\w.-]*)\]_(?!\w)")
 _RST_SUBSTITUTION = re.compile(r"\|(\S(?:[^|\n]*\S)?)\|(?:__?)?(?![\w|])")
 _RST_STRONG = re.compile(r"\*\*(?=\S)([^*\n]+?)(?<=\S)\*\*(?![\w*])")
 _RST_EMPHASIS = re.compile(r"\*(?=[^\s*])([^*\n]+?)(?<=\S)\*(?![\w*])")
