@@ -230,3 +230,12 @@ def test_an_index_chunked_by_an_older_version_is_rechunked_without_re_embedding(
     assert upgraded.embeddedChunks == 0, "same chunk text: vectors reused by content hash"
     again = engine.index([workspace])
     assert again.unchangedFiles == 5 and again.indexedFiles == 0, again
+
+
+def test_text_nested_deeper_than_the_parser_goes_is_still_read() -> None:
+    # markdown-it-py stops at its maxNesting: those lines are in no token, but are text.
+    text = "".join(f"{'>' * 50} level {i}\n" for i in range(3)) + "\n" + "- " * 500 + "deep list\n"
+    assert readable_lines(text, "markdown") == [
+        "level 0", "level 1", "level 2", "", "deep list", ""]
+    # ... while a reference definition (also in no token) stays out.
+    assert readable_lines("Text.\n\n[ref]: https://example.com\n", "markdown")[2] == ""

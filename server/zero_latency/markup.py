@@ -62,9 +62,11 @@ def readable_heading(title: str, language: str) -> str:
 
 def markdown_readable(text: str, tokens: list[Token] | None = None) -> list[str]:
     """Readable Markdown lines from markdown-it-py's tokens (pass them when already parsed)."""
-    out = [""] * len(text.split("\n"))
+    lines = text.split("\n")
+    out = [""] * len(lines)
+    tokens = tokens if tokens is not None else _md.parse(text)
     prefix = ""  # an ordered list item's number, put before its first line
-    for token in tokens if tokens is not None else _md.parse(text):
+    for token in tokens:
         if token.type == "list_item_open" and token.info:
             prefix = f"{token.info}{token.markup} "
         elif token.type == "inline" and token.map is not None:
@@ -79,7 +81,33 @@ def markdown_readable(text: str, tokens: list[Token] | None = None) -> list[str]
         elif token.type == "html_block" and token.map is not None:
             for k, line in enumerate(html_text_lines(token.content)):
                 _put(out, token.map[0] + k, _clean_text(line))
+    _beyond_nesting(lines, tokens, out)
     return out
+
+
+#: Leaf tokens that account for every line of their map (table_open: the delimiter row too).
+_LEAVES = {"inline", "fence", "code_block", "html_block", "hr", "table_open", "heading_open"}
+#: Container markers at the start of a line (block quotes, list items).
+_CONTAINER_MARKERS = re.compile(r"^(?:[ \t]*(?:>|(?:[*+-]|\d{1,9}[.)])(?=[ \t]|$)))*[ \t]*")
+_REFERENCE_DEFINITION = re.compile(r"^\[[^\]]+\]:")
+
+
+def _beyond_nesting(lines: list[str], tokens: list[Token], out: list[str]) -> None:
+    """Text markdown-it-py stopped parsing (containers nested deeper than its maxNesting) is
+    not in any token: read those lines without their container markers, so no text is lost."""
+    covered = bytearray(len(lines))
+    for token in tokens:
+        if token.type in _LEAVES and token.map is not None:
+            covered[token.map[0]:token.map[1]] = b"\x01" * (min(token.map[1], len(lines))
+                                                            - token.map[0])
+    for token in tokens:
+        if token.level != 0 or token.nesting != 1 or token.map is None:
+            continue
+        for i in range(token.map[0], min(token.map[1], len(lines))):
+            if not covered[i] and lines[i].strip():
+                rest = _CONTAINER_MARKERS.sub("", lines[i], count=1)
+                if not _REFERENCE_DEFINITION.match(rest):
+                    _put(out, i, _clean_text(rest))
 
 
 def _inline_lines(children: list[Token]) -> list[str]:
