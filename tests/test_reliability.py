@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from zero_latency import models
 from zero_latency.config import Settings
 from zero_latency.engine import Engine
-from zero_latency.errors import ModelUnavailableError, StoreError, StoreIncompatibleError
+from zero_latency.errors import ModelUnavailableError, StoreCorruptError, StoreError
 from zero_latency.files import SkipFile, read_document
 
 from .conftest import need_corpus
@@ -102,7 +102,7 @@ def test_corrupt_store_is_reported_and_rebuilt_on_request(tmp_path: Path,
     meta = engine.store_path(workspace) / "zl-store.json"
     engine.close()
     meta.write_text("{ not json")
-    with pytest.raises(StoreIncompatibleError, match="corrupt"):
+    with pytest.raises(StoreCorruptError, match="corrupt"):
         Engine(Settings(model="bundled", storePath=str(store))).open_workspace(workspace)
 
     server = started(workspace, store)
@@ -321,8 +321,12 @@ def test_fuzzed_requests_get_errors_and_the_server_lives(fuzz_server: RawServer,
         fuzz_server.send({"jsonrpc": "2.0", "method": method, "params": params})
     else:
         reply = fuzz_server.request(method, params, timeout=30)
+        # -32002 is ServerNotInitialized only (this server is initialized); application
+        # failures are RequestFailed with data.kind (protocol/spec.md, revision 1.1).
         assert "result" in reply or reply["error"]["code"] in {
-            -32600, -32601, -32602, -32603, -32002, -32001}, reply
+            -32600, -32601, -32602, -32603, -32803}, reply
+        if reply.get("error", {}).get("code") == -32803:
+            assert reply["error"]["data"]["kind"], reply
     ok = fuzz_server.request("docs/search", {"query": "aardvark"}, timeout=30)
     assert ok["result"]["hits"], ok
     assert fuzz_server.stdout_garbage == []

@@ -28,6 +28,10 @@ LANGUAGE_BY_SUFFIX = {
 }
 #: Hard cap per file so one generated monster cannot swamp the index (documented limit).
 MAX_CHUNKS_PER_FILE = 2000
+#: Bumped when the same file would chunk differently (2: readable text, markup.py). The
+#: indexer records it with each file, so an index built by an older version is re-chunked on
+#: the next run (vectors of unchanged chunk text are reused, not re-embedded).
+CHUNKER_VERSION = 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,8 +79,30 @@ def chunk_document(text: str, language: str, count_tokens: TokenCount,
         blocks = list(python_blocks(text))
     else:
         blocks = list(paragraph_blocks(lines, 0, len(lines), ()))
-    chunks = pack(blocks, lines, count_tokens, max_tokens, overlap_tokens)
+    readable, blocks = readable_blocks(text, language, blocks)
+    chunks = pack(blocks, readable, count_tokens, max_tokens, overlap_tokens)
     return chunks[:MAX_CHUNKS_PER_FILE]
+
+
+def readable_blocks(text: str, language: str,
+                    blocks: list[Block]) -> tuple[list[str], list[Block]]:
+    """The document's readable lines (markup.py: what is embedded, indexed and shown) and the
+    blocks that have any readable text: a region that is only markup (HTML comments, anchors,
+    include directives) never becomes a chunk. Line numbers are unchanged."""
+    from .markup import readable_heading, readable_lines
+
+    spans = [(b.start_line, b.end_line) for b in blocks] if language == "python" else ()
+    readable = readable_lines(text, language, spans)
+    titles: dict[str, str] = {}  # each heading once: a section has many blocks
+
+    def heading(title: str) -> str:
+        if title not in titles:
+            titles[title] = readable_heading(title, language) or title
+        return titles[title]
+
+    return readable, [dataclasses.replace(b, heading_path=tuple(map(heading, b.heading_path)))
+                      for b in blocks
+                      if any(line.strip() for line in readable[b.start_line:b.end_line])]
 
 
 def document_title(path: str, chunks: list[Chunk]) -> str:

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from . import chunking
 from .chunking import Chunk, chunk_document, document_title, language_for
 from .config import Settings
 from .embedder import Embedder, Matrix
@@ -265,7 +266,8 @@ class WorkspaceIndex:
             source, size, mtime = "buffer", len(overlay), -1
         else:
             if (not force and old is not None and old.consistent and old.source == "disk"
-                    and old.size == entry.size and old.mtime_ns == entry.mtime_ns):
+                    and old.size == entry.size and old.mtime_ns == entry.mtime_ns
+                    and old.file_hash.endswith(_chunked_by())):
                 report.unchangedFiles += 1
                 return None
             try:
@@ -280,9 +282,11 @@ class WorkspaceIndex:
             if doc.warning:
                 report.errors.append({"uri": entry.path.as_uri(), "message": doc.warning})
             source, size, mtime = "disk", entry.size, entry.mtime_ns
-        state = FileState(size, mtime, doc.content_hash, source, {})
+        # The file hash names the chunker too: the same bytes chunked by another version are
+        # re-chunked (chunk vectors are still reused by content hash below).
+        state = FileState(size, mtime, doc.content_hash + _chunked_by(), source, {})
         if (not force and old is not None and old.consistent and old.source == source
-                and old.file_hash == doc.content_hash):
+                and old.file_hash == state.file_hash):
             # Same content, new mtime (a touch, a checkout): remember the stat, embed nothing.
             self._set_stat(rel, old, state)
             report.unchangedFiles += 1
@@ -393,3 +397,7 @@ def _approx_tokens(text: str) -> int:
     """Without a model, budget chunks by words (about 1.3 tokens each)."""
     return int(len(text.split()) * 1.3) + 1
 
+
+def _chunked_by() -> str:
+    """The suffix of a file hash that names the chunker version that made its chunks."""
+    return f"+chunker{chunking.CHUNKER_VERSION}"

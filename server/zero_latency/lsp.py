@@ -450,16 +450,17 @@ async def docs_index(ls: ZeroLatencyServer, params: Any) -> dict[str, Any]:
         explicit.append(path)
     scope = explicit or folders
     # `rebuild` starts the stores over; `force` rebuilds one that failed to open (damaged,
-    # built for another model).
-    doomed = folders if args.get("rebuild") else (
-        list(engine.store_errors) if args.get("force") else [])
+    # built for another model); a store another process holds is never deleted.
+    doomed = folders if args.get("rebuild") else [
+        root for root, failure in engine.store_errors.items()
+        if args.get("force") and failure.kind != "storeLocked"]
     for root in doomed:
         if any(_inside(t, root) or _inside(root, t) for t in scope):
             try:
                 await ls.on_worker(lambda r=root: engine.rebuild_workspace(r))  # type: ignore[misc]
             except ZeroLatencyError as err:
                 raise _rpc_error(err) from err
-    for root in folders:  # a store that cannot open is an error, not an empty report
+    for root in folders:  # say why (data.kind) rather than index nothing
         if root in engine.store_errors and any(_inside(t, root) for t in scope):
             raise _rpc_error(engine.store_errors[root])
     targets = explicit or ls.roots()
@@ -729,7 +730,8 @@ def _validated(method: str, params: Any) -> dict[str, Any]:
 
 
 def _rpc_error(err: ZeroLatencyError) -> JsonRpcException:
-    return JsonRpcException(err.message, code=err.code)
+    """The contract's error object: application failures are RequestFailed with `data.kind`."""
+    return JsonRpcException(err.message, code=err.code, data=err.wire_data())
 
 
 def _inside(path: Path, folder: Path) -> bool:

@@ -25,7 +25,7 @@ import numpy as np
 import numpy.typing as npt
 import qdrant_edge as qe
 
-from .errors import StoreError, StoreIncompatibleError, StoreLockedError
+from .errors import StoreCorruptError, StoreError, StoreIncompatibleError, StoreLockedError
 
 log = logging.getLogger(__name__)
 
@@ -181,7 +181,7 @@ class EdgeStore:
             try:
                 found = json.loads(meta_path.read_text(encoding="utf-8"))
             except (OSError, ValueError) as err:
-                raise StoreIncompatibleError(
+                raise StoreCorruptError(
                     f"store metadata {meta_path} is unreadable ({err}): the store is corrupt. "
                     "Rebuild it with `zl index --rebuild`, or reindex with force from the editor."
                 ) from err
@@ -194,7 +194,7 @@ class EdgeStore:
                     "from the editor."
                 )
         elif shard_dir.exists() and any(shard_dir.iterdir()):
-            raise StoreIncompatibleError(
+            raise StoreCorruptError(
                 f"store {path} has no metadata file: it is corrupt or from an unknown version. "
                 "Rebuild it with `zl index --rebuild`, or reindex with force from the editor."
             )
@@ -227,7 +227,7 @@ class EdgeStore:
                     "daemon, or a command run with --no-daemon). Leave out --no-daemon to "
                     "use the daemon's index, or end the other process (`zl daemon stop`)."
                 ) from err
-            raise StoreError(
+            raise StoreCorruptError(
                 f"cannot open the store {path}: {text.splitlines()[0] if text else err!r}. "
                 "It may be corrupt: rebuild it with `zl index --rebuild`, or reindex with force "
                 "from the editor."

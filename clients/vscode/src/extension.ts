@@ -17,10 +17,12 @@ import { findExecutable } from './executable';
 import {
   buildIndexParams,
   buildSearchParams,
+  errorKind,
   errorMessage,
   index,
   isCancelled,
   isSearchMode,
+  rebuildFixes,
   search,
   status,
   type RequestSender,
@@ -216,6 +218,16 @@ class ZeroLatency implements vscode.Disposable {
     }
   }
 
+  /** The store cannot be used as it is but a forced reindex rebuilds it: offer that. */
+  private async offerRebuild(message: string): Promise<void> {
+    const choice = await vscode.window.showErrorMessage(message, 'Rebuild Index', 'Show Log');
+    if (choice === 'Rebuild Index') {
+      await this.reindex(true);
+    } else if (choice === 'Show Log') {
+      this.output.show(true);
+    }
+  }
+
   private async showError(message: string, withSettings: boolean): Promise<void> {
     const buttons = withSettings ? ['Show Log', 'Open Settings'] : ['Show Log'];
     const choice = await vscode.window.showErrorMessage(message, ...buttons);
@@ -382,7 +394,9 @@ class ZeroLatency implements vscode.Disposable {
     pick.show();
   }
 
-  async reindex(): Promise<void> {
+  /** `force` re-embeds everything, and rebuilds a store that is damaged or was built for
+   * another model (the server's RequestFailed kinds storeCorrupt / storeIncompatible). */
+  async reindex(force = false): Promise<void> {
     try {
       await this.sender();
     } catch (error) {
@@ -407,7 +421,7 @@ class ZeroLatency implements vscode.Disposable {
           reported = Math.max(reported, percentage);
         });
         try {
-          const result = await index(client, buildIndexParams({ workDoneToken }), token);
+          const result = await index(client, buildIndexParams({ workDoneToken, force }), token);
           for (const failure of result.errors) {
             this.output.appendLine(`index error: ${failure.uri}: ${failure.message}`);
           }
@@ -421,8 +435,11 @@ class ZeroLatency implements vscode.Disposable {
         } catch (error) {
           if (isCancelled(error) || token.isCancellationRequested) {
             void vscode.window.showInformationMessage('Zero-Latency: reindex cancelled.');
+          } else if (rebuildFixes(error)) {
+            void this.offerRebuild(`Zero-Latency: reindex failed: ${errorMessage(error)}`);
           } else {
-            void this.showError(`Zero-Latency: reindex failed: ${errorMessage(error)}`, false);
+            // A missing model is fixed in the settings (zeroLatency.model); the rest in the log.
+            void this.showError(`Zero-Latency: reindex failed: ${errorMessage(error)}`, errorKind(error) === 'modelUnavailable');
           }
         } finally {
           subscription.dispose();

@@ -2,6 +2,7 @@
 // vscode-languageclient) and the e2e test (through vscode-jsonrpc) share exactly this code.
 import type { CancellationToken } from 'vscode-jsonrpc';
 import type {
+  ErrorKind,
   IndexParams,
   IndexResult,
   ProgressToken,
@@ -17,14 +18,17 @@ export const Methods = {
   status: 'docs/status',
 } as const;
 
-/** JSON-RPC error codes of the contract (protocol/spec.md, "Errors"). */
+/** JSON-RPC error codes of the contract (protocol/spec.md, "Errors", revision 1.1). The LSP
+ * codes keep their meanings; every application failure is RequestFailed with `data.kind`. */
 export const ErrorCodes = {
   invalidParams: -32602,
   requestCancelled: -32800,
   serverNotInitialized: -32002,
-  modelUnavailable: -32001,
-  storeUnavailable: -32002,
+  requestFailed: -32803,
 } as const;
+
+/** The `data.kind` values of a RequestFailed error (schema.json `ErrorKind`). */
+export const ERROR_KINDS: readonly ErrorKind[] = ['modelUnavailable', 'storeUnavailable', 'storeLocked', 'storeIncompatible', 'storeCorrupt'];
 
 export const SEARCH_MODES: readonly SearchMode[] = ['hybrid', 'semantic', 'keyword'];
 export const MAX_QUERY_LENGTH = 2000;
@@ -125,6 +129,28 @@ export function errorCode(error: unknown): number | undefined {
 
 export function isCancelled(error: unknown): boolean {
   return errorCode(error) === ErrorCodes.requestCancelled;
+}
+
+/** Which application failure a rejected request is (RequestFailed's `data.kind`), or undefined
+ * for any other error, including a kind this client does not know yet (shown as a plain
+ * failure: the contract may add kinds). */
+export function errorKind(error: unknown): ErrorKind | undefined {
+  if (errorCode(error) !== ErrorCodes.requestFailed || typeof error !== 'object' || error === null || !('data' in error)) {
+    return undefined;
+  }
+  const data = (error as { data: unknown }).data;
+  if (typeof data !== 'object' || data === null || !('kind' in data)) {
+    return undefined;
+  }
+  const kind = (data as { kind: unknown }).kind;
+  return (ERROR_KINDS as readonly unknown[]).includes(kind) ? (kind as ErrorKind) : undefined;
+}
+
+/** A store built for another model or damaged: re-indexing with `force` rebuilds it. (A locked
+ * store is not offered this: the server never deletes a store another process holds.) */
+export function rebuildFixes(error: unknown): boolean {
+  const kind = errorKind(error);
+  return kind === 'storeCorrupt' || kind === 'storeIncompatible';
 }
 
 export function errorMessage(error: unknown): string {

@@ -23,6 +23,9 @@ export interface IndexParams {
   workDoneToken?: ProgressToken;
 }
 
+/** `data.kind` of a RequestFailed (-32803) error (protocol/spec.md, "Errors"). */
+export type ErrorKind = 'modelUnavailable' | 'storeUnavailable' | 'storeLocked' | 'storeIncompatible' | 'storeCorrupt';
+
 export interface IndexError {
   uri: string;
   message: string;

@@ -1,6 +1,6 @@
 import * as assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { buildIndexParams, buildSearchParams, errorCode, errorMessage, index, isCancelled, Methods, search, status, type RequestSender } from '../src/requests';
+import { buildIndexParams, buildSearchParams, ErrorCodes, errorCode, errorKind, errorMessage, index, isCancelled, Methods, rebuildFixes, search, status, type RequestSender } from '../src/requests';
 
 test('search params: trimmed query, only the fields given', () => {
   assert.deepEqual(buildSearchParams('  rotate keys \n'), { query: 'rotate keys' });
@@ -64,4 +64,24 @@ test('error helpers read JSON-RPC errors', () => {
   assert.equal(errorMessage({ message: 'm' }), 'm');
   assert.equal(errorMessage(new Error('e')), 'e');
   assert.equal(errorMessage(42), '42');
+});
+
+test('application failures are RequestFailed with data.kind; -32002 is ServerNotInitialized only', () => {
+  const failed = (kind: unknown) => Object.assign(new Error('the store is corrupt'), { code: -32803, data: { kind } });
+  assert.equal(ErrorCodes.requestFailed, -32803);
+  assert.equal(ErrorCodes.serverNotInitialized, -32002);
+  assert.ok(!Object.values(ErrorCodes).includes(-32001 as never), 'v1 codes are gone');
+  assert.equal(errorKind(failed('storeCorrupt')), 'storeCorrupt');
+  assert.equal(errorKind({ code: -32803, message: 'm', data: { kind: 'modelUnavailable' } }), 'modelUnavailable');
+  // A request sent before initialize is not a store failure (v1 could not tell them apart).
+  assert.equal(errorKind({ code: -32002, message: 'not initialized', data: { kind: 'storeUnavailable' } }), undefined);
+  assert.equal(errorKind({ code: -32803, message: 'a kind from a newer server', data: { kind: 'diskOnFire' } }), undefined);
+  assert.equal(errorKind({ code: -32803, message: 'no data' }), undefined);
+  assert.equal(errorKind({ code: -32803, message: 'm', data: null }), undefined);
+  assert.equal(errorKind('boom'), undefined);
+  assert.equal(rebuildFixes(failed('storeCorrupt')), true);
+  assert.equal(rebuildFixes(failed('storeIncompatible')), true);
+  assert.equal(rebuildFixes(failed('storeLocked')), false, 'a store another process holds is never rebuilt');
+  assert.equal(rebuildFixes(failed('storeUnavailable')), false);
+  assert.equal(rebuildFixes(failed('modelUnavailable')), false);
 });

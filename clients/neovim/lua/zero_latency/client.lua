@@ -243,21 +243,54 @@ function M.request_sync(client, method, params, timeout_ms)
   return resp.err, resp.result
 end
 
--- JSON-RPC codes the server uses for conditions the user can fix (see PROTOCOL.md).
-local HINTS = {
-  [-32001] = "model unavailable",
-  [-32002] = "store unavailable",
+-- JSON-RPC codes with an LSP meaning (protocol/spec.md, "Errors", revision 1.1).
+local CODES = {
+  [-32002] = "server not initialized",
   [-32602] = "invalid params",
   [-32800] = "cancelled",
 }
+local REQUEST_FAILED = -32803
+-- RequestFailed's data.kind: what failed, and what the user can do about it here. A kind not
+-- listed (a newer server) is shown as a plain failure with the server's message.
+local KINDS = {
+  modelUnavailable = { what = "model unavailable" },
+  storeUnavailable = { what = "store unavailable" },
+  storeLocked = { what = "store locked" },
+  storeIncompatible = { what = "store built for another model", fix = ":ZlIndex! rebuilds it" },
+  storeCorrupt = { what = "store damaged", fix = ":ZlIndex! rebuilds it" },
+}
+
+---The data.kind of a RequestFailed error (nil for any other error or an unknown kind).
+---@param err table? JSON-RPC error
+---@return string?
+function M.error_kind(err)
+  if type(err) ~= "table" or err.code ~= REQUEST_FAILED or type(err.data) ~= "table" then
+    return nil
+  end
+  local kind = err.data.kind
+  return KINDS[kind] and kind or nil
+end
+
+---The one line shown for a failed request.
+---@param method string
+---@param err table JSON-RPC error
+---@return string
+function M.error_text(method, err)
+  local kind = M.error_kind(err)
+  local what = kind and KINDS[kind].what or CODES[err.code]
+  local text = ("Zero-Latency %s failed%s: %s"):format(method, what and (" (" .. what .. ")") or "",
+    err.message or vim.inspect(err))
+  if kind and KINDS[kind].fix then
+    text = text .. " (" .. KINDS[kind].fix .. ")"
+  end
+  return text
+end
 
 ---@param method string
 ---@param err table JSON-RPC error
 function M.notify_error(method, err)
-  local what = HINTS[err.code]
   local level = err.code == -32800 and vim.log.levels.WARN or vim.log.levels.ERROR
-  vim.notify(("Zero-Latency %s failed%s: %s"):format(method, what and (" (" .. what .. ")") or "",
-    err.message or vim.inspect(err)), level)
+  vim.notify(M.error_text(method, err), level)
 end
 
 M.NAME = NAME
