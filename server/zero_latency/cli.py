@@ -10,6 +10,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,12 +30,15 @@ log = logging.getLogger("zero_latency")
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    serving = args.command == "serve"
+    handler = logging.StreamHandler(sys.stderr)
+    # On a terminal, log lines (warnings name files) get their control characters escaped.
+    formatter = logging.Formatter if serving else _TerminalSafeFormatter
+    handler.setFormatter(formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"
+                                   if serving else "zl: %(message)s"))
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO if args.command == "serve"
-        else logging.WARNING,
-        format="zl: %(message)s" if args.command != "serve" else
-        "%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
+        level=logging.DEBUG if args.verbose else logging.INFO if serving else logging.WARNING,
+        handlers=[handler],
     )
     if args.command == "serve":
         # pygls logs every message it sends at INFO: keep stderr readable.
@@ -46,11 +50,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.handler(args))
     except (ZeroLatencyError, SettingsError) as err:
         message = err.message if isinstance(err, ZeroLatencyError) else str(err)
-        print(f"zl: error: {message}", file=sys.stderr)
+        print(terminal_safe(f"zl: error: {message}"), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("zl: interrupted", file=sys.stderr)
         return 130
+
+
+# C0 and C1 controls and DEL (ESC starts the sequences that retitle, clear or rewrite a
+# terminal), and the bidirectional overrides that make text read differently from what it is.
+_UNSAFE_FOR_TERMINAL = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e"
+                                  "\u2066-\u2069]")
+
+
+def terminal_safe(text: str) -> str:
+    """`text` with every control character shown as a visible escape (`\\x1b`, `\\u202e`):
+    file names, headings and snippets come from the files, and a terminal would obey the
+    escape sequences in them. (--json output stays exact: JSON escapes them itself.)"""
+    return _UNSAFE_FOR_TERMINAL.sub(lambda m: ascii(m.group())[1:-1], text)
+
+
+class _TerminalSafeFormatter(logging.Formatter):
+    """Log lines for a terminal, control characters escaped."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return terminal_safe(super().format(record))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -163,12 +187,13 @@ def _progress_bar(quiet: bool) -> Any:
 def _print_report(root: Path, report: IndexReport) -> None:
     seconds = report.elapsedMs / 1000
     rate = report.embeddedChunks / seconds if seconds > 0 else 0.0
-    print(f"{root}: {report.files} files ({report.indexedFiles} indexed, "
-          f"{report.unchangedFiles} unchanged, {report.removedFiles} removed, "
-          f"{report.skippedFiles} skipped), {report.chunks} chunks, "
-          f"{report.embeddedChunks} embedded in {seconds:.1f} s ({rate:.1f} chunks/s)")
+    print(terminal_safe(
+        f"{root}: {report.files} files ({report.indexedFiles} indexed, "
+        f"{report.unchangedFiles} unchanged, {report.removedFiles} removed, "
+        f"{report.skippedFiles} skipped), {report.chunks} chunks, "
+        f"{report.embeddedChunks} embedded in {seconds:.1f} s ({rate:.1f} chunks/s)"))
     for error in report.errors:
-        print(f"  {error['uri']}: {error['message']}", file=sys.stderr)
+        print(terminal_safe(f"  {error['uri']}: {error['message']}"), file=sys.stderr)
 
 
 def find_workspace(engine: Engine, start: Path) -> Path | None:
@@ -206,11 +231,11 @@ def cmd_search(args: argparse.Namespace) -> int:
     if not result["hits"]:
         print("no results", file=sys.stderr)
         return 1
-    for hit in result["hits"]:
+    for hit in result["hits"]:  # file names and text come from the files: never raw
         line = hit["range"]["start"]["line"] + 1
         heading = " > ".join(hit["headingPath"])
-        print(f"{hit['path']}:{line}  {heading}  ({hit['score']:.3f})")
-        print(f"    {hit['snippet']}")
+        print(terminal_safe(f"{hit['path']}:{line}  {heading}  ({hit['score']:.3f})"))
+        print(f"    {terminal_safe(hit['snippet'])}")
     print(f"{len(result['hits'])} hits in {result['elapsedMs']:.1f} ms ({result['mode']})",
           file=sys.stderr)
     return 0
@@ -225,15 +250,16 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(status))
         return 0
-    print(f"workspace: {root}")
-    print(f"state:     {status['state']}")
-    print(f"files:     {status['files']}   chunks: {status['chunks']}")
+    lines = [f"workspace: {root}", f"state:     {status['state']}",
+             f"files:     {status['files']}   chunks: {status['chunks']}"]
     model = status["model"]
-    print(f"model:     {model['id']} ({model['dimension']}-d, {model['device']})")
+    lines.append(f"model:     {model['id']} ({model['dimension']}-d, {model['device']})")
     for ws in status["workspaces"]:
-        print(f"store:     {status['store']['kind']} at {ws['store']}")
+        lines.append(f"store:     {status['store']['kind']} at {ws['store']}")
     if status.get("lastError"):
-        print(f"error:     {status['lastError']}")
+        lines.append(f"error:     {status['lastError']}")
+    for line in lines:
+        print(terminal_safe(line))
     return 0
 
 

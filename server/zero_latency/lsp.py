@@ -212,8 +212,8 @@ def initialize(ls: ZeroLatencyServer, params: lsp.InitializeParams) -> None:
         settings, warnings = load_settings(folders[0] if folders else None, options)
     except SettingsError as err:
         raise JsonRpcInvalidParams(f"initializationOptions.{err}") from err
-    for warning in warnings:
-        log.warning("initializationOptions: %s", warning)
+    for warning in warnings:  # shown: an ignored setting (a workspace's storeUrl) must be seen
+        _show(ls, warning, lsp.MessageType.Warning)
     ls.settings = settings
     ls.folders = folders
 
@@ -333,7 +333,7 @@ async def docs_index(ls: ZeroLatencyServer, params: Any) -> dict[str, Any]:
         for uri in args["uris"]:
             path = _uri_path(uri)
             if path is None or not any(_inside(path, f) for f in ls.folders):
-                raise JsonRpcInvalidParams(f"uris: {uri} is not inside a workspace folder")
+                raise JsonRpcInvalidParams(f"uris: {_quote(uri)} is not inside a workspace folder")
             targets.append(path)
     if args.get("force"):  # a store that failed to open (damaged, other model) is rebuilt
         for root in list(engine.store_errors):
@@ -387,7 +387,7 @@ async def docs_status(ls: ZeroLatencyServer, params: Any) -> dict[str, Any]:
 @server.feature(lsp.WORKSPACE_SYMBOL)
 async def workspace_symbol(ls: ZeroLatencyServer,
                            params: lsp.WorkspaceSymbolParams) -> list[lsp.SymbolInformation]:
-    query = params.query.strip()
+    query = _checked_text("workspace/symbol", "query", params.query).strip()
     engine = await ls.get_engine()
     if not query or not ls.ready.is_set():
         return []
@@ -591,6 +591,22 @@ def _validated(method: str, params: Any) -> dict[str, Any]:
         return validate_params(method, params)
     except ZeroLatencyError as err:
         raise JsonRpcInvalidParams(err.message) from err
+
+
+def _checked_text(method: str, field: str, value: str) -> str:
+    """`value` if it is valid text (JSON allows a lone surrogate; nothing after this does)."""
+    from .protocol import check_text
+
+    try:
+        return check_text(method, field, value)
+    except ZeroLatencyError as err:
+        raise JsonRpcInvalidParams(err.message) from err
+
+
+def _quote(value: str) -> str:
+    from .protocol import quote
+
+    return quote(value)
 
 
 def _rpc_error(err: ZeroLatencyError) -> JsonRpcException:
