@@ -232,10 +232,12 @@ def _workspace_model(spec: Any, workspace: Path, trusted: bool) -> Any:
 
 
 def _filter_workspace_values(values: dict[str, Any], workspace: Path, user: Settings,
-                             path: Path) -> tuple[dict[str, Any], list[str]]:
-    """What a workspace file may set, and warnings for what it may not."""
+                             path: Path) -> tuple[dict[str, Any], set[str], list[str]]:
+    """What a workspace file may set, which of those only the user's trust allowed, and
+    warnings for what it may not set."""
     trusted = is_trusted(workspace, user)
     kept: dict[str, Any] = {}
+    by_trust: set[str] = set()
     refused: list[str] = []
     warnings: list[str] = []
     for key, value in values.items():
@@ -244,11 +246,12 @@ def _filter_workspace_values(values: dict[str, Any], workspace: Path, user: Sett
                             f"({user_config_path()}) may set it, not a workspace's file")
             continue
         if key == "model":
+            if _workspace_model(value, workspace, trusted=False) is None:
+                by_trust.add(key)
             value = _workspace_model(value, workspace, trusted)
-            if value is None:
-                refused.append(key)
-                continue
-        elif key in PROTECTED_KEYS and not trusted:
+        elif key in PROTECTED_KEYS:
+            by_trust.add(key)
+        if key in by_trust and not trusted:
             refused.append(key)
             continue
         kept[key] = value
@@ -260,7 +263,7 @@ def _filter_workspace_values(values: dict[str, Any], workspace: Path, user: Sett
             f"{'it' if len(refused) == 1 else 'them'} in your own configuration "
             f"({user_config_path()}, CLI flags or your editor's settings), or, if you trust "
             f"this folder, add it there: trustedWorkspaces = [{folder}]")
-    return kept, warnings
+    return kept, by_trust if trusted else set(), warnings
 
 
 def load_settings(
@@ -270,8 +273,9 @@ def load_settings(
     `.zero-latency.toml`, then `overrides` (CLI flags or initializationOptions).
 
     The workspace file sets the protected keys only for a folder in `trustedWorkspaces`
-    (the others are ignored with a warning that says how to trust it); settings one chose are
-    bound to that folder (`boundTo`)."""
+    (the others are ignored with a warning that says how to trust it); settings that only
+    trust let it set are bound to that folder (`boundTo`). A model inside the workspace, a Hub
+    repo id or the bundled model needs no trust (the text stays on this machine)."""
     settings = Settings()
     warnings: list[str] = []
     user_file = user_config_path()
@@ -282,12 +286,11 @@ def load_settings(
     workspace_file = workspace / CONFIG_FILE_NAME if workspace is not None else None
     if workspace is not None and workspace_file is not None and workspace_file.is_file():
         user, _ = settings.merged(overrides or {})  # trust is the user's word only
-        values, more = _filter_workspace_values(_read_toml(workspace_file), workspace, user,
-                                                workspace_file)
+        values, from_workspace, more = _filter_workspace_values(
+            _read_toml(workspace_file), workspace, user, workspace_file)
         warnings += more
         settings, more = settings.merged(values)
         warnings += [f"{workspace_file}: {w}" for w in more]
-        from_workspace = {k for k in values if k in PROTECTED_KEYS}
     if overrides:
         settings, more = settings.merged(overrides)
         warnings += more
