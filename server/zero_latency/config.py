@@ -204,8 +204,13 @@ def _read_toml(path: Path) -> dict[str, Any]:
 def is_trusted(folder: Path, settings: Settings) -> bool:
     """The user's configuration names this very folder in `trustedWorkspaces`."""
     resolved = folder.resolve()
-    return any(Path(entry).expanduser().resolve() == resolved
-               for entry in settings.trustedWorkspaces)
+    for entry in settings.trustedWorkspaces:
+        try:
+            if Path(entry).expanduser().resolve() == resolved:
+                return True
+        except (OSError, RuntimeError, ValueError):  # a NUL, `~nobody`: trusts nothing
+            continue
+    return False
 
 
 def _inside(path: Path, folder: Path) -> bool:
@@ -221,8 +226,11 @@ def _workspace_model(spec: Any, workspace: Path, trusted: bool) -> Any:
     if "://" in spec:
         return spec if trusted else None
     root = workspace.resolve()
-    as_path = Path(spec).expanduser()
-    anchored = (root / as_path).resolve()  # an absolute path stays itself
+    try:
+        as_path = Path(spec).expanduser()
+        anchored = (root / as_path).resolve()  # an absolute path stays itself
+    except (OSError, RuntimeError, ValueError):  # a NUL, `~nobody`, a symlink loop
+        return spec if trusted else None
     looks_like_path = spec.startswith((".", "/", "~")) or anchored.is_dir() or as_path.is_dir()
     if not looks_like_path:
         return spec  # a Hub repo id
