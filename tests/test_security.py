@@ -243,6 +243,9 @@ def test_zl_index_refuses_root_and_home(tmp_path: Path,
     assert root.returncode == 2 and root.stdout == "", root.stderr
     assert "/ is a filesystem root: not indexed" in root.stderr
     assert f"allowHomeOrRootFolders = true in {config}" in root.stderr
+    if Path("/root").is_dir():  # root's home, whoever runs this
+        root_home = zl("index", "/root")
+        assert root_home.returncode == 2 and "/root is a home folder" in root_home.stderr
     refused = zl("index", str(home), "--json")
     assert refused.returncode == 2 and refused.stdout == ""
     assert f"{home} is a home folder: not indexed" in refused.stderr
