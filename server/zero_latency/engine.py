@@ -18,7 +18,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from .config import Settings
+from .config import Settings, check_workspace_folder
 from .embedder import Embedder
 from .errors import (
     DeviceUnavailableError,
@@ -100,6 +100,7 @@ class Engine:
         root = root.resolve()
         if root in self.indexes:
             return self.indexes[root]
+        check_workspace_folder(root, self.settings)  # `/`, a home folder, another's store
         embedder = self.load_model()
         try:
             store = self._open_store(root)
@@ -117,6 +118,7 @@ class Engine:
         its embedded store folder, or its points on a Qdrant server (other workspaces in the
         server's collection are left alone)."""
         root = root.resolve()
+        check_workspace_folder(root, self.settings)  # before anything is deleted
         index = self.indexes.pop(root, None)
         if self.settings.storeUrl:
             from .server_store import ServerStore

@@ -305,8 +305,8 @@ def initialize(ls: ZeroLatencyServer, params: lsp.InitializeParams) -> None:
         settings, warnings = load_settings(folders[0] if folders else None, options)
     except SettingsError as err:
         raise JsonRpcInvalidParams(f"initializationOptions.{err}") from err
-    for warning in warnings:
-        log.warning("initializationOptions: %s", warning)
+    for warning in warnings:  # shown: an ignored setting (a workspace's storeUrl) must be seen
+        _show(ls, warning, lsp.MessageType.Warning)
     ls.settings = settings
     ls.folders = folders
 
@@ -446,7 +446,7 @@ async def docs_index(ls: ZeroLatencyServer, params: Any) -> dict[str, Any]:
     for uri in args.get("uris") or []:
         path = _uri_path(uri)
         if path is None or not any(_inside(path, f) for f in folders):
-            raise JsonRpcInvalidParams(f"uris: {uri} is not inside a workspace folder")
+            raise JsonRpcInvalidParams(f"uris: {_quote(uri)} is not inside a workspace folder")
         explicit.append(path)
     scope = explicit or folders
     # `rebuild` starts the stores over; `force` rebuilds one that failed to open (damaged,
@@ -521,7 +521,7 @@ async def docs_status(ls: ZeroLatencyServer, params: Any) -> dict[str, Any]:
 @feature(lsp.WORKSPACE_SYMBOL)
 async def workspace_symbol(ls: ZeroLatencyServer,
                            params: lsp.WorkspaceSymbolParams) -> list[lsp.SymbolInformation]:
-    query = params.query.strip()
+    query = _checked_text("workspace/symbol", "query", params.query).strip()
     engine = await ls.get_engine()
     if not query or not ls.ready.is_set():
         return []
@@ -727,6 +727,22 @@ def _validated(method: str, params: Any) -> dict[str, Any]:
         return validate_params(method, params)
     except ZeroLatencyError as err:
         raise JsonRpcInvalidParams(err.message) from err
+
+
+def _checked_text(method: str, field: str, value: str) -> str:
+    """`value` if it is valid text (JSON allows a lone surrogate; nothing after this does)."""
+    from .protocol import check_text
+
+    try:
+        return check_text(method, field, value)
+    except ZeroLatencyError as err:
+        raise JsonRpcInvalidParams(err.message) from err
+
+
+def _quote(value: str) -> str:
+    from .protocol import quote
+
+    return quote(value)
 
 
 def _rpc_error(err: ZeroLatencyError) -> JsonRpcException:
