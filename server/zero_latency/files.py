@@ -84,11 +84,9 @@ class WorkspaceFilter:
         return name not in self.excluded_dirs
 
     def contains(self, path: Path) -> bool:
-        try:
-            path.resolve().relative_to(self.root.resolve())
-        except (ValueError, OSError):
-            return False
-        return True
+        resolved, root = canonical_path(path), canonical_path(self.root)
+        return resolved is not None and root is not None and (
+            resolved == root or root in resolved.parents)
 
     def is_ignored(self, rel: str) -> bool:
         """Full check for one path (used for events on single files): dirs, globs, .gitignore."""
@@ -191,9 +189,10 @@ def _gitignore(folder: Path) -> pathspec.GitIgnoreSpec | None:
     key = (str(path), mtime)
     if key not in _GITIGNORE_CACHE:
         try:
-            lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-            _GITIGNORE_CACHE[key] = pathspec.GitIgnoreSpec.from_lines(lines)
-        except OSError:
+            with open_regular(path) as file:  # a FIFO named .gitignore must not block a walk
+                text = file.read().decode("utf-8", errors="replace")
+            _GITIGNORE_CACHE[key] = pathspec.GitIgnoreSpec.from_lines(text.splitlines())
+        except (OSError, SkipFile):
             _GITIGNORE_CACHE[key] = None
     return _GITIGNORE_CACHE[key]
 
