@@ -26,6 +26,7 @@ from .errors import (
     StoreError,
     ZeroLatencyError,
 )
+from .files import canonical_path
 from .indexer import CancelToken, IndexReport, ProgressFn, WorkspaceIndex
 from .models import ModelFiles, resolve_model
 from .search import search
@@ -111,6 +112,10 @@ class Engine:
         self.store_errors.pop(root, None)
         index = WorkspaceIndex(root, self.settings, store, embedder, self.sparse)
         self.indexes[root] = index
+        self._nest_workspaces()
+        for outer in self.indexes.values():  # its files are this folder's now, not theirs
+            if outer is not index and outer.root in root.parents:
+                outer.remove_under(root.relative_to(outer.root).as_posix())
         return index
 
     def rebuild_workspace(self, root: Path) -> WorkspaceIndex:
@@ -163,14 +168,28 @@ class Engine:
         return self.embedder.dimension if self.embedder else 1
 
     def close_workspace(self, root: Path) -> None:
+        """Close one folder's index. Its files go back to a folder around it, if one is open:
+        the caller re-indexes them there (`index([root])`)."""
         index = self.indexes.pop(root.resolve(), None)
+        self._nest_workspaces()
         if index is not None:
             self.run(index.store.close).result()
+
+    def _nest_workspaces(self) -> None:
+        """A file belongs to the innermost open folder only: each folder's walk skips the
+        folders open inside it (else a disk edit updates the inner index and leaves the old
+        text under the outer folder's name)."""
+        for root, index in self.indexes.items():
+            index.filter.nested_roots = frozenset(
+                other.relative_to(root).as_posix() for other in self.indexes
+                if root in other.parents)
 
     def index_for(self, path: Path) -> WorkspaceIndex | None:
         """The workspace holding `path` (the innermost when folders nest)."""
         best: WorkspaceIndex | None = None
-        resolved = path.resolve()
+        resolved = canonical_path(path)
+        if resolved is None:
+            return None
         for root, index in self.indexes.items():
             if (resolved == root or root in resolved.parents) and (
                     best is None or len(str(root)) > len(str(best.root))):

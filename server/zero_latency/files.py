@@ -13,9 +13,10 @@ import dataclasses
 import hashlib
 import logging
 import os
+import stat as stat_module
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import pathspec
 
@@ -65,6 +66,9 @@ class WorkspaceFilter:
         self.exclude = glob_spec(settings.exclude)
         self.secrets = pathspec.GitIgnoreSpec.from_lines(DEFAULT_SECRET_GLOBS)
         self.excluded_dirs = set(DEFAULT_EXCLUDED_DIRS)
+        # Workspace folders open inside this one (relative paths): their files belong to the
+        # innermost folder only, so this folder's walk skips them.
+        self.nested_roots: frozenset[str] = frozenset()
 
     def wants(self, rel: str) -> bool:
         """True when a (workspace-relative) file path is one to index, .gitignore aside."""
@@ -80,11 +84,9 @@ class WorkspaceFilter:
         return name not in self.excluded_dirs
 
     def contains(self, path: Path) -> bool:
-        try:
-            path.resolve().relative_to(self.root.resolve())
-        except (ValueError, OSError):
-            return False
-        return True
+        resolved, root = canonical_path(path), canonical_path(self.root)
+        return resolved is not None and root is not None and (
+            resolved == root or root in resolved.parents)
 
     def is_ignored(self, rel: str) -> bool:
         """Full check for one path (used for events on single files): dirs, globs, .gitignore."""
@@ -149,7 +151,8 @@ class WorkspaceFilter:
                     continue
                 is_dir = entry.is_dir()
                 if is_dir:
-                    if not self.wants_dir(entry.name) or _ignored(specs, rel + "/"):
+                    if (not self.wants_dir(entry.name) or rel in self.nested_roots
+                            or _ignored(specs, rel + "/")):
                         continue
                     yield from self._walk(Path(entry.path), specs, seen)
                     continue
@@ -186,11 +189,21 @@ def _gitignore(folder: Path) -> pathspec.GitIgnoreSpec | None:
     key = (str(path), mtime)
     if key not in _GITIGNORE_CACHE:
         try:
-            lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-            _GITIGNORE_CACHE[key] = pathspec.GitIgnoreSpec.from_lines(lines)
-        except OSError:
+            with open_regular(path) as file:  # a FIFO named .gitignore must not block a walk
+                text = file.read().decode("utf-8", errors="replace")
+            _GITIGNORE_CACHE[key] = pathspec.GitIgnoreSpec.from_lines(text.splitlines())
+        except (OSError, SkipFile):
             _GITIGNORE_CACHE[key] = None
     return _GITIGNORE_CACHE[key]
+
+
+def canonical_path(path: Path) -> Path | None:
+    """The one absolute, symlink-free name of `path` (None where it cannot be resolved: a
+    symlink loop, a name the OS refuses)."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError, ValueError):  # RuntimeError: a symlink loop (Python 3.11)
+        return None
 
 
 def hash_bytes(data: bytes) -> str:
@@ -204,7 +217,8 @@ def read_document(path: Path, max_bytes: int) -> Document:
         if size > max_bytes:
             raise SkipFile(f"file is {size:,} bytes, over the maxFileBytes limit of "
                            f"{max_bytes:,}: not indexed")
-        data = path.read_bytes()
+        with open_regular(path) as file:
+            data = file.read(max_bytes + 1)  # one byte more tells that it grew over the limit
     except FileNotFoundError as err:
         raise SkipFile("file vanished before it could be read") from err
     except PermissionError as err:
@@ -217,6 +231,31 @@ def read_document(path: Path, max_bytes: int) -> Document:
         raise SkipFile(f"file grew over the maxFileBytes limit of {max_bytes:,}: not indexed")
     text, warning = decode(data)
     return Document(normalise_newlines(text), hash_bytes(data), warning)
+
+
+def open_regular(path: Path) -> BinaryIO:
+    """Open a regular file for reading, or raise SkipFile. Opened non-blocking, so that a FIFO
+    (or a device) put where a document was expected never waits for a writer; the type is
+    checked on the open descriptor, so nothing can swap the file in between."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        if not stat_module.S_ISREG(os.fstat(fd).st_mode):
+            raise SkipFile("not a regular file (a FIFO, socket or device): not indexed")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def without_lone_surrogates(text: str) -> str:
+    """Editor text with lone UTF-16 surrogates ("\\ud800", which JSON allows) made U+FFFD: no
+    encoder, tokenizer or store takes them. Valid pairs are kept."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+    return text
 
 
 def decode(data: bytes) -> tuple[str, str | None]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -26,11 +27,20 @@ from typing import Any
 import numpy as np
 
 from . import chunking
-from .chunking import Chunk, chunk_document, document_title, language_for
+from .chunking import Chunk, chunk_document, document_title, language_for, normalise_newlines
 from .config import Settings
 from .embedder import Embedder, Matrix
 from .errors import CancelledError
-from .files import Document, FileEntry, SkipFile, WorkspaceFilter, hash_bytes, read_document
+from .files import (
+    Document,
+    FileEntry,
+    SkipFile,
+    WorkspaceFilter,
+    canonical_path,
+    hash_bytes,
+    read_document,
+    without_lone_surrogates,
+)
 from .sparse import SparseEncoder
 from .store import ChunkPoint, FileState, Store, Vector, point_id
 
@@ -99,7 +109,7 @@ class WorkspaceIndex:
 
     def __init__(self, root: Path, settings: Settings, store: Store,
                  embedder: Embedder | None, sparse: SparseEncoder) -> None:
-        self.root = root
+        self.root = canonical_path(root) or root  # what every stored path is relative to
         self.settings = settings
         self.filter = WorkspaceFilter(root, settings)
         self.store = store
@@ -141,9 +151,14 @@ class WorkspaceIndex:
     # --- public API (blocking; call from the index worker thread) -------------------------
 
     def uri_to_rel(self, path: Path) -> str | None:
+        """The one name a file has in this workspace, however `path` is spelled (symlinks,
+        `.`/`..`, /proc/self/root): relative to the root, resolved; None when outside."""
+        resolved = canonical_path(path)
+        if resolved is None:
+            return None
         try:
-            rel = path.resolve().relative_to(self.root.resolve())
-        except (ValueError, OSError):
+            rel = resolved.relative_to(self.root)
+        except ValueError:
             return None
         return rel.as_posix() if str(rel) != "." else ""
 
@@ -225,6 +240,9 @@ class WorkspaceIndex:
                 report.errors.append({"uri": target.as_uri(),
                                       "message": "outside the workspace folders: not indexed"})
                 continue
+            # Walk the canonical path, never the spelling: a symlinked folder (`latest -> book`)
+            # or /proc/self/root/… would otherwise store every file under a second name.
+            target = self.root / rel
             if target.is_dir():
                 scopes.append(rel)
                 for entry in self.filter.walk(target):
@@ -261,8 +279,11 @@ class WorkspaceIndex:
         old = self.files.get(rel)
         overlay = self.overlays.get(rel)
         if overlay is not None:
-            doc = Document(overlay.replace("\r\n", "\n").replace("\r", "\n"),
-                           hash_bytes(overlay.encode("utf-8", "surrogatepass")))
+            try:
+                doc = _buffer_document(entry.path, overlay, self.settings.maxFileBytes)
+            except SkipFile as skip:
+                self._skip(entry, str(skip), report)
+                return None
             source, size, mtime = "buffer", len(overlay), -1
         else:
             if (not force and old is not None and old.consistent and old.source == "disk"
@@ -273,11 +294,7 @@ class WorkspaceIndex:
             try:
                 doc = read_document(entry.path, self.settings.maxFileBytes)
             except SkipFile as skip:
-                report.skippedFiles += 1
-                report.errors.append({"uri": entry.path.as_uri(), "message": str(skip)})
-                if old is not None:  # it was indexed before: its old text is no longer true
-                    self.store.delete_paths([rel])
-                    self.files.pop(rel, None)
+                self._skip(entry, str(skip), report)
                 return None
             if doc.warning:
                 report.errors.append({"uri": entry.path.as_uri(), "message": doc.warning})
@@ -313,6 +330,13 @@ class WorkspaceIndex:
         return _Prepared(rel, state, chunks, ids, hashes, title, language, vectors, stale,
                          self.generations.get(rel, 0))
 
+    def _skip(self, entry: FileEntry, message: str, report: IndexReport) -> None:
+        report.skippedFiles += 1
+        report.errors.append({"uri": entry.path.as_uri(), "message": message})
+        if entry.rel in self.files:  # it was indexed before: its old text is no longer true
+            self.store.delete_paths([entry.rel])
+            self.files.pop(entry.rel, None)
+
     def _set_stat(self, rel: str, old: FileState, new: FileState) -> None:
         if (old.size, old.mtime_ns) == (new.size, new.mtime_ns):
             return
@@ -336,8 +360,36 @@ class WorkspaceIndex:
                 future.set_result(np.zeros((len(texts), 0), dtype=np.float32))
             submitted = (group, future)
         if in_flight is not None:
-            self._write(in_flight[0], self._embedded(in_flight[1]), report)
+            try:
+                matrix = self._embedded(in_flight[1])
+            except CancelledError:
+                raise
+            except Exception as err:  # any file's text can break a batch
+                log.warning("embedding a batch of %d files failed (%r): retrying file by file",
+                            len(in_flight[0]), err)
+                self._write_each(in_flight[0], report)
+            else:
+                self._write(in_flight[0], matrix, report)
         return submitted
+
+    def _write_each(self, group: list[_Prepared], report: IndexReport) -> None:
+        """A batch failed: embed and write its files one at a time, so that a file the model
+        cannot take costs no other file its update. A file that fails alone is reported and
+        keeps its stored state (which no longer matches it, so the next sync tries again)."""
+        assert self.embedder is not None  # without a model nothing is embedded, nothing fails
+        for p in group:
+            texts = [p.chunks[k].embedding_text(p.title)
+                     for k, v in enumerate(p.vectors) if v is None]
+            try:
+                matrix = self.embedder.executor.submit(self.embedder.embed, texts).result() \
+                    if texts else np.zeros((0, 0), dtype=np.float32)
+            except Exception as err:  # reported; the other files go on
+                report.indexedFiles -= 1
+                report.skippedFiles += 1
+                report.errors.append({"uri": (self.root / p.rel).as_uri(),
+                                      "message": f"cannot embed this file's text: {err!r}"})
+                continue
+            self._write([p], matrix, report)
 
     @contextlib.contextmanager
     def _cancelled_by(self, cancel: CancelToken | None) -> Iterator[None]:
@@ -387,6 +439,25 @@ class WorkspaceIndex:
             self.store.upsert(points)
             self.store.delete(p.stale_ids)
             self.files[p.rel] = p.state
+
+
+def _buffer_document(path: Path, text: str, max_bytes: int) -> Document:
+    """An editor buffer as a document, held to the limits a file on disk is held to."""
+    too_big = len(text) > max_bytes  # a character is at least one byte: nothing encoded
+    if not too_big:
+        text = without_lone_surrogates(text)
+        data = text.encode("utf-8")
+        too_big = len(data) > max_bytes
+    if too_big:
+        raise SkipFile(f"unsaved buffer is over the maxFileBytes limit of {max_bytes:,} "
+                       "bytes: not indexed")
+    try:
+        special = not stat.S_ISREG(path.stat().st_mode)
+    except OSError:  # not on disk (yet): a new, unsaved file
+        special = False
+    if special:
+        raise SkipFile("not a regular file (a FIFO, socket or device): not indexed")
+    return Document(normalise_newlines(text), hash_bytes(data))
 
 
 def _under(rel: str, scope: str) -> bool:

@@ -556,10 +556,20 @@ async def did_open(ls: ZeroLatencyServer, params: lsp.DidOpenTextDocumentParams)
     index, rel = found
     if index.filter.is_ignored(rel):
         return
-    text = params.text_document.text
-    disk = _disk_text(index.root / rel)
-    if disk is None or disk != text.replace("\r\n", "\n").replace("\r", "\n"):
-        _apply_buffer(ls, index, rel, text)
+    uri, text = params.text_document.uri, params.text_document.text
+    if len(text) <= index.settings.maxFileBytes:  # over it, the indexer skips it with a message
+        # Off the loop: the file may be large, slow, or not a file at all (a FIFO never
+        # answers a read).
+        disk = await asyncio.get_running_loop().run_in_executor(
+            None, _disk_state, index.root / rel, text, index.settings.maxFileBytes)
+        if disk == "special":
+            log.info("%s is not a regular file: not indexed", uri)
+            return
+        if disk == "same":
+            return
+        if ls.workspace.get_text_document(uri).version != params.text_document.version:
+            return  # closed, or changed meanwhile (its didChange applies the newer text)
+    _apply_buffer(ls, index, rel, text)
 
 
 @feature(lsp.TEXT_DOCUMENT_DID_CHANGE)
@@ -567,7 +577,8 @@ async def did_change(ls: ZeroLatencyServer, params: lsp.DidChangeTextDocumentPar
     uri = params.text_document.uri
     await ls.ready.wait()  # pygls keeps the text meanwhile; the debounce reads it later
     engine = ls.require_engine()
-    if (handle := ls.debounce.pop(uri, None)) is not None:
+    key = _document_key(uri)
+    if (handle := ls.debounce.pop(key, None)) is not None:
         handle.cancel()
     found = ls.index_for_uri(uri)
     if found is None or found[0].filter.is_ignored(found[1]):
@@ -576,11 +587,13 @@ async def did_change(ls: ZeroLatencyServer, params: lsp.DidChangeTextDocumentPar
     delay = engine.settings.debounceMs / 1000
 
     def fire() -> None:
-        ls.debounce.pop(uri, None)
+        ls.debounce.pop(key, None)
         document = ls.workspace.get_text_document(uri)
+        if document.version is None:  # not open (pygls would read it from disk, on the loop)
+            return
         _apply_buffer(ls, found[0], found[1], document.source)
 
-    ls.debounce[uri] = asyncio.get_running_loop().call_later(delay, fire)
+    ls.debounce[key] = asyncio.get_running_loop().call_later(delay, fire)
 
 
 @feature(lsp.TEXT_DOCUMENT_DID_SAVE)
@@ -603,8 +616,9 @@ def _apply_buffer(ls: ZeroLatencyServer, index: WorkspaceIndex, rel: str, text: 
 
 
 def _back_to_disk(ls: ZeroLatencyServer, uri: str) -> None:
-    """Saved or closed: the file on disk is the truth again (pending debounce dropped)."""
-    if (handle := ls.debounce.pop(uri, None)) is not None:
+    """Saved or closed: the file on disk is the truth again (pending debounce dropped, under
+    whatever spelling of the uri the edit came with)."""
+    if (handle := ls.debounce.pop(_document_key(uri), None)) is not None:
         handle.cancel()
     found = ls.index_for_uri(uri)
     if found is None or ls.engine is None:
@@ -751,22 +765,50 @@ def _rpc_error(err: ZeroLatencyError) -> JsonRpcException:
 
 
 def _inside(path: Path, folder: Path) -> bool:
-    resolved, base = path.resolve(), folder.resolve()
-    return resolved == base or base in resolved.parents
+    from .files import canonical_path
+
+    resolved, base = canonical_path(path), canonical_path(folder)
+    return resolved is not None and (resolved == base or base in resolved.parents)
 
 
 def _uri_path(uri: str) -> Path | None:
+    """The canonical path of a file uri: one identity per file however the client spells it
+    (percent escapes in either case, `file://localhost/`, `/./`, `..`, symlinks,
+    /proc/self/root/…). None for other schemes and for paths that cannot be resolved."""
+    from .files import canonical_path
+
     if not uri.startswith("file:"):
         return None
+    if uri[5:].lower().startswith("//localhost/"):  # RFC 8089: the local host, spelled out
+        uri = "file://" + uri[len("file://localhost"):]
     path = to_fs_path(uri)
-    return Path(path) if path else None
+    return canonical_path(Path(path)) if path else None
 
 
-def _disk_text(path: Path) -> str | None:
+def _document_key(uri: str) -> str:
+    """What pending edits are keyed by: the file, not the spelling of its uri."""
+    path = _uri_path(uri)
+    return str(path) if path is not None else uri
+
+
+def _disk_state(path: Path, text: str, max_bytes: int) -> str:
+    """Blocking (call off the loop): "same" when the file on disk holds `text`, "special"
+    when the path is no regular file (never read: a FIFO would block), else "differs"."""
+    from .chunking import normalise_newlines
+    from .files import SkipFile, open_regular
+
     try:
-        return path.read_bytes().decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")
-    except (OSError, UnicodeDecodeError):
-        return None
+        with open_regular(path) as file:
+            data = file.read(max_bytes + 1)
+    except SkipFile:
+        return "special"
+    except OSError:
+        return "differs"
+    try:
+        disk = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return "differs"
+    return "same" if normalise_newlines(disk) == normalise_newlines(text) else "differs"
 
 
 def _supports(ls: ZeroLatencyServer, dotted: str) -> bool:
