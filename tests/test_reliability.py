@@ -12,14 +12,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import pytest
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from zero_latency import models
+from zero_latency import files, models
 from zero_latency.config import Settings
 from zero_latency.engine import Engine
 from zero_latency.errors import ModelUnavailableError, StoreCorruptError, StoreError
@@ -193,14 +193,14 @@ def test_unreadable_file_is_reported(tmp_path: Path, monkeypatch: pytest.MonkeyP
     if os.geteuid() == 0:
         # Root reads files whatever their mode (CI runs as root), so the fault the OS would
         # raise for anyone else is simulated, for that one file only.
-        real_read_bytes = Path.read_bytes
+        real_open_regular = files.open_regular
 
-        def read_bytes(self: Path) -> bytes:
-            if self.name == "locked.md":
-                raise PermissionError(13, "Permission denied", str(self))
-            return real_read_bytes(self)
+        def open_regular(path: Path) -> BinaryIO:
+            if path.name == "locked.md":
+                raise PermissionError(13, "Permission denied", str(path))
+            return real_open_regular(path)
 
-        monkeypatch.setattr(Path, "read_bytes", read_bytes)
+        monkeypatch.setattr(files, "open_regular", open_regular)
     engine = Engine(Settings(model="bundled", storePath=str(tmp_path / "store")))
     try:
         engine.open_workspace(ws)

@@ -111,7 +111,7 @@ class WorkspaceIndex:
                  embedder: Embedder | None, sparse: SparseEncoder) -> None:
         self.root = canonical_path(root) or root  # what every stored path is relative to
         self.settings = settings
-        self.filter = WorkspaceFilter(root, settings)
+        self.filter = WorkspaceFilter(self.root, settings)
         self.store = store
         self.embedder = embedder
         self.sparse = sparse
