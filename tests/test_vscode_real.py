@@ -67,7 +67,7 @@ def _chromium() -> str:
 def _check_installed() -> None:
     if shutil.which("npm") is None or not (CLIENT / "node_modules").is_dir():
         _missing_prerequisite(
-            "clients/vscode/node_modules is missing: run `npm ci --prefix clients/vscode`")
+            "npm or clients/vscode/node_modules is missing: run `npm ci --prefix clients/vscode`")
     for path, what in ((NODE24, "Node 24"), (CODE_SERVER, "code-server"),
                        (REAL / "node_modules" / "playwright-core", "playwright-core")):
         if not path.exists():

@@ -124,8 +124,8 @@ async function main() {
       return wanted.test(text) ? text.trim() : undefined;
     });
     const tooltip = await page.locator(STATUS_ITEM).getAttribute('aria-label');
+    await shot(page, 'indexed'); // before each report: the test may stop at the report
     report('indexed', { status: statusText, ariaLabel: tooltip });
-    await shot(page, 'indexed');
 
     // The sidebar view, opened from its activity bar icon.
     await page.locator('.activitybar [aria-label="Zero-Latency"]').first().click();
@@ -133,8 +133,8 @@ async function main() {
     report('viewOpen');
 
     const found = await search(frame, config.query, (hits) => hits.length > 0);
-    report('results', found);
     await shot(page, 'results');
+    report('results', found);
 
     // Open the first hit; the editor shows its file with the cursor on its line.
     const first = found.hits[0];
@@ -145,8 +145,8 @@ async function main() {
       const match = /Ln (\d+), Col (\d+)/.exec(cursor);
       return tab.includes(first.file.split('/').pop()) && match !== null ? { tab, cursor, line: Number(match[1]) } : undefined;
     });
-    report('opened', { hit: first, ...opened });
     await shot(page, 'opened');
+    report('opened', { hit: first, ...opened });
 
     // Type into the open document without saving; the new text must become searchable.
     await page.keyboard.press('Control+1'); // focus the editor group (the click left focus in the view)
@@ -158,8 +158,8 @@ async function main() {
     report('edited', { dirty });
     const afterEdit = await search(frame, config.editQuery,
       (hits) => hits.some((hit) => hit.snippet.includes(config.editWord)));
-    report('editFound', afterEdit);
     await shot(page, 'edit-found');
+    report('editFound', afterEdit);
 
     report('readyToClose');
     const lines = createInterface({ input: process.stdin });
