@@ -74,10 +74,13 @@ def daemon_processes(folder: Path) -> list[int]:
     return found
 
 
-def corpus_workspace(tmp_path: Path, chapters: int) -> Path:
+def corpus_workspace(tmp_path: Path, files: int, corpus: str = "peps") -> Path:
+    """The first `files` documents of a corpus (200 PEPs: an index run of many minutes, so
+    that a test can act while it runs however fast the machine is)."""
     ws = tmp_path / "big"
     ws.mkdir()
-    for path in sorted(need_corpus("rust-book").glob("ch*.md"))[:chapters]:
+    pattern = "pep-*.rst" if corpus == "peps" else "ch*.md"
+    for path in sorted(need_corpus(corpus).glob(pattern))[:files]:
         shutil.copy(path, ws / path.name)
     return ws
 
@@ -231,7 +234,7 @@ def test_the_socket_refuses_other_users_and_foreign_folders(tmp_path: Path,
 
 def test_kill_9_of_the_daemon_mid_index_loses_and_repeats_nothing(tmp_path: Path,
                                                                    daemon_dir: Path) -> None:
-    ws = corpus_workspace(tmp_path, 20)
+    ws = corpus_workspace(tmp_path, 20, "rust-book")
     store = tmp_path / "store"
     editor = started(ws, store)  # indexes on start
     try:
@@ -257,7 +260,7 @@ def test_kill_9_of_the_daemon_mid_index_loses_and_repeats_nothing(tmp_path: Path
 @pytest.mark.parametrize("how", ["eof", "shutdown"])
 def test_eof_and_shutdown_mid_index_end_the_editor_session_at_once(
         tmp_path: Path, how: str) -> None:
-    ws = corpus_workspace(tmp_path, 30)
+    ws = corpus_workspace(tmp_path, 200)
     editor = started(ws, tmp_path / "store")
     wait_for(lambda: status_of(editor)["state"] == "indexing" and status_of(editor)["chunks"],
              timeout=600, what="the start-up index to be under way")
@@ -278,7 +281,7 @@ def test_eof_and_shutdown_mid_index_end_the_editor_session_at_once(
 
 
 def test_no_daemon_server_exits_promptly_on_eof_mid_index(tmp_path: Path) -> None:
-    ws = corpus_workspace(tmp_path, 30)
+    ws = corpus_workspace(tmp_path, 200)
     store = tmp_path / "store"
     editor = started(ws, store, command=[*ZL, "serve", "--no-daemon"])
     wait_for(lambda: status_of(editor)["state"] == "indexing" and status_of(editor)["chunks"],
@@ -291,7 +294,7 @@ def test_no_daemon_server_exits_promptly_on_eof_mid_index(tmp_path: Path) -> Non
     done = zl("status", "--json", "--no-daemon", "--workspace", str(ws), "--model", "bundled",
               "--store-path", str(store))
     assert done.returncode == 0, done.stderr
-    assert 0 < json.loads(done.stdout)["files"] < 30
+    assert 0 < json.loads(done.stdout)["files"] < 200
 
 
 # --- framing and LSP lifecycle, on the daemon and in-process ----------------------------------

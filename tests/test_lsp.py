@@ -234,7 +234,11 @@ async def test_cancel_long_index_and_search_while_indexing(
         shutil.copy(need_corpus("rust-book") / name, workspace / "book" / name)
     task = asyncio.ensure_future(client.protocol.send_request_async(
         "docs/index", {"force": True}, msg_id="long-index"))
-    await asyncio.sleep(1.5)
+
+    async def indexing() -> bool:
+        return (await docs(client, "docs/status"))["state"] == "indexing"
+
+    assert await eventually(indexing, timeout=120), "the forced index never showed as running"
     during = await docs(client, "docs/search", {"query": "ownership rules"})
     assert during["indexState"] == "indexing"
     assert during["hits"], "search during indexing returns what is indexed already"

@@ -124,6 +124,18 @@ def _server_cmd() -> list[str]:
     return [str(Path(sys.executable).parent / "zl"), "serve"]
 
 
+def _zl_on_path(cmd: list[str], bin_dir: Path) -> Path:
+    """A folder whose `zl` is the server command, for the README's default `cmd = {"zl", ...}`:
+    the venv's own bin folder, or a wrapper around $ZL_SERVER."""
+    if Path(cmd[0]).name == "zl" and cmd[1:] == ["serve"]:
+        return Path(shutil.which(cmd[0]) or cmd[0]).parent
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    wrapper = bin_dir / "zl"
+    wrapper.write_text(f'#!/bin/sh\nexec {shlex.join(cmd[:-1])} "$@"\n')
+    wrapper.chmod(0o755)
+    return bin_dir
+
+
 def _tail(path: Path, chars: int = 6000) -> str:
     try:
         return path.read_text(errors="replace")[-chars:]
@@ -148,22 +160,25 @@ def test_neovim_plugin_end_to_end(tmp_path: Path) -> None:
     store = tmp_path / "store"
     home = tmp_path / "home"
     out = tmp_path / "result.json"
+    server_dir = _zl_on_path(cmd, tmp_path / "bin")
+    user_config = home / "config" / "zero-latency" / "config.toml"
+    user_config.parent.mkdir(parents=True)
+    user_config.write_text(f'model = "bundled"\nstorePath = {json.dumps(str(store))}\n')
 
     env = {
-        **os.environ,
+        **{key: value for key, value in os.environ.items() if key != "ZL_CONFIG"},
         # Isolate Neovim and the server from the user's config, state and caches.
         "HOME": str(home),
         "XDG_CONFIG_HOME": str(home / "config"),
         "XDG_DATA_HOME": str(home / "data"),
         "XDG_STATE_HOME": str(home / "state"),
         "XDG_CACHE_HOME": str(home / "cache"),
-        "ZL_CONFIG": str(tmp_path / "no-config.toml"),
+        # The plugin is set up exactly as its README says: `zl` from PATH, settings from the
+        # user config file (the bundled model: no download, same results everywhere).
+        "PATH": f"{server_dir}{os.pathsep}{os.environ.get('PATH', '')}",
         "HF_HUB_OFFLINE": "1",
         "ZL_E2E_OUT": str(out),
         "ZL_E2E_WS": str(ws),
-        "ZL_E2E_CMD": json.dumps(cmd),
-        # The bundled model (zero-latency[offline]): no download, same results everywhere.
-        "ZL_E2E_INIT": json.dumps({"storePath": str(store), "model": "bundled"}),
         "ZL_E2E_QUERY": "how do I rotate the signing keys",
         "ZL_E2E_EDIT_FIRST": str(EDIT_FIRST),
         "ZL_E2E_EDIT_LAST": str(EDIT_LAST),
@@ -214,6 +229,12 @@ def test_neovim_plugin_end_to_end(tmp_path: Path) -> None:
     assert top["lnum"] <= KEYS_ROTATION_LINE <= max(top["end_lnum"], top["lnum"]), context
     assert "Key rotation" in top["text"], context
     assert r["qf_window_open"], context
+    # <CR> on a quickfix line opens that hit's file with the cursor on the hit's first line.
+    opened = r["qf_open"]
+    chosen = qf[opened["index"] - 1]
+    assert opened["from_qf_window"] and opened["buftype"] == "", context
+    assert Path(opened["file"]) == Path(chosen["filename"]), context
+    assert opened["cursor_line"] == chosen["lnum"], context
     assert r["input_prompt"] and r["input_qf_count"] == len(qf), context
 
     # vim.ui.select: "auto" chose it (replaced by the test), items formatted, choice opened.

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import pty
+import re
+import select
 import shutil
 import signal
 import socket
 import stat
 import subprocess
 import sys
+import termios
 import time
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -29,7 +34,7 @@ from .conftest import need_corpus
 from .rpc import RawServer, started
 
 
-def wait_for_state(server: RawServer, state: str, seconds: float = 10) -> dict[str, Any]:
+def wait_for_state(server: RawServer, state: str, seconds: float = 120) -> dict[str, Any]:
     """docs/status once its state is `state` (or the last one seen, after `seconds`)."""
     deadline = time.monotonic() + seconds
     status: dict[str, Any] = server.request("docs/status")["result"]
@@ -39,6 +44,38 @@ def wait_for_state(server: RawServer, state: str, seconds: float = 10) -> dict[s
     return status
 
 
+def index_until_files_done(command: list[str], files: int,
+                           timeout: float = 600) -> subprocess.Popen[bytes]:
+    """Starts `zl index` on a pseudo-terminal (so it draws its progress bar) and returns once
+    the bar shows at least `files` files done. The indexer reports each file after the groups
+    before it were written (indexer.sync), so that many files' chunks are in the store."""
+    controller, terminal = pty.openpty()
+    termios.tcsetwinsize(terminal, (24, 120))  # a 0-column terminal gets an empty bar
+    proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=terminal)
+    os.close(terminal)
+    shown = ""
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            ready, _, _ = select.select([controller], [], [], 1.0)
+            if ready:
+                # EIO: the indexer closed the terminal (it exited; see below)
+                with contextlib.suppress(OSError):
+                    shown += os.read(controller, 65536).decode(errors="replace")
+            counts = re.findall(r"(\d+)/(\d+) \[", shown)  # tqdm: " 20/60 [00:07<..."
+            if counts and int(counts[-1][0]) >= files:
+                return proc
+            if proc.poll() is not None:
+                return proc  # the caller's check reports it
+            if time.monotonic() > deadline:
+                proc.kill()
+                raise AssertionError(f"no progress to {files} files in {timeout:.0f} s: "
+                                     f"{shown[-500:]!r}")
+    finally:
+        os.close(controller)
+
+
 def test_kill_9_during_indexing_then_the_next_run_completes(tmp_path: Path) -> None:
     src = need_corpus("rust-book")
     ws = tmp_path / "ws"
@@ -46,10 +83,11 @@ def test_kill_9_during_indexing_then_the_next_run_completes(tmp_path: Path) -> N
     for path in sorted(src.glob("ch*.md"))[:60]:  # ~1,000 chunks: about 20 s of embedding
         shutil.copy(path, ws / path.name)
     store = tmp_path / "store"
-    proc = subprocess.Popen([sys.executable, "-m", "zero_latency", "index", str(ws),
-                             "--model", "bundled", "--store-path", str(store), "--no-daemon"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(6)  # model load + a few groups written, well before the end
+    # Killed once its progress shows 20 of the 60 files done, however long that takes on this
+    # machine: every group of those files (32+ chunks each, ~300 chunks) has been written.
+    proc = index_until_files_done([sys.executable, "-m", "zero_latency", "index", str(ws),
+                                   "--model", "bundled", "--store-path", str(store),
+                                    "--no-daemon"], 20)
     assert proc.poll() is None, "indexing finished before the kill: make the corpus bigger"
     proc.send_signal(signal.SIGKILL)
     proc.wait()

@@ -81,11 +81,13 @@ local function main()
 
   local zl = require("zero_latency")
   local client_mod = require("zero_latency.client")
-  zl.setup({
-    cmd = vim.json.decode((assert(os.getenv("ZL_E2E_CMD"), "ZL_E2E_CMD not set"))),
-    init_options = vim.json.decode(os.getenv("ZL_E2E_INIT") or "{}"),
-    picker = "quickfix",
-    open_quickfix = true,
+  -- Exactly as clients/neovim/README.md configures it (every option there is commented out):
+  -- `zl` comes from PATH, the model and store from the server's config file, the picker is
+  -- "auto" (the quickfix list here: no Telescope, fzf-lua or replaced vim.ui.select).
+  require("zero_latency").setup({
+    -- cmd = { "zl", "serve" },
+    -- init_options = { storePath = "~/.cache/zero-latency" },
+    -- picker = "auto",  -- "telescope" | "fzf_lua" | "select" | "quickfix"
   })
 
   -- 1. Opening a Markdown file starts the server for the workspace (root: the .git folder).
@@ -143,9 +145,25 @@ local function main()
     return vim.fn.getqflist({ title = 1 }).title == "Zero-Latency: " .. query
   end)
   R.search_qf = qf_items()
-  R.qf_window_open = vim.fn.getqflist({ winid = 1 }).winid ~= 0
-  vim.cmd("cclose")
+  local qf_win = vim.fn.getqflist({ winid = 1 }).winid
+  R.qf_window_open = qf_win ~= 0
   step("searched")
+
+  -- Open an item from the quickfix window as a user does: <CR> on its line (the second
+  -- item when there is one, so it is not the first-item default of :cc).
+  local pick = math.min(2, #R.search_qf)
+  vim.api.nvim_set_current_win(qf_win)
+  vim.api.nvim_win_set_cursor(qf_win, { pick, 0 })
+  vim.cmd([[execute "normal \<CR>"]])
+  R.qf_open = {
+    index = pick,
+    from_qf_window = vim.api.nvim_get_current_win() ~= qf_win,
+    buftype = vim.bo.buftype,
+    file = vim.api.nvim_buf_get_name(0),
+    cursor_line = vim.api.nvim_win_get_cursor(0)[1],
+  }
+  vim.cmd("cclose")
+  step("opened from quickfix")
 
   -- :ZlSearch without a query asks with vim.ui.input.
   vim.fn.setqflist({}, " ", { title = "before" })

