@@ -710,8 +710,14 @@ async def did_change_workspace_folders(
             ls.folders = [f for f in ls.folders if f != path]
             if ls.disk_watcher is not None:
                 ls.disk_watcher.unwatch(path.resolve())
-            # Its index stays open in the engine (another client may use it; searches and
-            # status of this client no longer include it).
+            if any(_inside(path, f) for f in ls.folders):
+                # Nested in a folder still open: its files are the outer folder's again.
+                await asyncio.get_running_loop().run_in_executor(
+                    None, lambda p=path: engine.close_workspace(p))  # type: ignore[misc]
+                if engine.index_for(path) is not None:
+                    ls.spawn(ls.on_worker(lambda p=path: engine.index([p])))  # type: ignore[misc]
+            # Otherwise its index stays open in the engine (another client may use it); this
+            # client's searches and status no longer include it.
     added = [p for f in params.event.added if (p := _uri_path(f.uri)) is not None]
     for path in added:
         ls.folders.append(path)
