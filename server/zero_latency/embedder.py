@@ -92,6 +92,7 @@ class Embedder:
                 "The file may be corrupt: delete it and download it again."
             ) from err
         self.device = "cuda" if self._session.get_providers()[0].startswith("CUDA") else "cpu"
+        self._closed = threading.Event()  # a group being embedded stops at its next batch
         self._input_names = {i.name for i in self._session.get_inputs()}
         output = self._session.get_outputs()[0]
         self._output_name = output.name
@@ -104,7 +105,6 @@ class Embedder:
         # own, so a search is not queued behind a batch of indexing work.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="zl-embed")
         self._query_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="zl-query")
-        self._closed = threading.Event()  # a group being embedded stops at its next batch
 
     @property
     def model_id(self) -> str:

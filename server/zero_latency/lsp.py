@@ -314,6 +314,7 @@ def initialize(ls: ZeroLatencyServer, params: lsp.InitializeParams) -> None:
 @feature(lsp.INITIALIZED)
 def initialized(ls: ZeroLatencyServer, params: lsp.InitializedParams) -> None:
     ls.startup_task = asyncio.ensure_future(_startup(ls))
+    ls.startup_task.add_done_callback(ls._background_done)  # a failure is logged and shown
 
 
 def _make_engine(ls: ZeroLatencyServer, settings: Settings) -> Engine:
