@@ -130,7 +130,8 @@ def test_two_editors_the_cli_and_an_agent_share_one_index(tmp_path: Path, worksp
 
         def found() -> bool:
             hits = cli_search(store, workspace, MARKER, "--mode", "keyword")["hits"]
-            return bool(hits) and hits[0]["uri"] == path.as_uri()
+            return bool(hits) and hits[0]["uri"] == path.as_uri() and (
+                hits[0]["source"] == "buffer")
 
         wait_for(found, what="the unsaved edit to reach the CLI")
         # ...and gone once A disconnects (the editor died: its stdin closed).

@@ -40,6 +40,7 @@ class Hit:
     text: str
     language: str
     root: str
+    source: str = "disk"  # "buffer": the text is an editor's unsaved buffer
 
     def to_wire(self, terms: list[str]) -> dict[str, Any]:
         snippet, marks = make_snippet(self.text, terms)
@@ -53,6 +54,7 @@ class Hit:
             "highlights": marks,
             "language": self.language,
             "path": self.path,
+            "source": self.source,
         }
 
 
@@ -124,7 +126,7 @@ def _hit(index: WorkspaceIndex, stored: StoredHit) -> Hit:
         uri=(index.root / path).as_uri(), path=path, start=int(p.get("start", 0)),
         end=int(p.get("end", 0)), score=stored.score, heading=list(p.get("heading") or []),
         text=str(p.get("text", "")), language=str(p.get("language", "plaintext")),
-        root=str(index.root),
+        root=str(index.root), source="buffer" if path in index.overlays else "disk",
     )
 
 
