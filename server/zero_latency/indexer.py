@@ -27,15 +27,27 @@ import numpy as np
 from .chunking import Chunk, chunk_document, document_title, language_for
 from .config import Settings
 from .embedder import Embedder, Matrix
-from .errors import CancelledError
+from .errors import CancelledError, ZeroLatencyError
 from .files import Document, FileEntry, SkipFile, WorkspaceFilter, hash_bytes, read_document
 from .sparse import SparseEncoder
-from .store import ChunkPoint, FileState, Store, Vector, point_id
+from .store import (
+    MARKER_HASH,
+    ChunkPoint,
+    FileState,
+    SparseVec,
+    Store,
+    Vector,
+    file_marker_id,
+    point_id,
+)
 
 log = logging.getLogger(__name__)
 
 #: Texts sent to the embedder at a time: small enough that an edit or a cancel waits little.
 EMBED_GROUP = 32
+#: Files written at a time when they need little embedding (unchanged chunks, empty files):
+#: bounds one store write, and how long an edit waits behind a run.
+WRITE_GROUP_FILES = 64
 ProgressFn = Callable[[int, int, str], None]
 
 
@@ -152,20 +164,23 @@ class WorkspaceIndex:
             total = len(entries) + len(gone)
             done = 0
             group: list[_Prepared] = []
+            to_embed = 0  # texts in `group` that need the model (kept as a running count:
+            # rescanning the group per file was quadratic when files add nothing to embed)
             in_flight: tuple[list[_Prepared], Future[Matrix]] | None = None
             for entry in entries:
                 if cancel:
                     cancel.check()
-                prepared = self._prepare(entry, force, report)
+                prepared = self._prepare_or_report(entry, force, report)
                 done += 1
                 if progress and (done % 10 == 0 or done == total):
                     progress(done, total, entry.rel)
                 if prepared is None:
                     continue
                 group.append(prepared)
-                if sum(v is None for p in group for v in p.vectors) >= EMBED_GROUP:
+                to_embed += sum(v is None for v in prepared.vectors)
+                if to_embed >= EMBED_GROUP or len(group) >= WRITE_GROUP_FILES:
                     in_flight = self._rotate(in_flight, group, report)
-                    group = []
+                    group, to_embed = [], 0
                     if between_groups:
                         between_groups()
             in_flight = self._rotate(in_flight, group, report)
@@ -178,7 +193,7 @@ class WorkspaceIndex:
                 if progress:
                     progress(total, total, "removed files")
             report.files = len(entries)
-            report.chunks = sum(len(self.files[e.rel].chunk_ids) for e in entries
+            report.chunks = sum(self.files[e.rel].chunk_total() for e in entries
                                 if e.rel in self.files)
         report.elapsedMs = round((time.perf_counter() - started) * 1000, 1)
         return report
@@ -204,7 +219,7 @@ class WorkspaceIndex:
             return len(doomed)
 
     def chunk_count(self) -> int:
-        return sum(len(s.chunk_ids) for s in self.files.values())
+        return sum(s.chunk_total() for s in self.files.values())
 
     # --- planning ----------------------------------------------------------------------------
 
@@ -250,6 +265,30 @@ class WorkspaceIndex:
 
     # --- per file ----------------------------------------------------------------------------
 
+    def _prepare_or_report(self, entry: FileEntry, force: bool,
+                           report: IndexReport) -> _Prepared | None:
+        """One file that cannot be handled (an odd name, a parser that gives up) is reported
+        and skipped: it never costs the rest of the workspace its index. Store failures and
+        cancellation are not about the file and go up."""
+        try:
+            entry.rel.encode("utf-8")
+        except UnicodeEncodeError:
+            report.skippedFiles += 1
+            report.errors.append({"uri": entry.path.as_uri(), "message": (
+                "file name is not valid UTF-8: not indexed (rename it to index it)")})
+            return None
+        try:
+            return self._prepare(entry, force, report)
+        except (ZeroLatencyError, KeyboardInterrupt):
+            raise
+        except Exception as err:  # a bug or a limit hit by this one file's content
+            log.warning("cannot index %s: %r", entry.rel, err, exc_info=True)
+            report.skippedFiles += 1
+            report.errors.append({"uri": entry.path.as_uri(),
+                                  "message": f"cannot be indexed ({type(err).__name__}: "
+                                             f"{str(err)[:200]}): skipped"})
+            return None
+
     def _prepare(self, entry: FileEntry, force: bool, report: IndexReport) -> _Prepared | None:
         rel = entry.rel
         old = self.files.get(rel)
@@ -274,7 +313,8 @@ class WorkspaceIndex:
                 return None
             if doc.warning:
                 report.errors.append({"uri": entry.path.as_uri(), "message": doc.warning})
-            source, size, mtime = "disk", entry.size, entry.mtime_ns
+            # The stat taken before reading, not the walk's: never one for unread content.
+            source, size, mtime = "disk", doc.size, doc.mtime_ns
         state = FileState(size, mtime, doc.content_hash, source, {})
         if (not force and old is not None and old.consistent and old.source == source
                 and old.file_hash == doc.content_hash):
@@ -299,6 +339,9 @@ class WorkspaceIndex:
             by_hash = self.store.vectors_by_hash(sorted(set(missing)))
             vectors = [kept.get(i, by_hash.get(h)) for i, h in zip(ids, hashes, strict=True)]
         state.chunk_ids = dict(zip(ids, hashes, strict=True))
+        if not chunks:  # empty (or blank) file: a marker records its stat, so that warm
+            # runs do not read it again (an `__init__.py` per package adds up)
+            state.chunk_ids = {file_marker_id(rel): MARKER_HASH}
         stale = [i for i in (old.chunk_ids if old else {}) if i not in state.chunk_ids]
         report.indexedFiles += 1
         return _Prepared(rel, state, chunks, ids, hashes, title, language, vectors, stale,
@@ -338,6 +381,13 @@ class WorkspaceIndex:
                 row += sum(v is None for v in p.vectors) if self.embedder is not None else 0
                 continue
             points = []
+            if not p.chunks:
+                points.append(ChunkPoint(
+                    id=file_marker_id(p.rel), dense=None, sparse=SparseVec([], []),
+                    payload={"path": p.rel, "chunk_hash": MARKER_HASH,
+                             "file_hash": p.state.file_hash, "mtime_ns": p.state.mtime_ns,
+                             "size": p.state.size, "source": p.state.source,
+                             "language": p.language}))
             for k, chunk in enumerate(p.chunks):
                 vector = p.vectors[k]
                 if vector is None and self.embedder is not None:

@@ -103,6 +103,10 @@ class FileState:
     chunk_ids: dict[str, str]  # point id -> chunk hash
     consistent: bool = True  # False: points from two versions (an interrupted write)
 
+    def chunk_total(self) -> int:
+        """Chunks, not counting the marker of a file that has none."""
+        return sum(1 for h in self.chunk_ids.values() if h != MARKER_HASH)
+
 
 @dataclasses.dataclass(frozen=True)
 class StoredHit:
@@ -124,6 +128,15 @@ class PathFilter:
 def point_id(rel_path: str, chunk_hash: str, occurrence: int) -> str:
     """Stable id: the same chunk text at the same place keeps its id (and so its vector)."""
     return str(uuid.uuid5(POINT_NAMESPACE, f"{rel_path}\0{chunk_hash}\0{occurrence}"))
+
+
+#: chunk_hash of a file's marker point: a file with no chunks (empty, blank) is recorded by
+#: one point with no dense vector, an empty sparse one and no text, which no search returns.
+MARKER_HASH = ""
+
+
+def file_marker_id(rel_path: str) -> str:
+    return point_id(rel_path, MARKER_HASH, 0)
 
 
 def store_dir(data_dir: Path, workspace: Path, model_id: str) -> Path:
