@@ -217,23 +217,21 @@ READ_ATTEMPTS = 3
 def read_document(path: Path, max_bytes: int) -> Document:
     """Read a file as text, or raise SkipFile saying why it is not indexed.
 
-    The stat recorded with the text is the one taken on the open file *before* reading it,
-    and it is compared with one taken after: a file rewritten while it is read is read again,
+    The stat recorded with the text is the one taken *before* reading it, and it is compared
+    with one taken after (and with the bytes read): a file rewritten while it is read is read again,
     so a stat never describes content that was not read (else a later run, seeing the same
     stat, would keep the half-read text forever)."""
     for attempt in range(READ_ATTEMPTS):
         read_started = time.time_ns()
         try:
-            # O_NONBLOCK: a FIFO swapped in for the file must not block the reader.
-            with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC), "rb") as handle:
-                before = os.fstat(handle.fileno())
-                if not stat.S_ISREG(before.st_mode):
-                    raise SkipFile("not a regular file: not indexed")
-                if before.st_size > max_bytes:
-                    raise SkipFile(f"file is {before.st_size:,} bytes, over the maxFileBytes "
-                                   f"limit of {max_bytes:,}: not indexed")
-                data = handle.read(max_bytes + 1)
-                after = os.fstat(handle.fileno())
+            before = path.stat()
+            if not stat.S_ISREG(before.st_mode):  # a FIFO would block the reader
+                raise SkipFile("not a regular file: not indexed")
+            if before.st_size > max_bytes:
+                raise SkipFile(f"file is {before.st_size:,} bytes, over the maxFileBytes "
+                               f"limit of {max_bytes:,}: not indexed")
+            data = path.read_bytes()
+            after = path.stat()
         except FileNotFoundError as err:
             raise SkipFile("file vanished before it could be read") from err
         except PermissionError as err:
