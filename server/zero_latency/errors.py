@@ -45,6 +45,11 @@ class StoreIncompatibleError(StoreError):
     pass
 
 
+class StoreFullError(StoreError):
+    """The disk holding the store has too little room to write safely: nothing was written,
+    searches still work, and writing resumes once there is room again."""
+
+
 class CancelledError(ZeroLatencyError):
     code = REQUEST_CANCELLED
 
