@@ -5,15 +5,17 @@ mounted by the test where a full disk is needed)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -166,3 +168,185 @@ def test_a_file_rewritten_while_read_is_read_again(engine: Engine, tmp_path: Pat
 
     assert state.file_hash == hash_bytes(full.encode())
     assert engine.index([ws]).indexedFiles == 0, "and then it is settled"
+
+
+# --- 10: a full disk ---------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def small_disk(path: Path, megabytes: int) -> Iterator[Path]:
+    """A tmpfs of its own: the one way to fill a disk without filling the machine's."""
+    path.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={megabytes}m", "zl-test",
+                           str(path)], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"a full disk needs a tmpfs of its own and mounting one is not allowed "
+                    f"here ({done.stderr.strip() or done.returncode}): run as root")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+
+def fill(disk: Path) -> Path:
+    """Fill the filesystem to the last byte; delete the returned file to free it again."""
+    filler = disk / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
+    block = b"\xa5" * (1 << 20)
+    try:
+        while True:
+            try:
+                os.write(fd, block)
+            except OSError:
+                if len(block) == 1:
+                    break
+                block = block[: len(block) // 16 or 1]
+    finally:
+        os.close(fd)
+    assert os.statvfs(disk).f_bavail == 0
+    return filler
+
+
+def chapters(ws: Path, names: list[str]) -> None:
+    src = need_corpus("rust-book")
+    ws.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        shutil.copy(src / name, ws / name)
+
+
+def test_zl_index_on_a_full_disk_reports_it_and_loses_nothing(tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    chapters(ws, RUST_CHAPTERS[:2])
+    with small_disk(tmp_path / "disk", 200) as disk:
+        store = disk / "store"
+        common = ("--model", "bundled", "--store-path", str(store))
+        assert zl("index", str(ws), *common).returncode == 0
+        filler = fill(disk)
+        chapters(ws, RUST_CHAPTERS[2:])
+        full = zl("index", str(ws), *common)
+        assert full.returncode == 2, (full.returncode, full.stderr[-2000:])  # was -7: SIGBUS
+        assert "disk is full" in full.stderr and str(store) in full.stderr
+        assert re.search(r"disk is full \(\d+\.\d MB free, \d+\.\d MB needed", full.stderr), \
+            full.stderr
+        # Opening a store maps (and, on tmpfs, allocates) its files: a clear refusal too.
+        found = zl("search", "ownership", *common, "--workspace", str(ws))
+        assert found.returncode == 2 and "disk is full" in found.stderr, found.stderr[-2000:]
+        filler.unlink()  # room again: the next run writes everything
+        done = zl("index", str(ws), *common, "--json")
+        assert done.returncode == 0, done.stderr
+        report = json.loads(done.stdout)
+        assert report["indexedFiles"] + report["unchangedFiles"] == 5 and not report["errors"]
+        threads = zl("search", "spawn a new thread", *common, "--workspace", str(ws), "--json")
+        assert any(h["path"] == "ch16-01-threads.md"
+                   for h in json.loads(threads.stdout)["hits"])
+
+
+def test_zl_serve_on_a_full_disk_keeps_serving_and_resumes(tmp_path: Path) -> None:
+    from .test_reliability import started
+
+    ws = tmp_path / "ws"
+    chapters(ws, RUST_CHAPTERS[:2])
+    with small_disk(tmp_path / "disk", 200) as disk:
+        store = disk / "store"
+        server = started(ws, store, debounceMs=50)
+        try:
+            deadline = time.monotonic() + 300
+            status = server.request("docs/status")["result"]
+            while status["files"] < 2 or status["state"] != "idle":
+                assert time.monotonic() < deadline, status
+                time.sleep(0.2)
+                status = server.request("docs/status")["result"]
+            filler = fill(disk)
+            # An edit (which wrote to the store, and died of SIGBUS) and a new file on disk.
+            notes = ws / "notes.md"
+            notes.write_text("# Notes\n\nNothing here yet.\n")
+            uri = notes.as_uri()
+            server.notify("textDocument/didOpen", {"textDocument": {
+                "uri": uri, "languageId": "markdown", "version": 1,
+                "text": "# Notes\n\nThe capybara stays in the buffer.\n"}})
+            (ws / "later.md").write_text("# Later\n\nThe axolotl arrives on disk.\n")
+            deadline = time.monotonic() + 120
+            while "disk is full" not in status.get("lastError", ""):
+                assert time.monotonic() < deadline, status
+                assert server.proc.poll() is None, b"".join(server.stderr)[-2000:]
+                time.sleep(0.2)
+                status = server.request("docs/status")["result"]
+            assert str(store) in status["lastError"] and "MB free" in status["lastError"]
+            hits = server.request("docs/search", {"query": "ownership"})["result"]["hits"]
+            assert hits, "searches answer from what is indexed"
+            refused = server.request("docs/index", {}, timeout=300)
+            assert refused["error"]["code"] == -32002, refused  # storeUnavailable
+            assert "disk is full" in refused["error"]["message"]
+            filler.unlink()  # room again: nothing is asked, everything is written
+            for word, path in (("capybara", "notes.md"), ("axolotl", "later.md")):
+                deadline = time.monotonic() + 120
+                while True:
+                    reply = server.request("docs/search", {"query": word, "mode": "keyword"})
+                    if any(h["path"] == path for h in reply["result"]["hits"]):
+                        break
+                    assert time.monotonic() < deadline, f"{word} never written"
+                    time.sleep(0.2)
+            assert "lastError" not in server.request("docs/status")["result"]
+        finally:
+            assert server.close() == 0
+
+
+# --- 15: concurrent writers ----------------------------------------------------------------------
+
+
+def test_rebuild_never_deletes_a_store_in_use(settings: Settings, workspace: Path) -> None:
+    engine = Engine(settings)
+    try:
+        index = engine.open_workspace(workspace)
+        engine.index([workspace])
+        rebuild = zl("index", str(workspace), "--rebuild", "--model", "bundled",
+                     "--store-path", str(settings.storePath))
+        assert rebuild.returncode == 2, rebuild.stderr
+        assert "locked by another Zero-Latency process" in rebuild.stderr
+        assert "corrupt" not in rebuild.stderr
+        # The process using it goes on writing and searching.
+        (workspace / "book" / "extra.md").write_text("# Extra\n\nThe tapir was added.\n")
+        report = engine.index([workspace])
+        assert report.indexedFiles == 1 and not report.errors
+        assert engine.search("tapir", mode="keyword")["hits"]
+        assert index.store.count() == index.chunk_count()
+    finally:
+        engine.close()
+    # Once nobody uses it, a rebuild goes ahead.
+    rebuilt = zl("index", str(workspace), "--rebuild", "--model", "bundled",
+                 "--store-path", str(settings.storePath), "--json")
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert json.loads(rebuilt.stdout)["indexedFiles"] == 6
+
+
+def test_a_second_writer_on_a_new_store_is_told_locked_not_corrupt(
+        settings: Settings, workspace: Path) -> None:
+    probe = Engine(settings)
+    store_path = probe.store_path(workspace)
+    probe.close()
+    common = ("--model", "bundled", "--store-path", str(settings.storePath))
+    first = subprocess.Popen([*ZL, "index", str(workspace), *common],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        # Freeze the first writer the moment its shard folder appears: mid-creation, where
+        # the second used to find a shard without metadata and call it corrupt.
+        deadline = time.monotonic() + 300
+        while not (store_path / "shard").exists():
+            assert first.poll() is None, first.communicate()
+            assert time.monotonic() < deadline
+            time.sleep(0.001)
+        first.send_signal(signal.SIGSTOP)
+        second = zl("index", str(workspace), *common)
+        assert "corrupt" not in second.stderr and "--rebuild" not in second.stderr, \
+            second.stderr
+        if second.returncode != 0:
+            assert second.returncode == 2
+        assert "locked by another Zero-Latency process" in second.stderr or \
+            "in use by another Zero-Latency process" in second.stderr, second.stderr
+    finally:
+        first.send_signal(signal.SIGCONT)
+        out, err = first.communicate(timeout=600)
+    assert first.returncode == 0, err
+    third = zl("index", str(workspace), *common, "--json")
+    assert third.returncode == 0, third.stderr
+    assert json.loads(third.stdout)["unchangedFiles"] == 5

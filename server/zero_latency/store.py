@@ -263,6 +263,11 @@ class EdgeStore:
         self._deleted_since_vacuum = 0
         try:
             if has_shard:
+                # Loading maps the segment files and touches their pages: on tmpfs (not on
+                # disk filesystems) that allocates their holes, and a hole it cannot allocate
+                # is a SIGBUS.
+                if filesystem_type(path) in MEMORY_FILESYSTEMS:
+                    self._require_room("open", unallocated_bytes(shard_dir / "segments"))
                 self._shard = qe.EdgeShard.load(str(shard_dir), config)
             else:
                 self._require_room("create")
@@ -529,6 +534,40 @@ def disk_usage(path: Path) -> int:
         for name in names:
             with contextlib.suppress(OSError):
                 total += os.lstat(os.path.join(folder, name)).st_blocks * 512
+    return total
+
+
+#: Filesystems where touching a hole of a memory-mapped file allocates it.
+MEMORY_FILESYSTEMS = frozenset({"tmpfs", "ramfs", "shmem"})
+
+
+def filesystem_type(path: Path) -> str:
+    """The type of the filesystem holding `path`, from /proc/self/mounts ('' if unknown)."""
+    try:
+        target = os.path.realpath(path)
+        best, kind = "", ""
+        with open("/proc/self/mounts", encoding="utf-8", errors="replace") as mounts:
+            for line in mounts:
+                fields = line.split()
+                if len(fields) < 3:
+                    continue
+                point = fields[1].replace("\\040", " ")
+                inside = target == point or target.startswith(point.rstrip("/") + "/")
+                if inside and len(point) >= len(best):
+                    best, kind = point, fields[2]
+        return kind
+    except OSError:
+        return ""
+
+
+def unallocated_bytes(path: Path) -> int:
+    """The holes of the sparse files under `path`: what touching all their pages allocates."""
+    total = 0
+    for folder, _dirs, names in os.walk(path):
+        for name in names:
+            with contextlib.suppress(OSError):
+                st = os.lstat(os.path.join(folder, name))
+                total += max(0, st.st_size - st.st_blocks * 512)
     return total
 
 
