@@ -345,7 +345,7 @@ def test_a_second_writer_on_a_new_store_is_told_locked_not_corrupt(
             "in use by another Zero-Latency process" in second.stderr, second.stderr
     finally:
         first.send_signal(signal.SIGCONT)
-        out, err = first.communicate(timeout=600)
+        _out, err = first.communicate(timeout=600)
     assert first.returncode == 0, err
     third = zl("index", str(workspace), *common, "--json")
     assert third.returncode == 0, third.stderr
