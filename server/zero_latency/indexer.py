@@ -127,6 +127,11 @@ class WorkspaceIndex:
         # Bumped by every edit/event for a file: a version prepared before the bump is stale.
         self.generations: dict[str, int] = {}
         self.lock = threading.RLock()  # one writer at a time per workspace
+        # Guards overlays and generations only, never held across work: the event loop
+        # updates them on every edit, and when they shared the writer's lock each didChange
+        # waited for the sync in progress (embedding included), stalling every search
+        # behind it (p95 26 s in an edit storm).
+        self._edits_lock = threading.Lock()
 
     def read_manifest(self) -> dict[str, FileState]:
         """What the store holds per file: read from the payloads once, then kept up to date."""
@@ -199,12 +204,12 @@ class WorkspaceIndex:
         return report
 
     def touch(self, rel: str) -> None:
-        with self.lock:
+        with self._edits_lock:
             self.generations[rel] = self.generations.get(rel, 0) + 1
 
     def set_overlay(self, rel: str, text: str | None) -> None:
         """Unsaved editor text for a file (None: the buffer closed, the disk wins again)."""
-        with self.lock:
+        with self._edits_lock:
             if text is None:
                 self.overlays.pop(rel, None)
             else:
@@ -243,7 +248,9 @@ class WorkspaceIndex:
                 found = self._entry(rel)
                 if found is not None:
                     entries[rel] = found
-        for rel in self.overlays:  # open buffers of files not yet on disk
+        with self._edits_lock:
+            open_buffers = list(self.overlays)
+        for rel in open_buffers:  # open buffers of files not yet on disk
             if rel not in entries and any(_under(rel, s) for s in scopes):
                 entries[rel] = FileEntry(self.root / rel, rel, -1, -1)
         gone = [rel for rel in self.files
@@ -292,7 +299,9 @@ class WorkspaceIndex:
     def _prepare(self, entry: FileEntry, force: bool, report: IndexReport) -> _Prepared | None:
         rel = entry.rel
         old = self.files.get(rel)
-        overlay = self.overlays.get(rel)
+        with self._edits_lock:  # the text and its generation, read together
+            overlay = self.overlays.get(rel)
+            generation = self.generations.get(rel, 0)
         if overlay is not None:
             doc = Document(overlay.replace("\r\n", "\n").replace("\r", "\n"),
                            hash_bytes(overlay.encode("utf-8", "surrogatepass")))
@@ -345,7 +354,7 @@ class WorkspaceIndex:
         stale = [i for i in (old.chunk_ids if old else {}) if i not in state.chunk_ids]
         report.indexedFiles += 1
         return _Prepared(rel, state, chunks, ids, hashes, title, language, vectors, stale,
-                         self.generations.get(rel, 0))
+                         generation)
 
     def _set_stat(self, rel: str, old: FileState, new: FileState) -> None:
         if (old.size, old.mtime_ns) == (new.size, new.mtime_ns):
