@@ -75,6 +75,11 @@ class StoreCorruptError(StoreError):
     kind: ErrorKind | None = "storeCorrupt"
 
 
+class StoreFullError(StoreError):
+    """The disk holding the store has too little room to write safely: nothing was written,
+    searches still work, and writing resumes once there is room again."""
+
+
 class CancelledError(ZeroLatencyError):
     code = REQUEST_CANCELLED
 

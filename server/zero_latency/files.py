@@ -14,6 +14,7 @@ import hashlib
 import logging
 import os
 import stat as stat_module
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -31,6 +32,9 @@ from .config import (
 log = logging.getLogger(__name__)
 
 BINARY_SNIFF_BYTES = 8192
+#: Recorded instead of an mtime that cannot be trusted: never equal to a file's, so the file is
+#: read again (and, its hash unchanged, only its stat is updated).
+UNTRUSTED_MTIME = -2
 
 
 class SkipFile(Exception):
@@ -50,6 +54,9 @@ class Document:
     text: str  # newlines normalised to \n
     content_hash: str  # of the raw bytes (or buffer text)
     warning: str | None = None  # e.g. undecodable bytes were replaced
+    # The stat of the version read (taken before reading it); -1 for buffers.
+    size: int = -1
+    mtime_ns: int = -1
 
 
 def glob_spec(globs: tuple[str, ...] | list[str]) -> pathspec.PathSpec[Any] | None:
@@ -210,27 +217,54 @@ def hash_bytes(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
+#: A file modified this recently may be modified again within the same timestamp tick (a
+#: jiffy on Linux, up to 2 s on some filesystems) without its mtime changing: its stat is not
+#: trusted, so the next run reads it once more ("racy git").
+RACY_MTIME_NS = 100_000_000
+#: Reads retried when the file changes while it is being read, before settling for the
+#: version read (with the stat taken before it, which makes the next run read it again).
+READ_ATTEMPTS = 3
+
+
 def read_document(path: Path, max_bytes: int) -> Document:
-    """Read a file as text, or raise SkipFile saying why it is not indexed."""
-    try:
-        size = path.stat().st_size
-        if size > max_bytes:
-            raise SkipFile(f"file is {size:,} bytes, over the maxFileBytes limit of "
-                           f"{max_bytes:,}: not indexed")
-        with open_regular(path) as file:
-            data = file.read(max_bytes + 1)  # one byte more tells that it grew over the limit
-    except FileNotFoundError as err:
-        raise SkipFile("file vanished before it could be read") from err
-    except PermissionError as err:
-        raise SkipFile("permission denied: not indexed") from err
-    except IsADirectoryError as err:
-        raise SkipFile("is a directory") from err
-    except OSError as err:
-        raise SkipFile(f"cannot read file: {err.strerror or err}") from err
-    if len(data) > max_bytes:
-        raise SkipFile(f"file grew over the maxFileBytes limit of {max_bytes:,}: not indexed")
-    text, warning = decode(data)
-    return Document(normalise_newlines(text), hash_bytes(data), warning)
+    """Read a file as text, or raise SkipFile saying why it is not indexed.
+
+    The stat recorded with the text is the one taken *before* reading it, and it is compared
+    with one taken after (and with the bytes read): a file rewritten while it is read is read again,
+    so a stat never describes content that was not read (else a later run, seeing the same
+    stat, would keep the half-read text forever)."""
+    for attempt in range(READ_ATTEMPTS):
+        read_started = time.time_ns()
+        try:
+            before = path.stat()
+            if before.st_size > max_bytes:
+                raise SkipFile(f"file is {before.st_size:,} bytes, over the maxFileBytes "
+                               f"limit of {max_bytes:,}: not indexed")
+            with open_regular(path) as file:  # never blocks on a FIFO
+                data = file.read(max_bytes + 1)  # one byte more tells it grew over the limit
+            after = path.stat()
+        except FileNotFoundError as err:
+            raise SkipFile("file vanished before it could be read") from err
+        except PermissionError as err:
+            raise SkipFile("permission denied: not indexed") from err
+        except IsADirectoryError as err:
+            raise SkipFile("is a directory") from err
+        except OSError as err:
+            raise SkipFile(f"cannot read file: {err.strerror or err}") from err
+        if len(data) > max_bytes:
+            raise SkipFile(f"file grew over the maxFileBytes limit of {max_bytes:,}: "
+                           "not indexed")
+        stable = (before.st_size == after.st_size == len(data)
+                  and before.st_mtime_ns == after.st_mtime_ns)
+        if not stable and attempt + 1 < READ_ATTEMPTS:
+            continue  # rewritten while being read: read the new version
+        mtime = before.st_mtime_ns
+        if not stable or read_started - mtime < RACY_MTIME_NS:
+            mtime = UNTRUSTED_MTIME  # the next run reads it again
+        text, warning = decode(data)
+        return Document(normalise_newlines(text), hash_bytes(data), warning,
+                        size=before.st_size, mtime_ns=mtime)
+    raise AssertionError("unreachable")
 
 
 def open_regular(path: Path) -> BinaryIO:

@@ -30,7 +30,7 @@ from . import chunking
 from .chunking import Chunk, chunk_document, document_title, language_for, normalise_newlines
 from .config import Settings
 from .embedder import Embedder, Matrix
-from .errors import CancelledError
+from .errors import CancelledError, ZeroLatencyError
 from .files import (
     Document,
     FileEntry,
@@ -42,12 +42,24 @@ from .files import (
     without_lone_surrogates,
 )
 from .sparse import SparseEncoder
-from .store import ChunkPoint, FileState, Store, Vector, point_id
+from .store import (
+    MARKER_HASH,
+    ChunkPoint,
+    FileState,
+    SparseVec,
+    Store,
+    Vector,
+    file_marker_id,
+    point_id,
+)
 
 log = logging.getLogger(__name__)
 
 #: Texts sent to the embedder at a time: small enough that an edit or a cancel waits little.
 EMBED_GROUP = 32
+#: Files written at a time when they need little embedding (unchanged chunks, empty files):
+#: bounds one store write, and how long an edit waits behind a run.
+WRITE_GROUP_FILES = 64
 ProgressFn = Callable[[int, int, str], None]
 
 
@@ -127,8 +139,10 @@ class WorkspaceIndex:
         # Bumped by every edit/event for a file: a version prepared before the bump is stale.
         self.generations: dict[str, int] = {}
         self.lock = threading.RLock()  # one writer at a time per workspace
-        # Edits arrive on the event loop while a run holds `lock` for minutes: they take
-        # only this one, so that an edit never waits for the run.
+        # Guards overlays and generations only, never held across work: the event loop
+        # updates them on every edit, and when they shared the writer's lock each didChange
+        # waited for the sync in progress (embedding included), stalling every search
+        # behind it (p95 26 s in an edit storm).
         self._edits_lock = threading.Lock()
         self._cancel: CancelToken | None = None  # of the run in progress
 
@@ -173,20 +187,23 @@ class WorkspaceIndex:
             total = len(entries) + len(gone)
             done = 0
             group: list[_Prepared] = []
+            to_embed = 0  # texts in `group` that need the model (kept as a running count:
+            # rescanning the group per file was quadratic when files add nothing to embed)
             in_flight: tuple[list[_Prepared], Future[Matrix]] | None = None
             for entry in entries:
                 if cancel:
                     cancel.check()
-                prepared = self._prepare(entry, force, report)
+                prepared = self._prepare_or_report(entry, force, report)
                 done += 1
                 if progress and (done % 10 == 0 or done == total):
                     progress(done, total, entry.rel)
                 if prepared is None:
                     continue
                 group.append(prepared)
-                if sum(v is None for p in group for v in p.vectors) >= EMBED_GROUP:
+                to_embed += sum(v is None for v in prepared.vectors)
+                if to_embed >= EMBED_GROUP or len(group) >= WRITE_GROUP_FILES:
                     in_flight = self._rotate(in_flight, group, report)
-                    group = []
+                    group, to_embed = [], 0
                     if between_groups:
                         between_groups()
             in_flight = self._rotate(in_flight, group, report)
@@ -199,7 +216,7 @@ class WorkspaceIndex:
                 if progress:
                     progress(total, total, "removed files")
             report.files = len(entries)
-            report.chunks = sum(len(self.files[e.rel].chunk_ids) for e in entries
+            report.chunks = sum(self.files[e.rel].chunk_total() for e in entries
                                 if e.rel in self.files)
         report.elapsedMs = round((time.perf_counter() - started) * 1000, 1)
         return report
@@ -225,7 +242,7 @@ class WorkspaceIndex:
             return len(doomed)
 
     def chunk_count(self) -> int:
-        return sum(len(s.chunk_ids) for s in self.files.values())
+        return sum(s.chunk_total() for s in self.files.values())
 
     # --- planning ----------------------------------------------------------------------------
 
@@ -252,7 +269,9 @@ class WorkspaceIndex:
                 found = self._entry(rel)
                 if found is not None:
                     entries[rel] = found
-        for rel in list(self.overlays):  # open buffers of files not yet on disk
+        with self._edits_lock:
+            open_buffers = list(self.overlays)
+        for rel in open_buffers:  # open buffers of files not yet on disk
             if rel not in entries and any(_under(rel, s) for s in scopes):
                 entries[rel] = FileEntry(self.root / rel, rel, -1, -1)
         gone = [rel for rel in self.files
@@ -274,10 +293,36 @@ class WorkspaceIndex:
 
     # --- per file ----------------------------------------------------------------------------
 
+    def _prepare_or_report(self, entry: FileEntry, force: bool,
+                           report: IndexReport) -> _Prepared | None:
+        """One file that cannot be handled (an odd name, a parser that gives up) is reported
+        and skipped: it never costs the rest of the workspace its index. Store failures and
+        cancellation are not about the file and go up."""
+        try:
+            entry.rel.encode("utf-8")
+        except UnicodeEncodeError:
+            report.skippedFiles += 1
+            report.errors.append({"uri": entry.path.as_uri(), "message": (
+                "file name is not valid UTF-8: not indexed (rename it to index it)")})
+            return None
+        try:
+            return self._prepare(entry, force, report)
+        except (ZeroLatencyError, KeyboardInterrupt):
+            raise
+        except Exception as err:  # a bug or a limit hit by this one file's content
+            log.warning("cannot index %s: %r", entry.rel, err, exc_info=True)
+            report.skippedFiles += 1
+            report.errors.append({"uri": entry.path.as_uri(),
+                                  "message": f"cannot be indexed ({type(err).__name__}: "
+                                             f"{str(err)[:200]}): skipped"})
+            return None
+
     def _prepare(self, entry: FileEntry, force: bool, report: IndexReport) -> _Prepared | None:
         rel = entry.rel
         old = self.files.get(rel)
-        overlay = self.overlays.get(rel)
+        with self._edits_lock:  # the text and its generation, read together
+            overlay = self.overlays.get(rel)
+            generation = self.generations.get(rel, 0)
         if overlay is not None:
             try:
                 doc = _buffer_document(entry.path, overlay, self.settings.maxFileBytes)
@@ -298,7 +343,8 @@ class WorkspaceIndex:
                 return None
             if doc.warning:
                 report.errors.append({"uri": entry.path.as_uri(), "message": doc.warning})
-            source, size, mtime = "disk", entry.size, entry.mtime_ns
+            # The stat taken before reading, not the walk's: never one for unread content.
+            source, size, mtime = "disk", doc.size, doc.mtime_ns
         # The file hash names the chunker too: the same bytes chunked by another version are
         # re-chunked (chunk vectors are still reused by content hash below).
         state = FileState(size, mtime, doc.content_hash + _chunked_by(), source, {})
@@ -325,10 +371,13 @@ class WorkspaceIndex:
             by_hash = self.store.vectors_by_hash(sorted(set(missing)))
             vectors = [kept.get(i, by_hash.get(h)) for i, h in zip(ids, hashes, strict=True)]
         state.chunk_ids = dict(zip(ids, hashes, strict=True))
+        if not chunks:  # empty (or blank) file: a marker records its stat, so that warm
+            # runs do not read it again (an `__init__.py` per package adds up)
+            state.chunk_ids = {file_marker_id(rel): MARKER_HASH}
         stale = [i for i in (old.chunk_ids if old else {}) if i not in state.chunk_ids]
         report.indexedFiles += 1
         return _Prepared(rel, state, chunks, ids, hashes, title, language, vectors, stale,
-                         self.generations.get(rel, 0))
+                         generation)
 
     def _skip(self, entry: FileEntry, message: str, report: IndexReport) -> None:
         report.skippedFiles += 1
@@ -419,6 +468,13 @@ class WorkspaceIndex:
                 row += sum(v is None for v in p.vectors) if self.embedder is not None else 0
                 continue
             points = []
+            if not p.chunks:
+                points.append(ChunkPoint(
+                    id=file_marker_id(p.rel), dense=None, sparse=SparseVec([], []),
+                    payload={"path": p.rel, "chunk_hash": MARKER_HASH,
+                             "file_hash": p.state.file_hash, "mtime_ns": p.state.mtime_ns,
+                             "size": p.state.size, "source": p.state.source,
+                             "language": p.language}))
             for k, chunk in enumerate(p.chunks):
                 vector = p.vectors[k]
                 if vector is None and self.embedder is not None:

@@ -300,6 +300,10 @@ class ServerStore:
     def flush(self) -> None:
         """Nothing to do: writes wait for the server to apply them (`wait=True`)."""
 
+    def has_room(self) -> bool:
+        """The server manages its own disk: a full one is reported by its writes."""
+        return True
+
     def close(self) -> None:
         if not self._closed:
             self._closed = True

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fcntl
 import hashlib
 import json
 import logging
 import os
 import re
+import shutil
 import threading
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
@@ -25,7 +27,13 @@ import numpy as np
 import numpy.typing as npt
 import qdrant_edge as qe
 
-from .errors import StoreCorruptError, StoreError, StoreIncompatibleError, StoreLockedError
+from .errors import (
+    StoreCorruptError,
+    StoreError,
+    StoreFullError,
+    StoreIncompatibleError,
+    StoreLockedError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +43,12 @@ SPARSE = "bm25"
 META_FILE = "zl-store.json"
 VACUUM_SHARE = 0.2  # as Qdrant's own deleted_threshold
 VACUUM_MIN_DELETED = 1000
+#: Free space every write leaves on the store's disk. Qdrant Edge writes through memory maps
+#: of sparse files: a page the filesystem cannot allocate is a SIGBUS that kills the process
+#: (`zl index` died with "Bus error"), not an error, so a write is never started without room
+#: for it (its estimated size, several times over: WAL, payload, vector and index pages).
+MIN_FREE_BYTES = 16 * 1024 * 1024
+WRITE_AMPLIFICATION = 4
 POINT_NAMESPACE = uuid.UUID("5f0e7d1c-6a53-4c38-9d0c-3f2b8f0a9e11")
 # Payload fields the manifest reads back (not the text: it is the bulk of the payload).
 MANIFEST_FIELDS = ["path", "chunk_hash", "file_hash", "mtime_ns", "size", "source"]
@@ -103,6 +117,10 @@ class FileState:
     chunk_ids: dict[str, str]  # point id -> chunk hash
     consistent: bool = True  # False: points from two versions (an interrupted write)
 
+    def chunk_total(self) -> int:
+        """Chunks, not counting the marker of a file that has none."""
+        return sum(1 for h in self.chunk_ids.values() if h != MARKER_HASH)
+
 
 @dataclasses.dataclass(frozen=True)
 class StoredHit:
@@ -124,6 +142,37 @@ class PathFilter:
 def point_id(rel_path: str, chunk_hash: str, occurrence: int) -> str:
     """Stable id: the same chunk text at the same place keeps its id (and so its vector)."""
     return str(uuid.uuid5(POINT_NAMESPACE, f"{rel_path}\0{chunk_hash}\0{occurrence}"))
+
+
+#: chunk_hash of a file's marker point: a file with no chunks (empty, blank) is recorded by
+#: one point with no dense vector, an empty sparse one and no text, which no search returns.
+MARKER_HASH = ""
+
+
+def file_marker_id(rel_path: str) -> str:
+    return point_id(rel_path, MARKER_HASH, 0)
+
+
+def lock_store(path: Path) -> int:
+    """Take the store's lock (a file beside its folder, so a rebuild can hold it while the
+    folder goes) without waiting; StoreLockedError when another process holds it."""
+    lock_path = path.with_name(path.name + ".lock")
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as err:
+        raise StoreError(f"cannot create the store lock {lock_path}: {err.strerror or err}. "
+                         "Set `storePath` to a writable folder.") from err
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as err:
+        os.close(fd)
+        raise StoreLockedError(
+            f"the store {path} is locked by another Zero-Latency process (the shared "
+            "daemon, or a command run with --no-daemon): it is in use, not damaged. Leave out "
+            "--no-daemon to use the daemon's index, or end the other process "
+            "(`zl daemon stop`)."
+        ) from err
+    return fd
 
 
 def store_dir(data_dir: Path, workspace: Path, model_id: str) -> Path:
@@ -151,6 +200,7 @@ class Store(Protocol):
               where: PathFilter, fusion: Fusion = HYBRID_FUSION) -> list[StoredHit]: ...
     def count(self) -> int: ...
     def maybe_vacuum(self) -> bool: ...
+    def has_room(self) -> bool: ...
     def flush(self) -> None: ...
     def close(self) -> None: ...
 
@@ -177,6 +227,18 @@ class EdgeStore:
         except OSError as err:
             raise StoreError(f"cannot create the store folder {path}: {err.strerror or err}. "
                              "Set `storePath` to a writable folder.") from err
+        # Every process that opens the store holds this lock for as long as it has it open, so
+        # a second writer (or a rebuild) is told "in use" and never sees a half-made store.
+        self._lock_fd: int | None = lock_store(path)
+        try:
+            self._open(path, shard_dir, meta_path, expected, dimension)
+        except BaseException:
+            self._release()
+            raise
+
+    def _open(self, path: Path, shard_dir: Path, meta_path: Path, expected: dict[str, Any],
+              dimension: int) -> None:
+        has_shard = shard_dir.exists() and any(shard_dir.iterdir())
         if meta_path.exists():
             try:
                 found = json.loads(meta_path.read_text(encoding="utf-8"))
@@ -193,7 +255,7 @@ class EdgeStore:
                     "never mixed. Rebuild it with `zl index --rebuild`, or reindex with force "
                     "from the editor."
                 )
-        elif shard_dir.exists() and any(shard_dir.iterdir()):
+        elif has_shard:
             raise StoreCorruptError(
                 f"store {path} has no metadata file: it is corrupt or from an unknown version. "
                 "Rebuild it with `zl index --rebuild`, or reindex with force from the editor."
@@ -207,18 +269,30 @@ class EdgeStore:
         )
         self._deleted_since_vacuum = 0
         try:
-            if shard_dir.exists() and any(shard_dir.iterdir()):
+            if has_shard:
+                # Loading maps the segment files and touches their pages: on tmpfs (not on
+                # disk filesystems) that allocates their holes, and a hole it cannot allocate
+                # is a SIGBUS.
+                if filesystem_type(path) in MEMORY_FILESYSTEMS:
+                    self._require_room("open", unallocated_bytes(shard_dir / "segments"))
                 self._shard = qe.EdgeShard.load(str(shard_dir), config)
             else:
+                self._require_room("create")
+                # The metadata first (atomically): a store interrupted while being created
+                # is then one with metadata and an empty shard, which is simply made again.
+                partial = meta_path.with_name(META_FILE + ".tmp")
+                partial.write_text(json.dumps(expected), encoding="utf-8")
+                os.chmod(partial, 0o600)
+                os.replace(partial, meta_path)
                 self._shard = qe.EdgeShard.create(str(shard_dir), config)
                 for field in ("path", "chunk_hash", "language"):
                     self._shard.update(
                         qe.UpdateOperation.create_field_index(field, qe.PayloadSchemaType.Keyword)
                     )
-                meta_path.write_text(json.dumps(expected), encoding="utf-8")
-                os.chmod(meta_path, 0o600)
         except OSError as err:
             raise StoreError(f"cannot write the store at {path}: {err.strerror or err}") from err
+        except StoreError:
+            raise
         except Exception as err:  # qdrant_edge raises plain Exception
             text = str(err)
             if "WouldBlock" in text or "lock" in text.lower():
@@ -233,6 +307,24 @@ class EdgeStore:
                 "from the editor."
             ) from err
 
+    def _release(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing the descriptor drops the lock
+            self._lock_fd = None
+
+    @staticmethod
+    def destroy(path: Path) -> bool:
+        """Delete a store folder, unless a process has it open (StoreLockedError then: a
+        store in use is never deleted). True when there was one to delete."""
+        if not path.exists():
+            return False
+        fd = lock_store(path)
+        try:
+            shutil.rmtree(path)
+        finally:
+            os.close(fd)
+        return True
+
     # --- writes ------------------------------------------------------------------------------
 
     def upsert(self, points: Sequence[ChunkPoint]) -> None:
@@ -244,7 +336,7 @@ class EdgeStore:
             if p.dense is not None:
                 vector[DENSE] = p.dense.tolist()
             converted.append(qe.Point(p.id, vector, p.payload))
-        self._update(qe.UpdateOperation.upsert_points(converted))
+        self._update(qe.UpdateOperation.upsert_points(converted), estimated_bytes(points))
 
     def delete(self, ids: Sequence[str]) -> None:
         if ids:
@@ -258,6 +350,19 @@ class EdgeStore:
             self._update(qe.UpdateOperation.delete_points_by_filter(flt))
             self._deleted_since_vacuum += doomed
 
+    def has_room(self, extra: int = 0) -> bool:
+        return free_bytes(self.path) >= MIN_FREE_BYTES + extra
+
+    def _require_room(self, action: str, extra: int = 0) -> None:
+        free = free_bytes(self.path)
+        needed = MIN_FREE_BYTES + extra
+        if free < needed:
+            raise StoreFullError(
+                f"cannot {action} the store at {self.path}: its disk is full ({_size(free)} "
+                f"free, {_size(needed)} needed to write safely). Free disk space there or set "
+                "`storePath` to another disk; searches still answer from what is indexed, and "
+                "writing resumes by itself once there is room.")
+
     def maybe_vacuum(self) -> bool:
         """Deleted points stay in the shard as tombstones (every edit leaves some): once they
         pass VACUUM_SHARE of the live points, rewrite the segment without them (0.5 s at 11k
@@ -265,6 +370,9 @@ class EdgeStore:
         if self._deleted_since_vacuum < VACUUM_MIN_DELETED:
             return False  # the common case, without counting the live points
         if self._deleted_since_vacuum < VACUUM_SHARE * self.count():
+            return False
+        if not self.has_room(disk_usage(self.path)):  # vacuuming copies the live points
+            log.warning("not vacuuming %s: too little free disk space", self.path)
             return False
         with self._lock, self._failing("vacuum"):
             self._shard.optimize()
@@ -281,9 +389,11 @@ class EdgeStore:
             if not self._closed:
                 self._shard.flush()
 
-    def _update(self, operation: Any) -> None:
-        with self._lock, self._failing("write to"):
-            self._shard.update(operation)
+    def _update(self, operation: Any, size: int = 0) -> None:
+        with self._lock:
+            self._require_room("write to", WRITE_AMPLIFICATION * size)
+            with self._failing("write to"):
+                self._shard.update(operation)
 
     @contextlib.contextmanager
     def _failing(self, action: str) -> Iterator[None]:
@@ -302,9 +412,12 @@ class EdgeStore:
     def close(self) -> None:
         with self._lock:
             if not self._closed:
-                self._shard.flush()
-                self._shard.close()
-                self._closed = True
+                try:
+                    self._shard.flush()
+                    self._shard.close()
+                finally:
+                    self._closed = True
+                    self._release()
 
     # --- reads -------------------------------------------------------------------------------
 
@@ -410,6 +523,70 @@ def _add_to_manifest(files: dict[str, FileState], pid: str, payload: dict[str, A
     if (state.file_hash != payload.get("file_hash") or state.mtime_ns != payload.get("mtime_ns")
             or state.source != payload.get("source", "disk")):
         state.consistent = False
+
+
+def free_bytes(path: Path) -> int:
+    """Bytes an unprivileged writer may still use on the filesystem holding `path`."""
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return 0
+    return st.f_bavail * st.f_frsize
+
+
+def disk_usage(path: Path) -> int:
+    """Bytes actually allocated under `path` (its files are sparse: sizes overstate)."""
+    total = 0
+    for folder, _dirs, names in os.walk(path):
+        for name in names:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(folder, name)).st_blocks * 512
+    return total
+
+
+#: Filesystems where touching a hole of a memory-mapped file allocates it.
+MEMORY_FILESYSTEMS = frozenset({"tmpfs", "ramfs", "shmem"})
+
+
+def filesystem_type(path: Path) -> str:
+    """The type of the filesystem holding `path`, from /proc/self/mounts ('' if unknown)."""
+    try:
+        target = os.path.realpath(path)
+        best, kind = "", ""
+        with open("/proc/self/mounts", encoding="utf-8", errors="replace") as mounts:
+            for line in mounts:
+                fields = line.split()
+                if len(fields) < 3:
+                    continue
+                point = fields[1].replace("\\040", " ")
+                inside = target == point or target.startswith(point.rstrip("/") + "/")
+                if inside and len(point) >= len(best):
+                    best, kind = point, fields[2]
+        return kind
+    except OSError:
+        return ""
+
+
+def unallocated_bytes(path: Path) -> int:
+    """The holes of the sparse files under `path`: what touching all their pages allocates."""
+    total = 0
+    for folder, _dirs, names in os.walk(path):
+        for name in names:
+            with contextlib.suppress(OSError):
+                st = os.lstat(os.path.join(folder, name))
+                total += max(0, st.st_size - st.st_blocks * 512)
+    return total
+
+
+def estimated_bytes(points: Sequence[ChunkPoint]) -> int:
+    """A generous size of these points as written: payload text, vectors, sparse terms."""
+    return sum(2 * len(str(p.payload.get("text", ""))) + 1024
+               + (4 * p.dense.size if p.dense is not None else 0)
+               + 8 * len(p.sparse.indices) for p in points)
+
+
+def _size(n: int) -> str:
+    return f"{n / 1024 / 1024:.1f} MB"
 
 
 def iter_batches(items: Sequence[ChunkPoint], size: int) -> Iterable[Sequence[ChunkPoint]]:
