@@ -141,6 +141,8 @@ class ZeroLatencyServer(LanguageServer):
         self.engine: Engine | None = None
         #: Files whose unsaved text this client put in the index: the disk wins when it goes.
         self.buffers: set[tuple[Path, str]] = set()
+        #: Folders that could not be opened (refused, store unusable), and why.
+        self.folder_errors: dict[Path, ZeroLatencyError] = {}
         self.index_on_start = True  # initializationOptions.indexOnStart
         self.find_indexed_root = False  # initializationOptions.findIndexedRoot
         self.exit_code: int | None = None
@@ -337,6 +339,7 @@ async def _startup(ls: ZeroLatencyServer) -> None:
         try:
             await ls.on_worker(lambda f=folder: engine.open_workspace(f))  # type: ignore[misc]
         except ZeroLatencyError as err:
+            ls.folder_errors[folder.resolve()] = err
             _show(ls, err.message, lsp.MessageType.Error)
     ls.ready.set()
     if not ls.index_on_start:
@@ -462,8 +465,10 @@ async def docs_index(ls: ZeroLatencyServer, params: Any) -> dict[str, Any]:
             except ZeroLatencyError as err:
                 raise _rpc_error(err) from err
     for root in folders:  # say why (data.kind) rather than index nothing
-        if root in engine.store_errors and any(_inside(t, root) for t in scope):
-            raise _rpc_error(engine.store_errors[root])
+        failure = engine.store_errors.get(root) or (
+            None if root in engine.indexes else ls.folder_errors.get(root))
+        if failure is not None and any(_inside(t, root) for t in scope):
+            raise _rpc_error(failure)
     targets = explicit or ls.roots()
     from .indexer import CancelToken
 
@@ -725,6 +730,7 @@ async def did_change_workspace_folders(
         try:
             await ls.on_worker(lambda p=path: engine.open_workspace(p))  # type: ignore[misc]
         except ZeroLatencyError as err:
+            ls.folder_errors[path.resolve()] = err
             _show(ls, err.message, lsp.MessageType.Error)
     opened = [p for p in added if p.resolve() in engine.indexes]
     if ls.disk_watcher is not None:
