@@ -149,6 +149,27 @@ def test_two_editors_the_cli_and_an_agent_share_one_index(tmp_path: Path, worksp
             editor_b.close()
 
 
+def test_unsaved_text_leaves_the_store_when_a_no_daemon_editor_exits(
+        tmp_path: Path, workspace: Path) -> None:
+    store = tmp_path / "store"
+    editor = started(workspace, store, command=[*ZL, "serve", "--no-daemon"])
+    path = workspace / "book" / "ch08-01-vectors.md"
+    try:
+        editor.request("docs/index", {}, timeout=600)
+        editor.notify("textDocument/didOpen", {"textDocument": {
+            "uri": path.as_uri(), "languageId": "markdown", "version": 1,
+            "text": path.read_text() + f"\n\nThe {MARKER} sleeps all day.\n"}})
+        wait_for(lambda: editor.request("docs/search", {"query": MARKER, "mode": "keyword"})[
+            "result"]["hits"], what="the unsaved edit to be searchable")
+        assert editor.proc.stdin is not None
+        editor.proc.stdin.close()  # the editor went away with the buffer still open
+        assert editor.proc.wait(timeout=300) == 0
+    finally:
+        editor.close()
+    assert cli_search(store, workspace, MARKER, "--mode", "keyword", "--no-daemon")[
+        "hits"] == []
+
+
 def mcp_search(workspace: Path, store: Path, query: str) -> list[dict[str, Any]]:
     """A search through `zl mcp`, driven by the MCP SDK's own client over stdio."""
     from mcp.client.session import ClientSession
