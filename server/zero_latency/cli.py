@@ -312,6 +312,21 @@ def _query(args: argparse.Namespace) -> dict[str, Any]:
     return params
 
 
+def _ask_daemon(args: argparse.Namespace, method: str | None = None,
+                params: Any = None) -> tuple[dict[str, Any], Any]:
+    """docs/status, then `method`, in the indexed workspace holding --workspace or the current
+    folder (an error when there is none)."""
+    start = Path(args.workspace or os.getcwd()).expanduser().resolve()
+    client = _session(args, start, find_root=True)
+    try:
+        status: dict[str, Any] = client.request("docs/status")
+        if not status["workspaces"]:
+            raise _no_index(start, status["model"]["id"])
+        return status, client.request(method, params) if method else None
+    finally:
+        client.close()
+
+
 def cmd_search(args: argparse.Namespace) -> int:
     params = _query(args)
     if args.no_daemon:
@@ -322,15 +337,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         finally:
             engine.close()
     else:
-        start = Path(args.workspace or os.getcwd()).expanduser().resolve()
-        client = _session(args, start, find_root=True)
-        try:
-            status = client.request("docs/status")
-            if not status["workspaces"]:
-                raise _no_index(start, status["model"]["id"])
-            result = client.request("docs/search", params)
-        finally:
-            client.close()
+        _status, result = _ask_daemon(args, "docs/search", params)
     if args.json:
         print(json.dumps(result))
         return 0
@@ -355,14 +362,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         finally:
             engine.close()
     else:
-        start = Path(args.workspace or os.getcwd()).expanduser().resolve()
-        client = _session(args, start, find_root=True)
-        try:
-            status = client.request("docs/status")
-        finally:
-            client.close()
-        if not status["workspaces"]:
-            raise _no_index(start, status["model"]["id"])
+        status, _ = _ask_daemon(args)
         root = Path(_path_of(status["workspaces"][0]["uri"]))
     if args.json:
         print(json.dumps(status))
