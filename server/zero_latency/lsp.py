@@ -919,7 +919,14 @@ def dispatch(ls: ZeroLatencyServer, item: Frame | FramingError) -> None:
         if "id" in data and "method" in data:
             protocol._send_response(data["id"], None, err.to_response_error())
         return
-    protocol.handle_message(message)
+    try:
+        protocol.handle_message(message)
+    except Exception as err:  # one message never ends the connection
+        # e.g. a late answer to a request of ours we stopped waiting for (a client held up
+        # by a prompt answers window/workDoneProgress/create after our timeout): pygls sets
+        # the result on a cancelled future.
+        log.warning("could not handle a message (%s): %r", getattr(message, "method", None)
+                    or f"response to {getattr(message, 'id', '?')}", err)
 
 
 def _invalid_request(data: Any) -> str | None:
