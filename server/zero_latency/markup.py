@@ -32,6 +32,11 @@ _UNRESOLVED_REF_LINK = re.compile(r"\[([^\[\]\n]+)\]\[[^\[\]\n]*\]")
 _TEXT_ATTRIBUTES = ("caption", "alt", "title")
 
 _md = MarkdownIt("commonmark").enable("table")
+#: Blocks only: inline markup is parsed per paragraph below, where its cost can be bounded.
+_md_blocks = MarkdownIt("commonmark").enable("table").disable("inline")
+#: A paragraph longer than this is read as plain text: markdown-it's inline pass is quadratic
+#: on some inputs (400 KB of "[" took 27 s), and no real paragraph is this long.
+MAX_INLINE_CHARS = 20_000
 
 
 def readable_lines(text: str, language: str,
@@ -64,13 +69,19 @@ def markdown_readable(text: str, tokens: list[Token] | None = None) -> list[str]
     """Readable Markdown lines from markdown-it-py's tokens (pass them when already parsed)."""
     lines = text.split("\n")
     out = [""] * len(lines)
-    tokens = tokens if tokens is not None else _md.parse(text)
+    env: dict[str, object] = {}  # reference definitions, collected by the block pass
+    tokens = tokens if tokens is not None else _md_blocks.parse(text, env)
     prefix = ""  # an ordered list item's number, put before its first line
     for token in tokens:
         if token.type == "list_item_open" and token.info:
             prefix = f"{token.info}{token.markup} "
         elif token.type == "inline" and token.map is not None:
-            for k, line in enumerate(_inline_lines(token.children or [])):
+            children = token.children
+            if not children and len(token.content) <= MAX_INLINE_CHARS:
+                children = _md.parseInline(token.content, env)[0].children
+            parts = (_inline_lines(children) if children
+                     else token.content.split("\n"))
+            for k, line in enumerate(parts):
                 _put(out, token.map[0] + k, prefix + _clean_text(line) if k == 0 else
                      _clean_text(line))
             prefix = ""
