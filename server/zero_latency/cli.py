@@ -275,19 +275,11 @@ def _print_report(root: Path, report: dict[str, Any]) -> None:
         print(terminal_safe(f"  {error['uri']}: {error['message']}"), file=sys.stderr)
 
 
-def find_workspace(engine: Engine, start: Path) -> Path | None:
-    """The nearest folder at or above `start` that has an index for this model."""
-    for folder in [start, *start.parents]:
-        if (engine.store_path(folder) / "shard").exists():
-            return folder
-    return None
-
-
 def _workspace(args: argparse.Namespace) -> tuple[Engine, Path]:
     start = Path(args.workspace or os.getcwd()).expanduser().resolve()
     engine = _engine(args, start)
     engine.load_model()
-    root = start if args.workspace else find_workspace(engine, start)
+    root = start if args.workspace else engine.indexed_root(start)
     if root is None:
         engine.close()
         raise ZeroLatencyError(

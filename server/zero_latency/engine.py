@@ -172,6 +172,12 @@ class Engine:
         """Whether `root` has an embedded store for this model (a server store cannot tell)."""
         return not self.settings.storeUrl and (self.store_path(root) / "shard").exists()
 
+    def indexed_root(self, start: Path) -> Path | None:
+        """The nearest folder at or above `start` with an index for this model (what `zl
+        search` run inside a workspace means), or None: then no store is created."""
+        start = start.resolve()
+        return next((f for f in [start, *start.parents] if self.has_index(f)), None)
+
     def store_path(self, root: Path) -> Path:
         self.load_model()  # the folder is per model
         return store_dir(self.settings.data_dir(), root.resolve(), self.model_id)

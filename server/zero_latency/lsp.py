@@ -333,7 +333,7 @@ async def _startup(ls: ZeroLatencyServer) -> None:
     await asyncio.wrap_future(engine.run(engine.load_model))
     if ls.find_indexed_root:
         found = await loop.run_in_executor(
-            None, lambda: [_indexed_root(engine, f) for f in ls.folders])
+            None, lambda: [engine.indexed_root(f) for f in ls.folders])
         ls.folders = [f for f in found if f is not None]
     for folder in ls.folders:
         try:
@@ -358,16 +358,6 @@ def _summary(result: Any) -> str:
     if files is None or embedded is None:
         return "done"
     return f"{files} files, {embedded} chunks embedded"
-
-
-def _indexed_root(engine: Engine, start: Path) -> Path | None:
-    """The nearest folder at or above `start` with an index for this model (what `zl search`
-    run inside a workspace means), or None: then no store is created."""
-    start = start.resolve()
-    for folder in [start, *start.parents]:
-        if engine.has_index(folder):
-            return folder
-    return None
 
 
 async def _register_watchers(ls: ZeroLatencyServer) -> bool:
