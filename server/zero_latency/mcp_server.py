@@ -84,7 +84,7 @@ def _advice(err: RpcError) -> str:
     kind = err.data.get("kind") if isinstance(err.data, dict) else None
     if err.code == -32602:
         return f"invalid arguments: {err.message}"
-    if kind == "modelUnavailable" or err.code == -32001:
+    if kind == "modelUnavailable":
         return f"{err.message} (keyword mode still works: retry with mode='keyword')"
     return err.message
 
