@@ -274,6 +274,8 @@ def test_the_server_refuses_root_and_home_folders(tmp_path: Path,
         wait_until(server, lambda: any("/ is a filesystem root" in m
                                        for m in shown(server, ERROR)))
         wait_until(server, lambda: workspace_uris(server) == [project.as_uri()])
+        # The added folder is indexed in the background: wait for that run, not a guess.
+        assert "result" in server.request("docs/index", {"uris": [project.as_uri()]}, timeout=300)
         hits = server.request("docs/search", {"query": "aardvark"}, timeout=120)
         assert [h["uri"] for h in hits["result"]["hits"]] == [(project / "a.md").as_uri()]
     finally:

@@ -454,10 +454,13 @@ async def docs_index(ls: ZeroLatencyServer, params: Any) -> dict[str, Any]:
                 await ls.on_worker(lambda r=root: engine.rebuild_workspace(r))  # type: ignore[misc]
             except ZeroLatencyError as err:
                 raise _rpc_error(err) from err
-    for root in folders:  # say why (data.kind) rather than index nothing
+    for target in scope:  # say why (data.kind) rather than index nothing
+        # The innermost folder owns a path: a refused "/" must not block a project inside it.
+        owners = [f for f in folders if _inside(target, f)]
+        root = max(owners, key=lambda f: len(f.parts)) if owners else target
         failure = engine.store_errors.get(root) or (
             None if root in engine.indexes else ls.folder_errors.get(root))
-        if failure is not None and any(_inside(t, root) for t in scope):
+        if failure is not None:
             raise _rpc_error(failure)
     targets = explicit or ls.roots()
     from .indexer import CancelToken
