@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -312,15 +313,15 @@ def test_neovim_plugin_end_to_end(tmp_path: Path) -> None:
     # module about the same backups among them), in the quickfix list; :cc lands on the first
     # hit's matchRange (else range) line.
     related = r["related"]
-    assert related["err"] is None and related["picker"] == "quickfix", context
-    assert related["qf_title"].startswith("Zero-Latency related: keys.md:"), context
-    assert related["hits"] and len(related["qf"]) == len(related["hits"]), context
-    assert all(Path(item["filename"]) != ws / "docs" / "keys.md" for item in related["qf"]), context
-    assert ws / "notes" / "tool.py" in {Path(item["filename"]) for item in related["qf"]}, context
-    first = related["hits"][0]
-    target = first.get("matchRange") or first["range"]
-    assert Path(related["jump"]["file"]) == Path(related["qf"][0]["filename"]), context
-    assert related["jump"]["line"] == target["start"]["line"] + 1, context
+    if related["err"] is not None and not _contract_has("docs/related"):
+        # A server from before docs/related (this checkout's protocol/ lacks it): the user is
+        # told the server is too old, as a warning, not an error.
+        assert related["err"]["code"] == -32601, context
+        shown = [m for m in r["messages"] if "docs/related failed" in m["msg"]]
+        assert len(shown) == 1 and shown[0]["level"] == 3, context  # vim.log.levels.WARN
+        assert "not supported by this server version" in shown[0]["msg"], context
+    else:
+        _assert_related(related, ws, context)
 
     # Quickfix and vim.ui.select jump to matchRange when the hit has one.
     jumps = r["match_jumps"]
@@ -330,6 +331,23 @@ def test_neovim_plugin_end_to_end(tmp_path: Path) -> None:
     assert r["stopped"], context
     errors = [m for m in r["messages"] if m["level"] >= 4]  # vim.log.levels.ERROR
     assert not errors, context
+
+
+def _contract_has(method: str) -> bool:
+    """Whether protocol/schema.json (the contract the server validates against) has `method`."""
+    return f'"{method}"' in (REPO / "protocol" / "schema.json").read_text()
+
+
+def _assert_related(related: dict[str, Any], ws: Path, context: str) -> None:
+    assert related["err"] is None and related["picker"] == "quickfix", context
+    assert related["qf_title"].startswith("Zero-Latency related: keys.md:"), context
+    assert related["hits"] and len(related["qf"]) == len(related["hits"]), context
+    assert all(Path(item["filename"]) != ws / "docs" / "keys.md" for item in related["qf"]), context
+    assert ws / "notes" / "tool.py" in {Path(item["filename"]) for item in related["qf"]}, context
+    first = related["hits"][0]
+    target = first.get("matchRange") or first["range"]
+    assert Path(related["jump"]["file"]) == Path(related["qf"][0]["filename"]), context
+    assert related["jump"]["line"] == target["start"]["line"] + 1, context
 
 
 def _text(data: str | bytes | None) -> str:

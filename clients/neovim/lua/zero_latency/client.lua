@@ -376,7 +376,9 @@ end
 ---@param method string
 ---@param err table JSON-RPC error
 function M.notify_error(method, err)
-  local level = err.code == -32800 and vim.log.levels.WARN or vim.log.levels.ERROR
+  -- Cancelled, or a method an older server does not have: nothing the user did wrong.
+  local level = (err.code == -32800 or err.code == -32601) and vim.log.levels.WARN
+    or vim.log.levels.ERROR
   vim.notify(M.error_text(method, err), level)
 end
 

@@ -41,6 +41,18 @@ function M.target_range(hit)
   return { start = range.start, ["end"] = range["end"] or range.start }
 end
 
+---The last line a range covers, 0-based: an `end` at character 0 of a later line is the start of
+---the line after the range (protocol/spec.md: matchRange ends "at the start of the line after it").
+---@param range table LSP Range
+---@return integer
+function M.last_line(range)
+  local stop = range["end"] or range.start
+  if stop.line > range.start.line and (stop.character or 0) == 0 then
+    return stop.line - 1
+  end
+  return stop.line
+end
+
 ---One quickfix item per hit, in the server's order. `lnum`..`end_lnum` is where the hit
 ---points (matchRange, else range), 1-based as quickfix wants; the chunk's own lines stay in
 ---user_data.
@@ -54,14 +66,14 @@ function M.to_items(hits)
     table.insert(items, {
       filename = vim.uri_to_fname(hit.uri),
       lnum = target.start.line + 1,
-      end_lnum = target["end"].line + 1,
+      end_lnum = M.last_line(target) + 1,
       col = 1,
       text = M.hit_text(hit),
       user_data = {
         score = hit.score,
         uri = hit.uri,
         chunk_lnum = chunk.start.line + 1,
-        chunk_end_lnum = (chunk["end"] or chunk.start).line + 1,
+        chunk_end_lnum = M.last_line(chunk) + 1,
       },
     })
   end

@@ -40,7 +40,9 @@ function M.show_hits(result, title, opts, nothing)
       vim.fn.setqflist({}, " ", { title = title, items = {} })
     end
     local why = result.indexState == "empty" and " (no documents are indexed in this workspace)"
-      or result.indexState == "indexing" and " (still indexing: try again shortly)" or ""
+      or result.indexState == "indexing" and " (still indexing: try again shortly)"
+      or (tonumber(result.belowFloor) or 0) > 0
+        and (" (no good match: %d weaker hits left out)"):format(result.belowFloor) or ""
     vim.notify(("Zero-Latency: %s%s"):format(nothing, why), vim.log.levels.INFO)
     return picker
   end
