@@ -16,6 +16,7 @@ import fcntl
 import json
 import os
 import pty
+import re
 import struct
 import subprocess
 import termios
@@ -100,6 +101,15 @@ def test_neovim_startup_warning_and_status_while_loading(tmp_path: Path) -> None
     # ... and in full in :checkhealth.
     health = "\n".join(r["health"])
     assert "WARNING server message" in health and "using the bundled" in health, context
+
+    # Without a server attached, :checkhealth asks `zl status --json` and shows the same.
+    health_cli = "\n".join(r["health_cli"])
+    assert "no server attached; asked: " in health_cli and " status --json " in health_cli, context
+    bundled = re.search(r"using the bundled (\S+) instead", warnings[0]["msg"])
+    assert bundled and f"model in use: {bundled[1]} (" in health_cli, context
+    store_lines = [line for line in r["health_cli"] if f"workspace {ws}: store " in line]
+    assert len(store_lines) == 1 and str(store) in store_lines[0], context
+    assert ", 2 files, " in store_lines[0] and "ERROR" not in health_cli, context
 
     # :ZlStatus never says "0 files, 0 chunks" for this indexed workspace, whatever the state.
     assert r["status_lines"], context

@@ -75,6 +75,15 @@ local function main()
   R.server_messages = client.messages[c.id] or vim.NIL
   vim.cmd("checkhealth zero_latency")
   R.health = vim.api.nvim_buf_get_lines(0, 0, -1, false)
+  vim.cmd("tabclose")
+
+  -- With no server attached, :checkhealth reads `zl status --json` for the current directory.
+  client._call(c, "stop")
+  wait_for("the client to stop", function()
+    return #vim.lsp.get_clients({ name = "zero_latency" }) == 0
+  end)
+  vim.cmd("checkhealth zero_latency")
+  R.health_cli = vim.api.nvim_buf_get_lines(0, 0, -1, false)
 end
 
 local ok, why = xpcall(main, debug.traceback)
