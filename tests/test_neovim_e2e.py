@@ -282,6 +282,12 @@ def test_neovim_plugin_end_to_end(tmp_path: Path) -> None:
     for item, hit in zip(qf, r["search_hits"], strict=True):
         target = hit.get("matchRange") or hit["range"]
         assert item["lnum"] == target["start"]["line"] + 1, context
+        # A 0–1 relevance (the server sends rawScore beside it) is labelled as spec.md says.
+        if "rawScore" in hit:
+            label = "strong" if hit["score"] >= 0.6 else "good" if hit["score"] >= 0.35 else "weak"
+            assert item["text"].startswith(f"[{label}] "), context
+        else:
+            assert not item["text"].startswith("["), context
     # <CR> on a quickfix line opens that hit's file with the cursor on the hit's first line.
     opened = r["qf_open"]
     chosen = qf[opened["index"] - 1]

@@ -30,6 +30,17 @@ function M.hit_text(hit)
   return snippet
 end
 
+---"strong" | "good" | "weak" for a hit's 0–1 relevance (protocol/spec.md "Scores": ≥ 0.6, ≥ 0.35,
+---else), nil from a server whose `score` is still the raw one (no `rawScore` beside it).
+---@param hit table
+---@return string?
+function M.label(hit)
+  if type(hit.rawScore) ~= "number" or type(hit.score) ~= "number" then
+    return nil
+  end
+  return hit.score >= 0.6 and "strong" or hit.score >= 0.35 and "good" or "weak"
+end
+
 ---The range a hit points at: its best-matching sentence, else the whole chunk.
 ---@param hit table
 ---@return table range LSP Range (0-based lines)
@@ -63,14 +74,16 @@ function M.to_items(hits)
   for _, hit in ipairs(hits or {}) do
     local target = M.target_range(hit)
     local chunk = hit.range or target
+    local label = M.label(hit)
     table.insert(items, {
       filename = vim.uri_to_fname(hit.uri),
       lnum = target.start.line + 1,
       end_lnum = M.last_line(target) + 1,
       col = 1,
-      text = M.hit_text(hit),
+      text = (label and ("[%s] "):format(label) or "") .. M.hit_text(hit),
       user_data = {
         score = hit.score,
+        label = label,
         uri = hit.uri,
         chunk_lnum = chunk.start.line + 1,
         chunk_end_lnum = M.last_line(chunk) + 1,
