@@ -25,6 +25,7 @@ import cattrs
 import platformdirs
 
 from .errors import InvalidParamsError
+from .languages import LANGUAGE_IDS, SUFFIXES
 
 if sys.platform != "win32":
     import pwd
@@ -48,11 +49,10 @@ DEFAULT_SECRET_GLOBS = (
     ".env", ".env.*", "*.pem", "*.key", "*.p12", "*.pfx", "id_rsa*", "id_dsa*", "id_ecdsa*",
     "id_ed25519*", "*.kdbx", ".netrc", ".npmrc", ".pypirc", "credentials*.json",
 )
-#: The language ids a hit can carry (and a search can be limited to).
-LANGUAGES = ("markdown", "restructuredtext", "python", "plaintext")
-DEFAULT_INCLUDE_EXTENSIONS = (
-    ".md", ".markdown", ".mdx", ".rst", ".txt", ".text", ".adoc", ".org", ".py",
-)
+#: The language ids a hit can carry (and a search can be limited to): languages.py's table.
+LANGUAGES = LANGUAGE_IDS
+#: The file suffixes indexed when `include` is empty: every suffix in languages.py's table.
+DEFAULT_INCLUDE_EXTENSIONS = SUFFIXES
 #: Settings that decide where your text goes (a store, a server) or what runs (the model, the
 #: device): a workspace's `.zero-latency.toml` sets them only where the user trusts the folder.
 PROTECTED_KEYS = ("storeUrl", "storeApiKey", "storePath", "model", "device")

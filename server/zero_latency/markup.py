@@ -41,25 +41,28 @@ MAX_INLINE_CHARS = 20_000
 
 def readable_lines(text: str, language: str,
                    spans: Sequence[tuple[int, int]] = ()) -> list[str]:
-    """One readable string per line of `text` (newlines already normalised). `spans` are the
-    (start, end) line ranges of Python docstrings; other Python lines read as empty."""
-    if language == "markdown":
-        return markdown_readable(text)
-    if language == "restructuredtext":
-        return rst_readable(text)
-    if language == "python":
-        return python_readable(text, spans)
-    return text.split("\n")
+    """One readable string per line of `text` (newlines already normalised), by the language's
+    spec (languages.py). `spans` are the (start, end) line ranges of Python docstrings; other
+    Python lines read as empty."""
+    from .languages import spec
+
+    return spec(language).readable(text, spans)
 
 
 def readable_heading(title: str, language: str) -> str:
     """A section title as a reader sees it (`Using `Arc<T>`` reads "Using Arc<T>")."""
-    if language == "markdown":
-        inline = _md.parseInline(title)
-        return _clean_text(" ".join(_inline_lines(inline[0].children or []))) if inline else title
-    if language in ("restructuredtext", "python"):
-        return " ".join(_rst_inline(title, {}).split())
-    return title
+    from .languages import spec
+
+    return spec(language).heading(title)
+
+
+def markdown_heading(title: str) -> str:
+    inline = _md.parseInline(title)
+    return _clean_text(" ".join(_inline_lines(inline[0].children or []))) if inline else title
+
+
+def rst_heading(title: str) -> str:
+    return " ".join(_rst_inline(title, {}).split())
 
 
 # --- Markdown --------------------------------------------------------------------------------
