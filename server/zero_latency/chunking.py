@@ -19,6 +19,9 @@ from pathlib import PurePosixPath
 
 from markdown_it import MarkdownIt
 
+from .languages import language_for as language_for  # the indexer's and server's lookup
+from .languages import spec
+
 TokenCount = Callable[[str], int]
 
 #: Hard cap per file so one generated monster cannot swamp the index (documented limit).
@@ -53,13 +56,6 @@ class Chunk:
         return hashlib.blake2b(self.embedding_text(title).encode(), digest_size=16).hexdigest()
 
 
-def language_for(path: str) -> str | None:
-    """The language of a file by its suffix (languages.py's table); None: not indexed."""
-    from .languages import language_for as by_suffix  # languages.py imports the splitters
-
-    return by_suffix(path)
-
-
 def normalise_newlines(text: str) -> str:
     """LSP counts lines at \\n, \\r\\n and \\r; so do we (str.splitlines counts more)."""
     return text.replace("\r\n", "\n").replace("\r", "\n")
@@ -68,8 +64,6 @@ def normalise_newlines(text: str) -> str:
 def chunk_document(text: str, language: str, count_tokens: TokenCount,
                    max_tokens: int = 256, overlap_tokens: int = 32) -> list[Chunk]:
     """Split a document (newlines already normalised) into chunks that fit `max_tokens`."""
-    from .languages import spec
-
     lines = text.split("\n")
     blocks = list(spec(language).chunker(text, lines))
     readable, blocks = readable_blocks(text, language, blocks)

@@ -36,7 +36,15 @@ BUNDLED_MODEL = "bundled:all-MiniLM-L6-v2-int8"
 CONFIG_FILE_NAME = ".zero-latency.toml"
 
 Device = Literal["cpu", "cuda"]
+#: The search modes: the one definition (the store's query plan, the engine, the CLI, the MCP
+#: tool and the wire schema's enums, checked by tests/test_languages.py, derive from it). It
+#: lives here, not in the store, because every command reads this module and the store's
+#: import costs the CLI ~0.6 s.
 SearchMode = Literal["hybrid", "semantic", "keyword"]
+SEARCH_MODES: tuple[SearchMode, ...] = get_args(SearchMode)
+DEFAULT_SEARCH_MODE: SearchMode = "hybrid"
+#: Without a model only keyword search works.
+KEYWORD_ONLY_MODES: tuple[SearchMode, ...] = ("keyword",)
 
 # Folders that are never documentation: VCS metadata, dependencies, build outputs, caches.
 DEFAULT_EXCLUDED_DIRS = (

@@ -18,7 +18,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from .config import Settings, check_workspace_folder
+from .config import KEYWORD_ONLY_MODES, SEARCH_MODES, Settings, check_workspace_folder
 from .embedder import Embedder, OnnxEmbedder
 from .errors import (
     DeviceUnavailableError,
@@ -447,7 +447,7 @@ class Engine:
                  "store": i.store.location}
                 for i in scoped
             ],
-            "searchModes": ["hybrid", "semantic", "keyword"] if self.embedder else ["keyword"],
+            "searchModes": list(SEARCH_MODES if self.embedder else KEYWORD_ONLY_MODES),
         }
         if self.last_error:
             result["lastError"] = self.last_error

@@ -13,12 +13,13 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import PurePosixPath
+from typing import TYPE_CHECKING
 
-from . import chunking, markup
-from .chunking import Block
+if TYPE_CHECKING:
+    from .chunking import Block
 
 #: A document's text (newlines normalised) and its lines, to blocks with line ranges.
-Splitter = Callable[[str, list[str]], Iterable[Block]]
+Splitter = Callable[[str, list[str]], Iterable["Block"]]
 #: A document's text and its blocks' line spans, to one readable string per line.
 Readable = Callable[[str, Sequence[tuple[int, int]]], list[str]]
 
@@ -38,29 +39,82 @@ class LanguageSpec:
     heading: Callable[[str], str] = lambda title: title
 
 
+# The splitters and readers, imported when first used: this module is read by config.py, which
+# every command loads, and markdown-it would cost each of them ~0.1 s (chunking.py and
+# markup.py also import this module).
+
+def _markdown_blocks(text: str, lines: list[str]) -> Iterable[Block]:
+    from .chunking import markdown_blocks
+
+    return markdown_blocks(text)
+
+
+def _rst_blocks(text: str, lines: list[str]) -> Iterable[Block]:
+    from .chunking import rst_blocks
+
+    return rst_blocks(lines)
+
+
+def _python_blocks(text: str, lines: list[str]) -> Iterable[Block]:
+    from .chunking import python_blocks
+
+    return python_blocks(text)
+
+
 def _paragraphs(text: str, lines: list[str]) -> Iterable[Block]:
-    return chunking.paragraph_blocks(lines, 0, len(lines), ())
+    from .chunking import paragraph_blocks
+
+    return paragraph_blocks(lines, 0, len(lines), ())
+
+
+def _markdown_readable(text: str, spans: Sequence[tuple[int, int]]) -> list[str]:
+    from .markup import markdown_readable
+
+    return markdown_readable(text)
+
+
+def _rst_readable(text: str, spans: Sequence[tuple[int, int]]) -> list[str]:
+    from .markup import rst_readable
+
+    return rst_readable(text)
+
+
+def _docstrings_readable(text: str, spans: Sequence[tuple[int, int]]) -> list[str]:
+    """The docstrings' lines (spans), read as reStructuredText; other lines read empty."""
+    from .markup import python_readable
+
+    return python_readable(text, spans)
+
+
+def _markdown_heading(title: str) -> str:
+    from .markup import markdown_heading
+
+    return markdown_heading(title)
+
+
+def _rst_heading(title: str) -> str:
+    from .markup import rst_heading
+
+    return rst_heading(title)
 
 
 LANGUAGE_SPECS: tuple[LanguageSpec, ...] = (
     LanguageSpec(
         "markdown", (".md", ".markdown", ".mdx"),
-        chunker=lambda text, lines: chunking.markdown_blocks(text),
+        chunker=_markdown_blocks,
         lsp_ids=("markdown", "mdx"), vim_filetypes=("markdown", "markdown.mdx", "mdx"),
-        readable=lambda text, spans: markup.markdown_readable(text),
-        heading=markup.markdown_heading),
+        readable=_markdown_readable, heading=_markdown_heading),
     LanguageSpec(
         "restructuredtext", (".rst",),
-        chunker=lambda text, lines: chunking.rst_blocks(lines),
+        chunker=_rst_blocks,
         lsp_ids=("restructuredtext",), vim_filetypes=("rst",),
-        readable=lambda text, spans: markup.rst_readable(text),
-        heading=markup.rst_heading),
+        readable=_rst_readable, heading=_rst_heading),
     LanguageSpec(
         "python", (".py",),
-        chunker=lambda text, lines: chunking.python_blocks(text),
+        chunker=_python_blocks,
         lsp_ids=("python",), vim_filetypes=("python",),
-        readable=markup.python_readable,  # the docstrings' spans; other lines read empty
-        heading=markup.rst_heading),  # docstrings are reStructuredText by convention
+        readable=_docstrings_readable,
+        heading=_rst_heading),  # docstrings are reStructuredText by convention
     LanguageSpec(
         "plaintext", (".txt", ".text", ".adoc", ".org"),
         chunker=_paragraphs,

@@ -41,7 +41,13 @@ from pygls.protocol.json_rpc import JsonRPCNotification, JsonRPCRequestMessage
 from pygls.uris import to_fs_path
 
 from . import __version__
-from .config import DEFAULT_INCLUDE_EXTENSIONS, Settings, SettingsError, load_settings
+from .config import (
+    DEFAULT_INCLUDE_EXTENSIONS,
+    DEFAULT_SEARCH_MODE,
+    Settings,
+    SettingsError,
+    load_settings,
+)
 from .errors import CancelledError, ZeroLatencyError
 from .framing import Frame, FrameParser, FramingError
 from .hub import EngineHub
@@ -492,7 +498,7 @@ async def docs_search(ls: ZeroLatencyServer, params: Any) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
     try:
         return await loop.run_in_executor(ls.search_executor, lambda: engine.search(
-            args["query"], args.get("limit", 10), args.get("mode", "hybrid"),
+            args["query"], args.get("limit", 10), args.get("mode", DEFAULT_SEARCH_MODE),
             args.get("include", []), args.get("exclude", []),
             languages=args.get("languages"), roots=ls.roots()))
     except ZeroLatencyError as err:

@@ -23,6 +23,8 @@ from html.parser import HTMLParser
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
+from .languages import spec
+
 #: mdBook preprocessor directives: `{{#include file.rs}}`, `{{#rustdoc_include …}}`, `{{#title …}}`.
 _MDBOOK_DIRECTIVE = re.compile(r"\{\{#[^{}\n]*\}\}")
 #: Link syntax markdown-it leaves as text when the reference is not defined in the file
@@ -44,15 +46,11 @@ def readable_lines(text: str, language: str,
     """One readable string per line of `text` (newlines already normalised), by the language's
     spec (languages.py). `spans` are the (start, end) line ranges of Python docstrings; other
     Python lines read as empty."""
-    from .languages import spec
-
     return spec(language).readable(text, spans)
 
 
 def readable_heading(title: str, language: str) -> str:
     """A section title as a reader sees it (`Using `Arc<T>`` reads "Using Arc<T>")."""
-    from .languages import spec
-
     return spec(language).heading(title)
 
 

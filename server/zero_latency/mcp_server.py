@@ -19,11 +19,11 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 
 from .client import ConnectionLost, RpcClient, RpcError, open_session
+from .config import SearchMode as Mode
 from .daemon import DaemonError
 
 log = logging.getLogger(__name__)
 
-Mode = Literal["hybrid", "semantic", "keyword"]
 Language = Literal["markdown", "restructuredtext", "python", "plaintext"]
 
 INSTRUCTIONS = (
