@@ -35,3 +35,10 @@ def test_the_schema_lists_the_same_modes() -> None:
     assert defs["SearchParams"]["properties"]["mode"]["enum"] == modes
     assert defs["SearchResult"]["properties"]["mode"]["enum"] == modes
     assert defs["StatusResult"]["properties"]["searchModes"]["items"]["enum"] == modes
+
+
+def test_the_schema_holds_queries_to_the_same_limits() -> None:
+    search = json.loads((ROOT / "protocol" / "schema.json").read_text())["$defs"]["SearchParams"]
+    assert search["properties"]["query"]["maxLength"] == config.MAX_QUERY_CHARS
+    assert search["properties"]["limit"]["maximum"] == config.MAX_LIMIT
+    assert cli._parser().parse_args(["search", "q"]).limit == config.DEFAULT_LIMIT

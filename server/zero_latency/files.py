@@ -28,6 +28,8 @@ from .config import (
     DEFAULT_SECRET_GLOBS,
     Settings,
 )
+from .paths import canonical_path as canonical_path  # where the rest looks it up
+from .paths import resolves_inside
 
 log = logging.getLogger(__name__)
 
@@ -91,9 +93,7 @@ class WorkspaceFilter:
         return name not in self.excluded_dirs
 
     def contains(self, path: Path) -> bool:
-        resolved, root = canonical_path(path), canonical_path(self.root)
-        return resolved is not None and root is not None and (
-            resolved == root or root in resolved.parents)
+        return resolves_inside(path, self.root)
 
     def is_ignored(self, rel: str) -> bool:
         """Full check for one path (used for events on single files): dirs, globs, .gitignore."""
@@ -202,15 +202,6 @@ def _gitignore(folder: Path) -> pathspec.GitIgnoreSpec | None:
         except (OSError, SkipFile):
             _GITIGNORE_CACHE[key] = None
     return _GITIGNORE_CACHE[key]
-
-
-def canonical_path(path: Path) -> Path | None:
-    """The one absolute, symlink-free name of `path` (None where it cannot be resolved: a
-    symlink loop, a name the OS refuses)."""
-    try:
-        return path.resolve()
-    except (OSError, RuntimeError, ValueError):  # RuntimeError: a symlink loop (Python 3.11)
-        return None
 
 
 def hash_bytes(data: bytes) -> str:

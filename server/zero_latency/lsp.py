@@ -43,7 +43,9 @@ from pygls.uris import to_fs_path
 from . import __version__
 from .config import (
     DEFAULT_INCLUDE_EXTENSIONS,
+    DEFAULT_LIMIT,
     DEFAULT_SEARCH_MODE,
+    MAX_QUERY_CHARS,
     Settings,
     SettingsError,
     load_settings,
@@ -51,6 +53,7 @@ from .config import (
 from .errors import CancelledError, ZeroLatencyError
 from .framing import Frame, FrameParser, FramingError
 from .hub import EngineHub
+from .paths import resolves_inside
 
 if TYPE_CHECKING:  # the engine (numpy, Qdrant, ONNX Runtime) loads after `initialize`
     from .engine import Engine
@@ -445,7 +448,7 @@ async def docs_index(ls: ZeroLatencyServer, params: Any) -> dict[str, Any]:
     explicit: list[Path] = []
     for uri in args.get("uris") or []:
         path = _uri_path(uri)
-        if path is None or not any(_inside(path, f) for f in folders):
+        if path is None or not any(resolves_inside(path, f) for f in folders):
             raise JsonRpcInvalidParams(f"uris: {_quote(uri)} is not inside a workspace folder")
         explicit.append(path)
     scope = explicit or folders
@@ -455,14 +458,14 @@ async def docs_index(ls: ZeroLatencyServer, params: Any) -> dict[str, Any]:
         root for root, failure in engine.store_errors.items()
         if args.get("force") and failure.kind != "storeLocked"]
     for root in doomed:
-        if any(_inside(t, root) or _inside(root, t) for t in scope):
+        if any(resolves_inside(t, root) or resolves_inside(root, t) for t in scope):
             try:
                 await ls.on_worker(lambda r=root: engine.rebuild_workspace(r))  # type: ignore[misc]
             except ZeroLatencyError as err:
                 raise _rpc_error(err) from err
     for target in scope:  # say why (data.kind) rather than index nothing
         # The innermost folder owns a path: a refused "/" must not block a project inside it.
-        owners = [f for f in folders if _inside(target, f)]
+        owners = [f for f in folders if resolves_inside(target, f)]
         root = max(owners, key=lambda f: len(f.parts)) if owners else target
         failure = engine.store_errors.get(root) or (
             None if root in engine.indexes else ls.folder_errors.get(root))
@@ -498,7 +501,7 @@ async def docs_search(ls: ZeroLatencyServer, params: Any) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
     try:
         return await loop.run_in_executor(ls.search_executor, lambda: engine.search(
-            args["query"], args.get("limit", 10), args.get("mode", DEFAULT_SEARCH_MODE),
+            args["query"], args.get("limit", DEFAULT_LIMIT), args.get("mode", DEFAULT_SEARCH_MODE),
             args.get("include", []), args.get("exclude", []),
             languages=args.get("languages"), roots=ls.roots()))
     except ZeroLatencyError as err:
@@ -533,7 +536,8 @@ async def workspace_symbol(ls: ZeroLatencyServer,
     loop = asyncio.get_running_loop()
     try:
         result = await loop.run_in_executor(
-            ls.search_executor, lambda: engine.search(query[:2000], 50, roots=ls.roots()))
+            ls.search_executor,
+            lambda: engine.search(query[:MAX_QUERY_CHARS], 50, roots=ls.roots()))
     except ZeroLatencyError as err:
         raise _rpc_error(err) from err
     symbols = []
@@ -715,7 +719,7 @@ async def did_change_workspace_folders(
             ls.folders = [f for f in ls.folders if f != path]
             if ls.disk_watcher is not None:
                 ls.disk_watcher.unwatch(path.resolve())
-            if any(_inside(path, f) for f in ls.folders):
+            if any(resolves_inside(path, f) for f in ls.folders):
                 # Nested in a folder still open: its files are the outer folder's again.
                 await asyncio.get_running_loop().run_in_executor(
                     None, lambda p=path: engine.close_workspace(p))  # type: ignore[misc]
@@ -774,13 +778,6 @@ def _quote(value: str) -> str:
 def _rpc_error(err: ZeroLatencyError) -> JsonRpcException:
     """The contract's error object: application failures are RequestFailed with `data.kind`."""
     return JsonRpcException(err.message, code=err.code, data=err.wire_data())
-
-
-def _inside(path: Path, folder: Path) -> bool:
-    from .files import canonical_path
-
-    resolved, base = canonical_path(path), canonical_path(folder)
-    return resolved is not None and (resolved == base or base in resolved.parents)
 
 
 def _uri_path(uri: str) -> Path | None:
