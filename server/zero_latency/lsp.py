@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 from cattrs.errors import ClassValidationError
 from cattrs.v import transform_error
 from lsprotocol import types as lsp
+from pygls.capabilities import get_capability
 from pygls.exceptions import (
     JsonRpcException,
     JsonRpcInvalidParams,
@@ -64,8 +65,6 @@ log = logging.getLogger("zero_latency")
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
 
-#: Without file events from the client and without an OS watcher, the server rescans this often.
-POLL_INTERVAL_S = 5.0
 WATCH_GLOB = "**/*.{" + ",".join(e.lstrip(".") for e in DEFAULT_INCLUDE_EXTENSIONS) + "}"
 
 
@@ -388,7 +387,7 @@ async def _register_watchers(ls: ZeroLatencyServer) -> bool:
 
 def _watch_disk(ls: ZeroLatencyServer) -> None:
     """The client reports no file events: watch the workspace folders ourselves (native OS
-    notifications through watchdog), or scan them every few seconds where that cannot start."""
+    notifications through watchdog, or its polling observer where those cannot start)."""
     from .chunking import language_for
     from .watcher import DiskWatcher
 
@@ -405,28 +404,12 @@ def _watch_disk(ls: ZeroLatencyServer) -> None:
         loop.call_soon_threadsafe(_rescan, ls, root)
 
     watcher = DiskWatcher(changed, rescan)
-    try:
-        for root in ls.roots():
+    for root in ls.roots():
+        try:
             watcher.watch(root)
-    except OSError as err:
-        log.warning("cannot watch the workspace for changes (%s): scanning it every %.0f s "
-                    "instead", err, POLL_INTERVAL_S)
-        watcher.close()
-        ls.spawn(_poll_disk(ls))
-        return
+        except OSError as err:  # gone since it was opened: nothing there to watch
+            log.warning("cannot watch %s for changes: %s", root, err)
     ls.disk_watcher = watcher
-
-
-async def _poll_disk(ls: ZeroLatencyServer) -> None:
-    """A plain LSP client that watches nothing still gets a fresh index: a cheap stat scan
-    (unchanged files cost one stat each) every few seconds."""
-    engine = ls.require_engine()
-    while not ls.released and ls.roots():
-        await asyncio.sleep(POLL_INTERVAL_S)
-        report = await ls.on_worker(lambda: engine.index(ls.roots()))
-        if report.indexedFiles or report.removedFiles:
-            log.info("disk scan: %d changed, %d removed", report.indexedFiles,
-                     report.removedFiles)
 
 
 @feature(lsp.SHUTDOWN)
@@ -821,12 +804,8 @@ def _disk_state(path: Path, text: str, max_bytes: int) -> str:
 
 
 def _supports(ls: ZeroLatencyServer, dotted: str) -> bool:
-    node: Any = ls.client_capabilities
-    for part in dotted.split("."):
-        node = getattr(node, part, None)
-        if node is None:
-            return False
-    return bool(node)
+    """A client capability, by its dotted snake_case path (False where any part is unset)."""
+    return bool(get_capability(ls.client_capabilities, dotted, False))
 
 
 def _show_threadsafe(ls: ZeroLatencyServer, message: str, kind: lsp.MessageType) -> None:
