@@ -10,9 +10,11 @@ overwriting a newer one.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -22,17 +24,19 @@ from .config import KEYWORD_ONLY_MODES, SEARCH_MODES, Settings, check_workspace_
 from .embedder import Embedder, OnnxEmbedder
 from .errors import (
     DeviceUnavailableError,
+    InvalidParamsError,
     ModelUnavailableError,
     StoreError,
     StoreFullError,
     ZeroLatencyError,
 )
-from .files import canonical_path
+from .files import FileEntry, canonical_path, probe
 from .indexer import CancelToken, IndexReport, ProgressFn, WorkspaceIndex
 from .models import resolve_model
 from .search import search
 from .sparse import SparseEncoder
 from .store import HYBRID_FUSION, EdgeStore, Fusion, Mode, Store, store_dir
+from .store import FileState as StoredFile
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +47,30 @@ KEYWORD_ONLY_ID = "keyword-only"
 ROOM_POLL_S = 1.0
 #: Edits are flushed to the store at most this often (index runs flush at their end).
 FLUSH_INTERVAL_S = 2.0
+
+
+FileStateName = Literal["indexed", "keywordOnly", "pending", "skipped"]
+#: Files whose read verdict (files.probe) is remembered between `docs/files` pages.
+PROBE_CACHE_SIZE = 20_000
+
+
+@dataclasses.dataclass(frozen=True)
+class FileStatus:
+    """One line of `docs/files` / `zl status --files`."""
+
+    rel: str  # workspace-relative; a folder left out ends with "/"
+    path: Path
+    state: FileStateName
+    reason: str | None = None
+    chunks: int | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        wire: dict[str, Any] = {"uri": self.path.as_uri(), "path": self.rel, "state": self.state}
+        if self.reason is not None:
+            wire["reason"] = self.reason
+        if self.chunks is not None:
+            wire["chunks"] = self.chunks
+        return wire
 
 
 class Engine:
@@ -75,6 +103,8 @@ class Engine:
         self._last_flush = 0.0
         self._last_edit = 0.0
         self._flush_timer: threading.Timer | None = None
+        self._probes: OrderedDict[tuple[str, int, int], tuple[bool, str | None]] = OrderedDict()
+        self._probe_lock = threading.Lock()
 
     # --- model ---------------------------------------------------------------------------------
 
@@ -451,6 +481,74 @@ class Engine:
         }
         if self.last_error:
             result["lastError"] = self.last_error
+        return result
+
+    def file_states(self, folder: Path) -> list[FileStatus]:
+        """Every file under `folder` (a workspace folder or a folder inside one) and what the
+        index holds of it, sorted by path: "indexed" (in the store), "pending" (to be indexed),
+        "skipped" with the reason (an ignore rule, not a document type, too large, binary,
+        unreadable; a folder left out stands for its files). Blocking: it walks the folder and
+        reads the files not in the store (as the indexer would) and those stored, for their
+        warnings; call it off the event loop. Raises InvalidParamsError outside every
+        workspace folder.
+
+        The "keywordOnly" state (stored without a dense vector yet) comes from the store's
+        per-file counts: `_stored_state` is where it plugs in."""
+        index = self.index_for(folder)
+        if index is None:
+            raise InvalidParamsError(f"{folder} is not inside an open workspace folder")
+        manifest = index.read_manifest()
+        max_bytes = self.settings.maxFileBytes
+        start = canonical_path(folder) or folder
+        scope = index.uri_to_rel(start) or ""
+        found: list[FileStatus] = []
+        seen: set[str] = set()
+        for item in index.filter.survey(start):
+            path = index.root / item.rel
+            seen.add(item.rel)
+            stored = manifest.get(item.rel)
+            if item.reason is not None:
+                found.append(FileStatus(item.rel + ("/" if item.is_dir else ""), path,
+                                        "skipped", item.reason))
+            elif item.entry is not None and item.entry.size > max_bytes and stored is None:
+                found.append(FileStatus(item.rel, path, "skipped", (
+                    f"file is {item.entry.size:,} bytes, over the maxFileBytes limit of "
+                    f"{max_bytes:,}: not indexed")))
+            else:
+                readable, reason = self._probe(path, item.entry, max_bytes)
+                if stored is not None:
+                    found.append(self._stored_state(item.rel, path, stored, reason))
+                elif readable:
+                    found.append(FileStatus(item.rel, path, "pending", reason))
+                else:
+                    found.append(FileStatus(item.rel, path, "skipped", reason))
+        for rel, stored in list(manifest.items()):  # unsaved buffers of files not on disk
+            if rel not in seen and (not scope or rel.startswith(scope + "/")):
+                found.append(self._stored_state(rel, index.root / rel, stored, (
+                    "unsaved editor buffer" if stored.source == "buffer" else None)))
+        found.sort(key=lambda status: status.rel)
+        return found
+
+    def _stored_state(self, rel: str, path: Path, stored: StoredFile,
+                      reason: str | None) -> FileStatus:
+        """The state of a file the store holds. store14: "keywordOnly" where its chunks have
+        no dense vector yet (pending embedding), from the store's per-file counts."""
+        return FileStatus(rel, path, "indexed", reason, chunks=stored.chunk_total())
+
+    def _probe(self, path: Path, entry: FileEntry | None,
+               max_bytes: int) -> tuple[bool, str | None]:
+        """files.probe, remembered per (path, size, mtime) so that paging through a large
+        folder reads each file once (bounded: an LRU of PROBE_CACHE_SIZE)."""
+        key = (str(path), entry.size if entry else -1, entry.mtime_ns if entry else -1)
+        with self._probe_lock:
+            if key in self._probes:
+                self._probes.move_to_end(key)
+                return self._probes[key]
+        result = probe(path, max_bytes)
+        with self._probe_lock:
+            self._probes[key] = result
+            while len(self._probes) > PROBE_CACHE_SIZE:
+                self._probes.popitem(last=False)
         return result
 
     def close(self) -> None:

@@ -353,6 +353,16 @@ def read_document(path: Path, max_bytes: int) -> Document:
     raise AssertionError("unreachable")
 
 
+def probe(path: Path, max_bytes: int) -> tuple[bool, str | None]:
+    """What the indexer would make of a file the walk takes: (False, why it is skipped) —
+    too large, binary, unreadable, not a regular file — or (True, a warning such as invalid
+    UTF-8 replaced, or None). Reads it as the indexer does (`docs/files` asks this)."""
+    try:
+        return True, read_document(path, max_bytes).warning
+    except SkipFile as skip:
+        return False, str(skip)
+
+
 def open_regular(path: Path) -> BinaryIO:
     """Open a regular file for reading, or raise SkipFile. Opened non-blocking, so that a FIFO
     (or a device) put where a document was expected never waits for a writer; the type is
