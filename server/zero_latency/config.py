@@ -47,6 +47,8 @@ DEFAULT_SEARCH_MODE: SearchMode = "hybrid"
 MAX_QUERY_CHARS = 2000
 MAX_LIMIT = 100
 DEFAULT_LIMIT = 10
+#: What `docs/files` says of a file (engine.FileStateName, the schema's FileIndexState).
+FILE_STATES = ("indexed", "keywordOnly", "pending", "skipped")
 #: Without a model only keyword search works.
 KEYWORD_ONLY_MODES: tuple[SearchMode, ...] = ("keyword",)
 

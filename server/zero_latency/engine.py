@@ -529,6 +529,19 @@ class Engine:
         found.sort(key=lambda status: status.rel)
         return found
 
+    def files_page(self, folders: Sequence[Path], states: Sequence[str] = (), offset: int = 0,
+                   limit: int = 100) -> dict[str, Any]:
+        """The docs/files result: `file_states` of each folder, only `states` (all when
+        empty), the page at `offset`."""
+        found = [status for folder in folders for status in self.file_states(folder)
+                 if not states or status.state in states]
+        result: dict[str, Any] = {
+            "files": [status.to_wire() for status in found[offset:offset + limit]],
+            "total": len(found)}
+        if offset + limit < len(found):
+            result["nextOffset"] = offset + limit
+        return result
+
     def _stored_state(self, rel: str, path: Path, stored: StoredFile,
                       reason: str | None) -> FileStatus:
         """The state of a file the store holds. store14: "keywordOnly" where its chunks have

@@ -51,7 +51,7 @@ from .config import (
     SettingsError,
     load_settings,
 )
-from .errors import CancelledError, ZeroLatencyError
+from .errors import CancelledError, InvalidParamsError, ZeroLatencyError
 from .framing import Frame, FrameParser, FramingError
 from .hub import EngineHub
 from .paths import resolves_inside
@@ -65,6 +65,8 @@ log = logging.getLogger("zero_latency")
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
 
+#: docs/files: files per page unless the client asks (schema: at most 1000).
+FILES_PAGE = 100
 WATCH_GLOB = "**/*.{" + ",".join(e.lstrip(".") for e in DEFAULT_INCLUDE_EXTENSIONS) + "}"
 
 
@@ -507,6 +509,31 @@ async def docs_status(ls: ZeroLatencyServer, params: Any) -> dict[str, Any]:
     # Reading a manifest the first time takes a while on a big store: off the loop.
     return await asyncio.get_running_loop().run_in_executor(
         ls.search_executor, lambda: engine.status(read_manifests=True, roots=roots))
+
+
+@feature("docs/files")
+async def docs_files(ls: ZeroLatencyServer, params: Any) -> dict[str, Any]:
+    """Every file of a folder and its index state, paged (extension: spec.md)."""
+    args = _validated("docs/files", params)
+    engine = await ls.get_engine()
+    await ls.ready.wait()
+    if "uri" in args:
+        folder = _uri_path(args["uri"])
+        if folder is None:
+            raise JsonRpcInvalidParams(f"docs/files: uri: cannot resolve {args['uri'][:80]}")
+        folders = [folder]
+    else:
+        folders = [f.resolve() for f in ls.folders if f.resolve() in engine.indexes]
+    states, offset = args.get("states") or (), args.get("offset", 0)
+    limit = args.get("limit", FILES_PAGE)
+    try:
+        result: dict[str, Any] = await asyncio.get_running_loop().run_in_executor(
+            ls.search_executor, lambda: engine.files_page(folders, states, offset, limit))
+    except InvalidParamsError as err:
+        raise JsonRpcInvalidParams(f"docs/files: {err.message}") from err
+    except ZeroLatencyError as err:
+        raise _rpc_error(err) from err
+    return result
 
 
 @feature(lsp.WORKSPACE_SYMBOL)
