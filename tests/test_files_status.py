@@ -159,3 +159,14 @@ def test_zl_status_files_pages_and_json(tmp_path: Path) -> None:
     assert lines == ["skipped  .gitignore  — not a document type",
                      "skipped  blob.md  — binary file (contains NUL bytes): not indexed"]
     assert "1-2 of 5 files" in text.stderr and "--offset 2" in text.stderr
+
+
+def test_the_file_states_are_one_list() -> None:
+    from typing import get_args
+
+    from zero_latency.config import FILE_STATES
+    from zero_latency.engine import FileStateName
+    from zero_latency.protocol import schema
+
+    assert get_args(FileStateName) == FILE_STATES
+    assert tuple(schema()["$defs"]["FileIndexState"]["enum"]) == FILE_STATES

@@ -47,8 +47,9 @@ DEFAULT_SEARCH_MODE: SearchMode = "hybrid"
 MAX_QUERY_CHARS = 2000
 MAX_LIMIT = 100
 DEFAULT_LIMIT = 10
-#: What `docs/files` says of a file (engine.FileStateName, the schema's FileIndexState).
-FILE_STATES = ("indexed", "keywordOnly", "pending", "skipped")
+#: What `docs/files` says of a file (the schema's FileIndexState is held to it by a test).
+FileIndexState = Literal["indexed", "keywordOnly", "pending", "skipped"]
+FILE_STATES: tuple[FileIndexState, ...] = get_args(FileIndexState)
 #: Without a model only keyword search works.
 KEYWORD_ONLY_MODES: tuple[SearchMode, ...] = ("keyword",)
 

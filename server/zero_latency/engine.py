@@ -20,7 +20,13 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from .config import KEYWORD_ONLY_MODES, SEARCH_MODES, Settings, check_workspace_folder
+from .config import (
+    KEYWORD_ONLY_MODES,
+    SEARCH_MODES,
+    FileIndexState,
+    Settings,
+    check_workspace_folder,
+)
 from .embedder import Embedder, OnnxEmbedder
 from .errors import (
     DeviceUnavailableError,
@@ -49,7 +55,7 @@ ROOM_POLL_S = 1.0
 FLUSH_INTERVAL_S = 2.0
 
 
-FileStateName = Literal["indexed", "keywordOnly", "pending", "skipped"]
+FileStateName = FileIndexState
 #: Files whose read verdict (files.probe) is remembered between `docs/files` pages.
 PROBE_CACHE_SIZE = 20_000
 
