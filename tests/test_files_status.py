@@ -170,3 +170,37 @@ def test_the_file_states_are_one_list() -> None:
 
     assert get_args(FileStateName) == FILE_STATES
     assert tuple(schema()["$defs"]["FileIndexState"]["enum"]) == FILE_STATES
+
+
+def test_a_single_file_is_judged_as_the_walk_judges_it(tmp_path: Path) -> None:
+    """One rule check for the walk and for single files (events, didOpen): for every file,
+    `exclusion` gives the reason the walk gave, or None for the files the walk takes."""
+    from zero_latency.config import Settings
+    from zero_latency.files import WorkspaceFilter
+
+    root = make_workspace(tmp_path / "ws")
+    (root / "docs" / ".gitignore").write_text("\n*.txt\n!keep.txt\n")
+    (root / "docs" / "keep.txt").write_text("kept by a negation\n")
+    walk = WorkspaceFilter(root, Settings(exclude=("big.md",)))
+    surveyed = list(walk.survey())
+    taken = {s.rel for s in surveyed if s.reason is None}
+    assert taken == {"blob.md", "docs/guide.md", "docs/keep.txt"}
+    for item in surveyed:
+        if not item.is_dir:
+            assert walk.exclusion(item.rel) == item.reason, item
+    assert walk.exclusion("docs/latin1.txt") == "ignored by docs/.gitignore:2: *.txt"
+    assert walk.exclusion("big.md") == "excluded by the exclude setting: big.md"
+    assert walk.exclusion("generated/deeper/x.md") == "ignored by .gitignore:2: generated/"
+    assert walk.exclusion("node_modules/pkg/README.md") == "default ignore: node_modules"
+
+
+def test_the_gitignore_cache_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from zero_latency import files
+
+    monkeypatch.setattr(files, "GITIGNORE_CACHE_SIZE", 8)
+    for n in range(20):
+        folder = tmp_path / f"f{n}"
+        folder.mkdir()
+        (folder / ".gitignore").write_text("x/\n")
+        assert files._gitignore(folder) is not None
+    assert len(files._GITIGNORE_CACHE) <= 8
