@@ -520,7 +520,7 @@ async def docs_files(ls: ZeroLatencyServer, params: Any) -> dict[str, Any]:
     if "uri" in args:
         folder = _uri_path(args["uri"])
         if folder is None:
-            raise JsonRpcInvalidParams(f"docs/files: uri: cannot resolve {args['uri'][:80]}")
+            raise JsonRpcInvalidParams(f"docs/files: uri: cannot resolve {_quote(args['uri'])}")
         folders = [folder]
     else:
         folders = [f.resolve() for f in ls.folders if f.resolve() in engine.indexes]
