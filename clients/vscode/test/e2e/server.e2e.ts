@@ -21,7 +21,7 @@ import { buildIndexParams, buildSearchParams, errorCode, ErrorCodes, index, sear
 import { groupByFile } from '../../src/results';
 import { buildInitializationOptions, DEFAULT_SERVER_ARGS, type InspectedValue } from '../../src/settings';
 import { statusBar } from '../../src/statusText';
-import type { IndexResult, SearchResult } from '../../src/types';
+import type { IndexResult, SearchResult } from '../../src/lspExt';
 
 const CLIENT_ROOT = path.resolve(__dirname, '..', '..', '..');
 const TIMEOUT_MS = 300_000;
