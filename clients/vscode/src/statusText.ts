@@ -40,21 +40,21 @@ export function statusBar(phase: Phase): StatusView {
 }
 
 /**
- * While the index runs, the server's own `$/progress` is the one progress item (VS Code shows
- * it, with the rate and ETA the server computes): this item then says "indexing" with the
- * counts that grow, and does not spin. States are compared as strings: the server may add
+ * Once the server runs, its own `$/progress` is the one progress item (VS Code shows it, with
+ * the rate and ETA the server computes): this item says what the server is doing, with the
+ * counts that grow, and never spins (only "starting" does, before any server progress can be). States are compared as strings: the server may add
  * states (the contract's "loading" / "ready"), shown here as their nearest known one.
  */
 function runningView(status: StatusResult | undefined): StatusView {
   if (status === undefined) {
-    return { text: `$(sync~spin) ${NAME}`, tooltip: `${NAME}: waiting for status` };
+    return { text: `$(database) ${NAME}`, tooltip: `${NAME}: waiting for status` };
   }
   const tooltip = statusSummary(status);
   const state: string = status.state;
   switch (state) {
     case 'loading':
     case 'loadingModel':
-      return { text: `$(sync~spin) ${NAME}: loading model`, tooltip };
+      return { text: `$(database) ${NAME}: loading model`, tooltip };
     case 'indexing': {
       const pending = status.pendingFiles > 0 ? ` (${plural(status.pendingFiles, 'file')} left)` : '';
       return { text: `$(database) ${NAME}: indexing · ${countsText(status)}${pending}`, tooltip };

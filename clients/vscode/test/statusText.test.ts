@@ -25,14 +25,14 @@ test('indexing: growing counts, no spinner (the server\'s $/progress is the one 
 
 test('states the contract adds show as their nearest known one', () => {
   const loading = { ...base, state: 'loading' } as unknown as StatusResult;
-  assert.equal(statusBar({ kind: 'running', status: loading }).text, '$(sync~spin) Zero-Latency: loading model');
+  assert.equal(statusBar({ kind: 'running', status: loading }).text, '$(database) Zero-Latency: loading model');
   const ready = { ...base, state: 'ready' } as unknown as StatusResult;
   assert.equal(statusBar({ kind: 'running', status: ready }).text, '$(search) Zero-Latency: 12 files · 1,340 chunks');
   assert.match(statusSummary(ready), /^Zero-Latency: ready · /);
 });
 
 test('server states', () => {
-  assert.equal(statusBar({ kind: 'running', status: { ...base, state: 'loadingModel' } }).text, '$(sync~spin) Zero-Latency: loading model');
+  assert.equal(statusBar({ kind: 'running', status: { ...base, state: 'loadingModel' } }).text, '$(database) Zero-Latency: loading model');
   assert.equal(statusBar({ kind: 'running', status: { ...base, state: 'indexing', pendingFiles: 3 } }).text, '$(database) Zero-Latency: indexing · 12 files · 1,340 chunks (3 files left)');
   const error = statusBar({ kind: 'running', status: { ...base, state: 'error', lastError: 'store locked' } });
   assert.match(error.text, /^\$\(warning\)/);
