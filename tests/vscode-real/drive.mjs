@@ -244,8 +244,9 @@ async function main() {
       const tab = ((await page.locator('.tabs-container .tab.active').first().getAttribute('aria-label').catch(() => null)) ?? '').trim();
       const cursor = await cursorText(page);
       const match = /Ln (\d+), Col (\d+)(?: \((\d+) selected\))?/.exec(cursor);
-      return tab.includes(first.file.split('/').pop()) && match !== null
-        ? { tab, cursor, line: Number(match[1]), column: Number(match[2]), selected: Number(match[3] ?? 0), selection }
+      // Done once the selection shows (the cursor moves there first).
+      return tab.includes(first.file.split('/').pop()) && match !== null && match[3] !== undefined
+        ? { tab, cursor, line: Number(match[1]), column: Number(match[2]), selected: Number(match[3]), selection }
         : undefined;
     });
     await shot(page, 'opened');
@@ -266,7 +267,9 @@ async function main() {
         const tab = ((await page.locator('.tabs-container .tab.active').first().getAttribute('aria-label').catch(() => null)) ?? '').trim();
         const cursor = await cursorText(page);
         const match = /Ln (\d+), Col (\d+)(?: \((\d+) selected\))?/.exec(cursor);
-        return tab.includes(target) && match !== null ? { tab, cursor, line: Number(match[1]), selected: Number(match[3] ?? 0) } : undefined;
+        return tab.includes(target) && match !== null && match[3] !== undefined
+          ? { tab, cursor, line: Number(match[1]), selected: Number(match[3]) }
+          : undefined;
       });
       await shot(page, 'related-opened');
       report('relatedOpened', { row: rows[0], ...relatedOpened });

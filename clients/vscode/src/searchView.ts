@@ -175,8 +175,10 @@ export class SearchViewProvider implements vscode.WebviewViewProvider, vscode.Di
  * selected and in view, the cursor at its start. */
 export async function openRange(uri: string, range: Range): Promise<void> {
   const target = new vscode.Range(range.start.line, range.start.character, range.end.line, range.end.character);
-  const selection = new vscode.Selection(target.end, target.start); // anchor at the end: the cursor starts it
-  const editor = await vscode.window.showTextDocument(vscode.Uri.parse(uri), { selection, preview: true });
-  editor.selection = selection; // `selection` above is taken as a range: cursor at its end
+  // showTextDocument takes a range and puts the cursor at its end: open with the cursor at the
+  // start, then extend the selection backwards from the end so the cursor stays there.
+  const start = new vscode.Selection(target.start, target.start);
+  const editor = await vscode.window.showTextDocument(vscode.Uri.parse(uri), { selection: start, preview: true });
+  editor.selection = new vscode.Selection(target.end, target.start);
   editor.revealRange(target, vscode.TextEditorRevealType.InCenterIfOutsideViewport);
 }

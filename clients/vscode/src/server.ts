@@ -1,7 +1,7 @@
 // The server's lifecycle: finds and starts `zl serve` through vscode-languageclient, restarts it
 // when a setting it starts with changes, stops it, and passes on what it pushes (zl/status).
 // Commands, the status bar and the views ask this module for a running client.
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import * as readline from 'node:readline';
 import * as vscode from 'vscode';
 import { LanguageClient, State, type LanguageClientOptions, type StreamInfo } from 'vscode-languageclient/node';
@@ -26,6 +26,8 @@ const EXIT_GRACE_MS = 5000;
 
 export class Server implements vscode.Disposable {
   private client: LanguageClient | undefined;
+  /** The `zl serve` process this window started (spawnServer), while it runs. */
+  private process: ChildProcessWithoutNullStreams | undefined;
   private starting: Promise<LanguageClient | undefined> | undefined;
   private phaseValue: Phase = { kind: 'starting' };
   private restartTimer: ReturnType<typeof setTimeout> | undefined;
@@ -135,12 +137,12 @@ export class Server implements vscode.Disposable {
       }
     });
     child.on('error', (error) => this.output.appendLine(`zl serve: ${error.message}`));
-    // The client only closes the streams: the server exits on `exit` or at the end of stdin;
-    // one that does not is stopped.
-    child.stdin.on('close', () => {
-      const timer = setTimeout(() => child.exitCode === null && child.kill(), EXIT_GRACE_MS);
-      child.once('exit', () => clearTimeout(timer));
+    child.once('exit', () => {
+      if (this.process === child) {
+        this.process = undefined;
+      }
     });
+    this.process = child;
     return Promise.resolve({ reader: child.stdout, writer: child.stdin });
   }
 
@@ -170,9 +172,17 @@ export class Server implements vscode.Disposable {
 
   async stop(): Promise<void> {
     const client = this.client;
+    const child = this.process;
     this.client = undefined;
     if (client !== undefined) {
       await client.dispose().catch((error: unknown) => this.output.appendLine(`stop: ${errorMessage(error)}`));
+    }
+    // The client sent `exit` (the client does not own a process it did not spawn): one that
+    // has not gone after a grace period is stopped.
+    if (child !== undefined && child.exitCode === null && child.signalCode === null) {
+      const timer = setTimeout(() => child.kill(), EXIT_GRACE_MS);
+      child.once('exit', () => clearTimeout(timer));
+      child.stdin.end();
     }
   }
 
