@@ -48,7 +48,9 @@ export class RelatedView implements vscode.TreeDataProvider<RelatedNode>, vscode
 
   getTreeItem(node: RelatedNode): vscode.TreeItem {
     if (node.kind === 'message') {
-      return new vscode.TreeItem(node.text, vscode.TreeItemCollapsibleState.None);
+      const item = new vscode.TreeItem(node.text, vscode.TreeItemCollapsibleState.None);
+      item.tooltip = node.text; // the sidebar may cut it short
+      return item;
     }
     const { hit } = node;
     const target = targetRange(hit);
