@@ -11,13 +11,24 @@ const schemaPath = join(here, '..', '..', '..', 'protocol', 'schema.json');
 const outPath = join(here, '..', 'src', 'generated', 'protocol.d.ts');
 const schema = JSON.parse(readFileSync(schemaPath, 'utf8'));
 
+/** A `$ref` with a description beside it would become a new type (`Range1`, `Range2`…) equal
+ * to the one referenced: keep the reference alone, so every use names the same type. */
+function bareRefs(node) {
+  if (Array.isArray(node)) return node.map(bareRefs);
+  if (node === null || typeof node !== 'object') return node;
+  if (typeof node.$ref === 'string' && Object.keys(node).every((key) => ['$ref', 'description', '$comment'].includes(key))) {
+    return { $ref: node.$ref };
+  }
+  return Object.fromEntries(Object.entries(node).map(([key, value]) => [key, bareRefs(value)]));
+}
+
 // The schema is a set of $defs, not one root type: a root that references every definition
 // makes each one a named, exported type (the $defs key is its name).
 const root = {
   title: 'Protocol',
   type: 'object',
   additionalProperties: false,
-  $defs: schema.$defs,
+  $defs: bareRefs(schema.$defs),
   properties: Object.fromEntries(Object.keys(schema.$defs).map((name) => [name, { $ref: `#/$defs/${name}` }])),
 };
 const types = await compile(root, 'Protocol', {
