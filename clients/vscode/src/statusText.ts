@@ -57,7 +57,9 @@ function runningView(status: StatusResult | undefined): StatusView {
       return { text: `$(database) ${NAME}: loading model`, tooltip };
     case 'indexing': {
       const pending = status.pendingFiles > 0 ? ` (${plural(status.pendingFiles, 'file')} left)` : '';
-      return { text: `$(database) ${NAME}: indexing · ${countsText(status)}${pending}`, tooltip };
+      // No counts before any are known (manifests still loading): never "0 files" while loading.
+      const counts = status.files > 0 || status.chunks > 0 ? ` · ${countsText(status)}` : '';
+      return { text: `$(database) ${NAME}: indexing${counts}${pending}`, tooltip };
     }
     case 'error':
       return { text: `$(warning) ${NAME}: ${countsText(status)}`, tooltip };

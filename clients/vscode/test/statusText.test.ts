@@ -21,6 +21,8 @@ test('indexing: growing counts, no spinner (the server\'s $/progress is the one 
   const view = statusBar({ kind: 'running', status: { ...base, state: 'indexing' } });
   assert.equal(view.text, '$(database) Zero-Latency: indexing · 12 files · 1,340 chunks');
   assert.doesNotMatch(view.text, /~spin/);
+  // Before the first counts are known: no "0 files".
+  assert.equal(statusBar({ kind: 'running', status: { ...base, state: 'indexing', files: 0, chunks: 0 } }).text, '$(database) Zero-Latency: indexing');
 });
 
 test('states the contract adds show as their nearest known one', () => {
