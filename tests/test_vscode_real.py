@@ -227,6 +227,9 @@ ships that passed and how the lamp burned. A keeper's logbook was evidence for t
 """
 LONG_QUERY = "lighthouse keepers weather logbooks"
 UNKNOWN_SETTING = "lighthouseColour"
+#: docs/related is the "results" work of issue 15: its Related checks run once the contract has it.
+RELATED_IN_CONTRACT = "docs/related" in json.loads(
+    (ROOT / "protocol" / "schema.json").read_text())["methods"]
 SIDEBAR_WIDTH = 300
 
 
@@ -302,7 +305,7 @@ def _vscode_session(workspace: Path, tmp_path: Path, scenario: str,
             "scenario": scenario, "url": address[0], "chromium": chromium,
             "expectedFiles": len(files), "query": QUERY, "editText": EDIT_TEXT,
             "editWord": EDIT_WORD, "editQuery": EDIT_QUERY, "longQuery": LONG_QUERY,
-            "sidebarWidth": SIDEBAR_WIDTH, "shots": str(shots),
+            "sidebarWidth": SIDEBAR_WIDTH, "related": RELATED_IN_CONTRACT, "shots": str(shots),
             "timeoutMs": STEP_TIMEOUT_S * 1000,
         }))
         driver = Driver(config, env)
@@ -346,28 +349,32 @@ def test_related_passages_and_log_lines_once_in_real_vscode(workspace: Path,
     other files; clicking one opens it with its lines selected. The server runs in the window's
     own process (`--no-daemon`: its log records go to stderr and window/logMessage both), and
     a workspace setting it does not know makes it log a warning: the output channel shows it
-    once."""
+    once. Without docs/related in protocol/schema.json only the log check runs, and the test
+    then reports itself skipped."""
     (workspace / ".zero-latency.toml").write_text(f'{UNKNOWN_SETTING} = "blue"\n')
     with _vscode_session(workspace, tmp_path, "related",
                          ("serve", "--no-daemon")) as session:
         driver = session.driver
         driver.next_event("indexed", STEP_TIMEOUT_S * 2)
-        opened = driver.next_event("opened", STEP_TIMEOUT_S)
-        source = opened["hit"]["file"]
-        rows = driver.next_event("related", STEP_TIMEOUT_S)["rows"]
-        for row in rows:
-            file, _, line = row["description"].rpartition(":")
-            assert file in session.files and file != source, (source, rows)  # other files only
-            assert 1 <= int(line) <= len((workspace / file).read_text().splitlines()), row
-        clicked = driver.next_event("relatedOpened", STEP_TIMEOUT_S)
-        file, _, line = clicked["row"]["description"].rpartition(":")
-        assert Path(file).name in clicked["tab"], clicked
-        assert clicked["line"] == int(line), clicked  # the cursor starts the passage's lines
-        assert clicked["selected"] > 0, clicked  # and they are selected
+        source = driver.next_event("opened", STEP_TIMEOUT_S)["hit"]["file"]
+        if RELATED_IN_CONTRACT:
+            rows = driver.next_event("related", STEP_TIMEOUT_S)["rows"]
+            for row in rows:
+                file, _, line = row["description"].rpartition(":")
+                assert file in session.files and file != source, (source, rows)  # other files
+                assert 1 <= int(line) <= len((workspace / file).read_text().splitlines()), row
+            clicked = driver.next_event("relatedOpened", STEP_TIMEOUT_S)
+            file, _, line = clicked["row"]["description"].rpartition(":")
+            assert Path(file).name in clicked["tab"], clicked
+            assert clicked["line"] == int(line), clicked  # the cursor starts the passage's lines
+            assert clicked["selected"] > 0, clicked  # and they are selected
         driver.next_event("readyToClose", STEP_TIMEOUT_S)
         _check_output_channel(session.user_data)
         driver.send("close")
         driver.next_event("closed", STEP_TIMEOUT_S)
+    if not RELATED_IN_CONTRACT:
+        pytest.skip("the log lines were checked; the Related view needs docs/related in "
+                    "protocol/schema.json (issue 15's server side)")
 
 
 def _offset(lines: list[str], line: int, character: int) -> int:
