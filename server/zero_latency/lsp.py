@@ -20,6 +20,7 @@ import signal
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable, Generator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -226,6 +227,7 @@ class ZeroLatencyServer(LanguageServer):
             log.error("background work failed: %s", message)
             if self.engine is not None:
                 self.engine.last_error = message
+            _status_changed(self)
 
     def index_for_uri(self, uri: str) -> tuple[WorkspaceIndex, str] | None:
         engine = self.engine
@@ -252,9 +254,11 @@ class ZeroLatencyServer(LanguageServer):
         if token is not None:
             self.work_done_progress.begin(token, lsp.WorkDoneProgressBegin(
                 title=title, cancellable=False, percentage=0))
+        _status_changed(self)
         last = [0.0]
 
         def progress(done: int, total: int, message: str) -> None:
+            _status_changed_threadsafe(loop, self)
             now = time.monotonic()
             if token is None or (now - last[0] < 0.1 and done != total):
                 return
@@ -272,6 +276,7 @@ class ZeroLatencyServer(LanguageServer):
         finally:
             if token is not None:
                 self.work_done_progress.end(token, lsp.WorkDoneProgressEnd(message=summary))
+            _status_changed(self)
 
 
 #: Every handler of a connection, registered on each new server by `create_server`.
@@ -338,9 +343,11 @@ async def _startup(ls: ZeroLatencyServer) -> None:
     loop = asyncio.get_running_loop()
     ls.engine = await loop.run_in_executor(None, _make_engine, ls, ls.settings)
     ls.engine_created.set()
+    _status_changed(ls)
     engine = ls.engine
     watching = ls.index_on_start and await _register_watchers(ls)
     await asyncio.wrap_future(engine.run(engine.load_model))
+    _status_changed(ls)
     if ls.find_indexed_root:
         found = await loop.run_in_executor(
             None, lambda: [engine.indexed_root(f) for f in ls.folders])
@@ -534,6 +541,81 @@ async def docs_files(ls: ZeroLatencyServer, params: Any) -> dict[str, Any]:
     except ZeroLatencyError as err:
         raise _rpc_error(err) from err
     return result
+
+
+# --- zl/status: the server pushes docs/status when it changes ------------------------------
+
+#: At most one zl/status every this many seconds (the contract's "~2/s").
+STATUS_PUSH_INTERVAL_S = 0.5
+#: docs/status states in which the status will change again without a hook announcing it.
+_BUSY_STATES = frozenset({"loading", "loadingModel", "indexing"})
+
+
+class _StatusPush:
+    """One connection's zl/status pushes: throttled, coalesced and sent only when the object
+    differs from the last one sent. While the status says work is under way (not idle, or
+    files pending) it looks again after the interval, so the end of work nobody announces (an
+    edit's re-index, another client's run) is pushed too; once idle it waits for a hook."""
+
+    def __init__(self, ls: ZeroLatencyServer) -> None:
+        self.ls = ls
+        self.last_sent: dict[str, Any] | None = None
+        self.last_push_at = -STATUS_PUSH_INTERVAL_S
+        self.timer: asyncio.TimerHandle | None = None
+        self.sending = False
+        self.again = False  # a change arrived while a status was being read
+
+    def changed(self) -> None:
+        if self.ls.released or self.ls.engine is None:
+            return
+        if self.sending:
+            self.again = True
+        elif self.timer is None:
+            delay = max(0.0, self.last_push_at + STATUS_PUSH_INTERVAL_S - time.monotonic())
+            self.timer = asyncio.get_running_loop().call_later(delay, self._fire)
+
+    def _fire(self) -> None:
+        self.timer = None
+        self.sending = True
+        self.ls.spawn(self._send())
+
+    async def _send(self) -> None:
+        busy = False
+        try:
+            # The very object docs/status answers (the handler is a plain coroutine).
+            status = await docs_status(self.ls, None)
+            busy = status.get("state") in _BUSY_STATES or bool(status.get("pendingFiles"))
+            if status != self.last_sent and not self.ls.released:
+                self.ls.protocol.notify("zl/status", status)
+                self.last_sent = status
+        except Exception as err:  # a push is best effort: never a failure loop
+            log.debug("zl/status not sent: %r", err)
+        finally:
+            self.last_push_at = time.monotonic()
+            self.sending = False
+            if self.again or busy:
+                self.again = False
+                self.changed()
+
+
+_STATUS_PUSHES: weakref.WeakKeyDictionary[ZeroLatencyServer, _StatusPush] = (
+    weakref.WeakKeyDictionary())
+
+
+def _status_changed(ls: ZeroLatencyServer) -> None:
+    """Hook: something docs/status reports may have changed (an index run began, progressed or
+    ended, the model loaded, background work failed). Event loop thread only: workers hop
+    here with `loop.call_soon_threadsafe`."""
+    push = _STATUS_PUSHES.get(ls)
+    if push is None:
+        push = _STATUS_PUSHES[ls] = _StatusPush(ls)
+    push.changed()
+
+
+def _status_changed_threadsafe(loop: asyncio.AbstractEventLoop, ls: ZeroLatencyServer) -> None:
+    """`_status_changed` from a worker thread; a closed loop (the client left) is ignored."""
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(_status_changed, ls)
 
 
 @feature(lsp.WORKSPACE_SYMBOL)
