@@ -336,7 +336,8 @@ JSON = st.recursive(
                                                                 max_size=5),
     max_leaves=20,
 )
-METHODS = st.sampled_from(["docs/search", "docs/index", "docs/status", "workspace/symbol",
+METHODS = st.sampled_from(["docs/search", "docs/index", "docs/status", "docs/files",
+                           "workspace/symbol",
                            "docs/bogus", "initialize", "textDocument/didChange", "$/bogus",
                            "shutdownish"])
 
