@@ -31,14 +31,14 @@ from zero_latency.errors import StoreError, StoreIncompatibleError
 from zero_latency.indexer import WorkspaceIndex
 from zero_latency.models import resolve_bundled
 from zero_latency.search import search
-from zero_latency.server_store import (
+from zero_latency.sparse import SparseEncoder
+from zero_latency.stores import ChunkPoint, Fusion, PathFilter, SparseVec, point_id
+from zero_latency.stores.server import (
     UPSERT_BATCH,
     ServerStore,
     collection_name,
     workspace_key,
 )
-from zero_latency.sparse import SparseEncoder
-from zero_latency.store import ChunkPoint, Fusion, PathFilter, SparseVec, point_id
 
 DIM = 4
 FP = "test/model@int8#1234"

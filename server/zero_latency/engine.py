@@ -23,8 +23,10 @@ from .embedder import Embedder
 from .errors import (
     DeviceUnavailableError,
     ModelUnavailableError,
+    StoreCorruptError,
     StoreError,
     StoreFullError,
+    StoreIncompatibleError,
     ZeroLatencyError,
 )
 from .files import canonical_path
@@ -32,7 +34,17 @@ from .indexer import CancelToken, IndexReport, ProgressFn, WorkspaceIndex
 from .models import ModelFiles, resolve_model
 from .search import search
 from .sparse import SparseEncoder
-from .store import HYBRID_FUSION, EdgeStore, Fusion, Mode, Store, store_dir
+from .stores import (
+    HYBRID_FUSION,
+    Fusion,
+    Mode,
+    Store,
+    StoreIdentity,
+    discard_store,
+    edge_path,
+    index_exists,
+    open_store,
+)
 
 log = logging.getLogger(__name__)
 
@@ -133,44 +145,39 @@ class Engine:
         return index
 
     def rebuild_workspace(self, root: Path) -> WorkspaceIndex:
-        """Delete a workspace's index (damaged, or built for another model) and start over:
-        its embedded store folder, or its points on a Qdrant server (other workspaces in the
-        server's collection are left alone)."""
+        """Delete a workspace's index (damaged, or built for another model) and start over.
+        Other workspaces sharing a server collection are left alone; a store another process
+        holds is never deleted (StoreLockedError)."""
         root = root.resolve()
         check_workspace_folder(root, self.settings)  # before anything is deleted
         index = self.indexes.pop(root, None)
-        if self.settings.storeUrl:
-            from .server_store import ServerStore
-
-            store = index.store if index is not None else self._open_store(root)
-            assert isinstance(store, ServerStore)
+        store: Store | None = index.store if index is not None else None
+        if store is None:
+            try:
+                store = self._open_store(root)
+            except (StoreCorruptError, StoreIncompatibleError):
+                # It cannot be opened to be cleared: remove it whole where the backend can.
+                if not discard_store(self.settings, root, self.store_identity()):
+                    raise
+                log.warning("deleted the index of %s (%s) to rebuild it", root,
+                            self.settings.storeUrl or "embedded store")
+        if store is not None:
             store.clear()
             store.close()
-            log.warning("deleted the points of %s on %s to rebuild them", root,
-                        self.settings.storeUrl)
-        else:
-            if index is not None:
-                index.store.close()
-            path = self.store_path(root)
-            # Refused (StoreLockedError) while another process has the store open: deleting
-            # it under that process would leave it writing into a folder that is gone.
-            if EdgeStore.destroy(path):
-                log.warning("deleted the store at %s to rebuild it", path)
+            log.warning("deleted the index of %s at %s to rebuild it", root, store.location)
         self.store_errors.pop(root, None)
         return self.open_workspace(root)
 
     def _open_store(self, root: Path) -> Store:
-        if self.settings.storeUrl:
-            from .server_store import ServerStore  # qdrant-client loads only when used
+        return open_store(self.settings, root, self.store_identity())
 
-            return ServerStore(self.settings.storeUrl, self.settings.storeApiKey, root,
-                               self.model_fingerprint(), self.dimension())
-        path = store_dir(self.settings.data_dir(), root, self.model_id)
-        return EdgeStore(path, self.model_fingerprint(), self.dimension())
+    def store_identity(self) -> StoreIdentity:
+        return StoreIdentity(self.model_id, self.model_fingerprint(), self.dimension())
 
     def has_index(self, root: Path) -> bool:
-        """Whether `root` has an embedded store for this model (a server store cannot tell)."""
-        return not self.settings.storeUrl and (self.store_path(root) / "shard").exists()
+        """Whether `root` has an index for this model, in whichever store is configured."""
+        self.load_model()  # the index is per model
+        return index_exists(self.settings, root.resolve(), self.store_identity())
 
     def indexed_root(self, start: Path) -> Path | None:
         """The nearest folder at or above `start` with an index for this model (what `zl
@@ -179,8 +186,9 @@ class Engine:
         return next((f for f in [start, *start.parents] if self.has_index(f)), None)
 
     def store_path(self, root: Path) -> Path:
+        """The folder an embedded store of `root` has (or would have) for this model."""
         self.load_model()  # the folder is per model
-        return store_dir(self.settings.data_dir(), root.resolve(), self.model_id)
+        return edge_path(self.settings, root, self.store_identity())
 
     def model_fingerprint(self) -> str:
         return self.model_files.fingerprint() if self.model_files else KEYWORD_ONLY_ID

@@ -42,8 +42,9 @@ from .files import (
     without_lone_surrogates,
 )
 from .sparse import SparseEncoder
-from .store import (
+from .stores import (
     MARKER_HASH,
+    ChunkPayload,
     ChunkPoint,
     FileState,
     SparseVec,
@@ -469,12 +470,12 @@ class WorkspaceIndex:
                 continue
             points = []
             if not p.chunks:
-                points.append(ChunkPoint(
-                    id=file_marker_id(p.rel), dense=None, sparse=SparseVec([], []),
-                    payload={"path": p.rel, "chunk_hash": MARKER_HASH,
-                             "file_hash": p.state.file_hash, "mtime_ns": p.state.mtime_ns,
-                             "size": p.state.size, "source": p.state.source,
-                             "language": p.language}))
+                marker: ChunkPayload = {
+                    "path": p.rel, "chunk_hash": MARKER_HASH, "file_hash": p.state.file_hash,
+                    "mtime_ns": p.state.mtime_ns, "size": p.state.size,
+                    "source": p.state.source, "language": p.language}
+                points.append(ChunkPoint(id=file_marker_id(p.rel), dense=None,
+                                         sparse=SparseVec([], []), payload=marker))
             for k, chunk in enumerate(p.chunks):
                 vector = p.vectors[k]
                 if vector is None and self.embedder is not None:

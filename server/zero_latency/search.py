@@ -16,7 +16,7 @@ from .errors import InvalidParamsError
 from .files import glob_spec
 from .indexer import WorkspaceIndex
 from .sparse import SparseEncoder
-from .store import HYBRID_FUSION, Fusion, Mode, PathFilter, StoredHit
+from .stores import HYBRID_FUSION, Fusion, Mode, PathFilter, StoredHit
 
 MAX_QUERY_CHARS = 2000
 MAX_LIMIT = 100
@@ -121,11 +121,11 @@ def search(indexes: Sequence[WorkspaceIndex], embedder: Embedder | None, sparse:
 
 def _hit(index: WorkspaceIndex, stored: StoredHit) -> Hit:
     p = stored.payload
-    path = str(p.get("path", ""))
+    path = p.get("path", "")
     return Hit(
-        uri=(index.root / path).as_uri(), path=path, start=int(p.get("start", 0)),
-        end=int(p.get("end", 0)), score=stored.score, heading=list(p.get("heading") or []),
-        text=str(p.get("text", "")), language=str(p.get("language", "plaintext")),
+        uri=(index.root / path).as_uri(), path=path, start=p.get("start", 0),
+        end=p.get("end", 0), score=stored.score, heading=list(p.get("heading") or []),
+        text=p.get("text", ""), language=p.get("language", "plaintext"),
         root=str(index.root), source="buffer" if path in index.overlays else "disk",
     )
 
