@@ -49,7 +49,9 @@ from .stores import (
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-State = Literal["idle", "indexing", "loadingModel", "error"]
+#: "loading": workspaces are being opened (their stores read), so counts are not known yet;
+#: "idle" is the ready state (its name kept for the clients that wait for it).
+State = Literal["idle", "indexing", "loading", "loadingModel", "error"]
 KEYWORD_ONLY_ID = "keyword-only"
 #: How often a store whose disk filled up looks for room again.
 ROOM_POLL_S = 1.0
@@ -75,6 +77,9 @@ class Engine:
         self._pending: dict[Path, set[str]] = {}
         self._pending_lock = threading.Lock()
         self._active_runs = 0
+        #: The report of the index run in progress (a docs/index arriving meanwhile waits for
+        #: it and reports what it did, not "0 indexed, all unchanged").
+        self.current_run: Future[IndexReport] | None = None
         self._runs: set[CancelToken] = set()  # cancelled by close(): stop at a file boundary
         self._loading = False
         # Writes stopped by a full disk: workspaces whose run must be redone, and the thread
@@ -240,6 +245,8 @@ class Engine:
         cancel = cancel or CancelToken()
         self._runs.add(cancel)
         self._active_runs += 1
+        outcome: Future[IndexReport] = Future()
+        self.current_run = outcome
         try:
             groups: dict[Path, list[Path]] = {}
             for target in list(self.indexes) if targets is None else targets:
@@ -253,20 +260,51 @@ class Engine:
                 index = self.indexes[root]
                 scope = None if paths == [root] or root in paths else paths
                 try:
+                    # Pass 1: every file keyword-searchable first (no model in the loop).
                     report = index.sync(scope, force=force, progress=progress, cancel=cancel,
-                                        between_groups=self.drain_pending)
+                                        between_groups=self.drain_pending, embed=False)
                 except StoreFullError as err:
                     self._wait_for_room(err, rescan=root)
                     raise
                 total.add(report)
+                index.store.flush()
+            if not self.settings.backfillPaused:
+                for root in groups:  # pass 2: the dense vectors, by priority
+                    total.embeddedChunks += self._backfill(self.indexes[root], progress, cancel)
+            if self.embedder is not None:  # what is left for the backfill (paused, say)
+                total.pendingChunks = sum(self.indexes[r].store.counts().pending
+                                          for r in groups)
             for store in [i.store for i in self.indexes.values()]:
                 store.flush()
                 store.maybe_vacuum()
+        except BaseException as err:
+            outcome.set_exception(err)
+            raise
         finally:
             self._active_runs -= 1
             self._runs.discard(cancel)
+            if self.current_run is outcome:
+                self.current_run = None
         total.elapsedMs = round((time.perf_counter() - started) * 1000, 1)
+        outcome.set_result(total)
         return total
+
+    def _backfill(self, index: WorkspaceIndex, progress: ProgressFn | None,
+                  cancel: CancelToken) -> int:
+        def report(done: int, total: int, seconds: float) -> None:
+            if progress is not None:
+                progress(done, total, backfill_message(done, total, seconds))
+
+        try:
+            return index.backfill(report, cancel, self.drain_pending,
+                                  self.settings.backfillChunksPerSecond)
+        except StoreFullError as err:
+            self._wait_for_room(err, rescan=index.root)
+            raise
+
+    def prioritize(self, index: WorkspaceIndex, rel: str) -> None:
+        """The editor opened or showed `rel`: embed its chunks before the rest."""
+        index.note_opened(rel)
 
     def schedule_sync(self, index: WorkspaceIndex, rel: str) -> Future[None]:
         """Queue one file for syncing (an edit or a file event); runs soon, even mid-run."""
@@ -388,7 +426,8 @@ class Engine:
         """Search the workspaces in `roots` (default: every open one)."""
         if mode == "semantic" and self.embedder is None and self.model_error is not None:
             raise self.model_error
-        result = search(self._scoped(roots), self.embedder, self.sparse, query, limit,
+        scoped = self._scoped(roots)
+        result = search(scoped, self.embedder, self.sparse, query, limit,
                         mode, include, exclude, fusion, languages)
         result["indexState"] = self.index_state()
         return result
@@ -406,7 +445,7 @@ class Engine:
         return bool(self._active_runs or pending or self._loading)
 
     def index_state(self) -> str:
-        if self.state() in ("indexing", "loadingModel"):
+        if self.state() in ("indexing", "loading", "loadingModel"):
             return "indexing"
         if not any(index.files for index in self.indexes.values()):
             return "empty"
@@ -415,7 +454,9 @@ class Engine:
     def state(self) -> State:
         if self._loading:
             return "loadingModel"
-        if self._active_runs or not all(i.manifest_loaded for i in self.indexes.values()):
+        if not all(i.manifest_loaded for i in self.indexes.values()):
+            return "loading"
+        if self._active_runs:
             return "indexing"
         if self.store_errors:
             return "error"
@@ -434,10 +475,13 @@ class Engine:
         with self._pending_lock:
             pending = sum(len(v) for v in self._pending.values())
         loaded = [i for i in scoped if i.manifest_loaded]
+        counts = {i.root: i.counts() for i in loaded}
         result: dict[str, Any] = {
             "state": self.state(),
             "files": sum(len(i.files) for i in loaded),
             "chunks": sum(i.chunk_count() for i in loaded),
+            "keywordChunks": sum(c.chunks for c in counts.values()),
+            "embeddedChunks": sum(c.embedded for c in counts.values()),
             "pendingFiles": pending,
             "model": {
                 "id": self.embedder.model_id if self.embedder else (
@@ -452,7 +496,9 @@ class Engine:
             "workspaces": [
                 {"uri": i.root.as_uri(), "files": len(i.files) if i in loaded else 0,
                  "chunks": i.chunk_count() if i in loaded else 0,
-                 "store": i.store.location}
+                 "store": i.store.location,
+                 **({"keywordChunks": counts[i.root].chunks,
+                     "embeddedChunks": counts[i.root].embedded} if i in loaded else {})}
                 for i in scoped
             ],
             "searchModes": ["hybrid", "semantic", "keyword"] if self.embedder else ["keyword"],
@@ -482,3 +528,24 @@ class Engine:
         self._worker.shutdown(wait=True, cancel_futures=True)
         if self.embedder is not None:
             self.embedder.close()
+
+
+def backfill_message(done: int, total: int, seconds: float) -> str:
+    """What the backfill has left, for a progress line: "chunks embedded · 57/s · ~7 min
+    left" (the caller puts "412/26,100" before it)."""
+    rate = done / seconds if seconds > 0 else 0.0
+    text = "chunks embedded"
+    if rate > 0:
+        text += f" · {rate:,.0f}/s"
+        left = (total - done) / rate
+        if done < total:
+            text += f" · ~{_duration(left)} left"
+    return text
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{max(1, round(seconds))} s"
+    if seconds < 3600:
+        return f"{round(seconds / 60)} min"
+    return f"{seconds / 3600:.1f} h"

@@ -252,7 +252,8 @@ class ZeroLatencyServer(LanguageServer):
             pct = int(done * 100 / total) if total else 100
             loop.call_soon_threadsafe(self.work_done_progress.report, token,
                                       lsp.WorkDoneProgressReport(
-                                          message=f"{done}/{total} {message}", percentage=pct))
+                                          message=f"{done:,}/{total:,} {message}",
+                                          percentage=pct))
 
         summary = "stopped"
         try:
@@ -357,7 +358,9 @@ def _summary(result: Any) -> str:
     files, embedded = getattr(result, "files", None), getattr(result, "embeddedChunks", None)
     if files is None or embedded is None:
         return "done"
-    return f"{files} files, {embedded} chunks embedded"
+    pending = getattr(result, "pendingChunks", 0)
+    left = f", {pending:,} still to embed (keyword search covers them)" if pending else ""
+    return f"{files:,} files, {embedded:,} chunks embedded{left}"
 
 
 async def _register_watchers(ls: ZeroLatencyServer) -> bool:
@@ -465,11 +468,16 @@ async def docs_index(ls: ZeroLatencyServer, params: Any) -> dict[str, Any]:
     targets = explicit or ls.roots()
     from .indexer import CancelToken
 
+    # A run already going (the first one, started by `initialized`): this request waits for
+    # it (queued behind it on the index worker) and reports what it did too.
+    running = engine.current_run
     cancel = CancelToken()
     try:
         report: IndexReport = await ls.with_progress(
             "Zero-Latency: indexing", args.get("workDoneToken"),
             lambda progress: engine.index(targets, bool(args.get("force")), progress, cancel))
+        if running is not None and running.done() and running.exception() is None:
+            report = report.after(running.result())
     except asyncio.CancelledError:
         cancel.cancel()
         raise
@@ -513,8 +521,11 @@ async def docs_status(ls: ZeroLatencyServer, params: Any) -> dict[str, Any]:
         await ls.ready.wait()
     roots = [f.resolve() for f in ls.folders]
     # Reading a manifest the first time takes a while on a big store: off the loop.
-    return await asyncio.get_running_loop().run_in_executor(
+    status = await asyncio.get_running_loop().run_in_executor(
         ls.search_executor, lambda: engine.status(read_manifests=True, roots=roots))
+    if not ls.ready.is_set() and status["state"] in ("idle", "indexing"):
+        status["state"] = "loading"  # folders not opened yet: "0 files" would be untrue
+    return status
 
 
 @feature(lsp.WORKSPACE_SYMBOL)
@@ -555,6 +566,7 @@ async def did_open(ls: ZeroLatencyServer, params: lsp.DidOpenTextDocumentParams)
     index, rel = found
     if index.filter.is_ignored(rel):
         return
+    ls.require_engine().prioritize(index, rel)  # the backfill embeds what is open first
     uri, text = params.text_document.uri, params.text_document.text
     if len(text) <= index.settings.maxFileBytes:  # over it, the indexer skips it with a message
         # Off the loop: the file may be large, slow, or not a file at all (a FIFO never
