@@ -77,9 +77,10 @@ class Engine:
         self._pending: dict[Path, set[str]] = {}
         self._pending_lock = threading.Lock()
         self._active_runs = 0
-        #: The report of the index run in progress (a docs/index arriving meanwhile waits for
-        #: it and reports what it did, not "0 indexed, all unchanged").
-        self.current_run: Future[IndexReport] | None = None
+        #: When the last index run finished (monotonic) and its report: a docs/index that
+        #: arrived while it ran waited for it, and reports what it did too (not "0 indexed,
+        #: all unchanged").
+        self.last_run: tuple[float, IndexReport] | None = None
         self._runs: set[CancelToken] = set()  # cancelled by close(): stop at a file boundary
         self._loading = False
         # Writes stopped by a full disk: workspaces whose run must be redone, and the thread
@@ -245,8 +246,6 @@ class Engine:
         cancel = cancel or CancelToken()
         self._runs.add(cancel)
         self._active_runs += 1
-        outcome: Future[IndexReport] = Future()
-        self.current_run = outcome
         try:
             groups: dict[Path, list[Path]] = {}
             for target in list(self.indexes) if targets is None else targets:
@@ -277,16 +276,11 @@ class Engine:
             for store in [i.store for i in self.indexes.values()]:
                 store.flush()
                 store.maybe_vacuum()
-        except BaseException as err:
-            outcome.set_exception(err)
-            raise
         finally:
             self._active_runs -= 1
             self._runs.discard(cancel)
-            if self.current_run is outcome:
-                self.current_run = None
         total.elapsedMs = round((time.perf_counter() - started) * 1000, 1)
-        outcome.set_result(total)
+        self.last_run = (time.monotonic(), total)
         return total
 
     def _backfill(self, index: WorkspaceIndex, progress: ProgressFn | None,

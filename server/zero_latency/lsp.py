@@ -468,16 +468,19 @@ async def docs_index(ls: ZeroLatencyServer, params: Any) -> dict[str, Any]:
     targets = explicit or ls.roots()
     from .indexer import CancelToken
 
-    # A run already going (the first one, started by `initialized`): this request waits for
-    # it (queued behind it on the index worker) and reports what it did too.
-    running = engine.current_run
+    asked = time.monotonic()
     cancel = CancelToken()
+
+    def run(progress: Callable[[int, int, str], None]) -> IndexReport:
+        # A run going or queued when this request came (the first one, started by
+        # `initialized`) finished before this one starts (one index worker): report it too.
+        earlier = engine.last_run
+        report = engine.index(targets, bool(args.get("force")), progress, cancel)
+        return report.after(earlier[1]) if earlier and earlier[0] >= asked else report
+
     try:
         report: IndexReport = await ls.with_progress(
-            "Zero-Latency: indexing", args.get("workDoneToken"),
-            lambda progress: engine.index(targets, bool(args.get("force")), progress, cancel))
-        if running is not None and running.done() and running.exception() is None:
-            report = report.after(running.result())
+            "Zero-Latency: indexing", args.get("workDoneToken"), run)
     except asyncio.CancelledError:
         cancel.cancel()
         raise
@@ -523,7 +526,7 @@ async def docs_status(ls: ZeroLatencyServer, params: Any) -> dict[str, Any]:
     # Reading a manifest the first time takes a while on a big store: off the loop.
     status = await asyncio.get_running_loop().run_in_executor(
         ls.search_executor, lambda: engine.status(read_manifests=True, roots=roots))
-    if not ls.ready.is_set() and status["state"] in ("idle", "indexing"):
+    if not ls.ready.is_set() and status["state"] != "error":
         status["state"] = "loading"  # folders not opened yet: "0 files" would be untrue
     return status
 
