@@ -417,7 +417,10 @@ class WorkspaceIndex:
         if self.embedder is not None and not force:
             kept = self.store.vectors([i for i in ids if old and i in old.chunk_ids])
             missing = [h for i, h in zip(ids, hashes, strict=True) if i not in kept]
-            by_hash = self.store.vectors_by_hash(sorted(set(missing)))
+            # A store with no vectors yet (a first run) has none to reuse: a read per file
+            # saved.
+            by_hash = (self.store.vectors_by_hash(sorted(set(missing)))
+                       if missing and self.counts().embedded else {})
             vectors = [kept.get(i, by_hash.get(h)) for i, h in zip(ids, hashes, strict=True)]
         state.chunk_ids = dict(zip(ids, hashes, strict=True))
         if not chunks:  # empty (or blank) file: a marker records its stat, so that warm

@@ -333,8 +333,12 @@ async def _startup(ls: ZeroLatencyServer) -> None:
     watching = ls.index_on_start and await _register_watchers(ls)
     await asyncio.wrap_future(engine.run(engine.load_model))
     if ls.find_indexed_root:
-        found = await loop.run_in_executor(
-            None, lambda: [engine.indexed_root(f) for f in ls.folders])
+        try:  # a Qdrant server (storeUrl) is asked: it may be down
+            found = await loop.run_in_executor(
+                None, lambda: [engine.indexed_root(f) for f in ls.folders])
+        except ZeroLatencyError as err:
+            found = []
+            _show(ls, err.message, lsp.MessageType.Error)
         ls.folders = [f for f in found if f is not None]
     for folder in ls.folders:
         try:
