@@ -21,7 +21,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import __version__
-from .config import LANGUAGES, SettingsError, load_settings
+from .config import (
+    DEFAULT_LIMIT,
+    DEFAULT_SEARCH_MODE,
+    LANGUAGES,
+    SEARCH_MODES,
+    SettingsError,
+    load_settings,
+)
 from .errors import ZeroLatencyError
 
 if TYPE_CHECKING:  # `zl serve` must start fast: the engine loads after `initialize`
@@ -119,8 +126,8 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("search", help="search the index of the current workspace")
     p.add_argument("query", nargs="+")
-    p.add_argument("--limit", "-n", type=int, default=10)
-    p.add_argument("--mode", choices=["hybrid", "semantic", "keyword"], default="hybrid")
+    p.add_argument("--limit", "-n", type=int, default=DEFAULT_LIMIT)
+    p.add_argument("--mode", choices=SEARCH_MODES, default=DEFAULT_SEARCH_MODE)
     p.add_argument("--path", action="append", default=[], metavar="GLOB",
                    help="only files matching this workspace-relative glob (repeatable)")
     p.add_argument("--exclude", action="append", default=[], metavar="GLOB")

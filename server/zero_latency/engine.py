@@ -18,8 +18,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from .config import Settings, check_workspace_folder
-from .embedder import Embedder
+from .config import KEYWORD_ONLY_MODES, SEARCH_MODES, Settings, check_workspace_folder
+from .embedder import Embedder, OnnxEmbedder
 from .errors import (
     DeviceUnavailableError,
     ModelUnavailableError,
@@ -31,7 +31,7 @@ from .errors import (
 )
 from .files import canonical_path
 from .indexer import CancelToken, IndexReport, ProgressFn, WorkspaceIndex
-from .models import ModelFiles, resolve_model
+from .models import resolve_model
 from .search import search
 from .sparse import SparseEncoder
 from .stores import (
@@ -61,18 +61,19 @@ FLUSH_INTERVAL_S = 2.0
 
 class Engine:
     def __init__(self, settings: Settings,
-                 warn: Callable[[str], None] | None = None) -> None:
+                 warn: Callable[[str], None] | None = None,
+                 model: Embedder | None = None) -> None:
+        """`model`: use this embedder instead of loading `settings.model` (a test double)."""
         self.settings = settings
         self.warn = warn or (lambda message: log.warning("%s", message))
         self.sparse = SparseEncoder()
-        self.embedder: Embedder | None = None
-        self.model_files: ModelFiles | None = None
+        self.embedder: Embedder | None = model
         self.model_error: ModelUnavailableError | None = None
         self.last_error: str | None = None
         self.indexes: dict[Path, WorkspaceIndex] = {}
         self.store_errors: dict[Path, StoreError] = {}
         self._model_lock = threading.Lock()
-        self._model_loaded = False
+        self._model_loaded = model is not None
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="zl-index")
         self._pending: dict[Path, set[str]] = {}
         self._pending_lock = threading.Lock()
@@ -107,13 +108,12 @@ class Engine:
                 if warning:
                     self.warn(warning)
                 try:
-                    self.embedder = Embedder(files, self.settings.device,
-                                             self.settings.threads, self.settings.batchSize)
+                    self.embedder = OnnxEmbedder(files, self.settings.device,
+                                                 self.settings.threads, self.settings.batchSize)
                 except DeviceUnavailableError as err:  # same vectors, just slower: go on
                     self.warn(f"{err.message} Running the model on the CPU meanwhile.")
-                    self.embedder = Embedder(files, "cpu", self.settings.threads,
-                                             self.settings.batchSize)
-                self.model_files = files
+                    self.embedder = OnnxEmbedder(files, "cpu", self.settings.threads,
+                                                 self.settings.batchSize)
             except ModelUnavailableError as err:
                 self.model_error = err
                 self.last_error = err.message
@@ -197,7 +197,7 @@ class Engine:
         return edge_path(self.settings, root, self.store_identity())
 
     def model_fingerprint(self) -> str:
-        return self.model_files.fingerprint() if self.model_files else KEYWORD_ONLY_ID
+        return self.embedder.fingerprint if self.embedder else KEYWORD_ONLY_ID
 
     def dimension(self) -> int:
         return self.embedder.dimension if self.embedder else 1
@@ -495,7 +495,7 @@ class Engine:
                      "embeddedChunks": counts[i.root].embedded} if i in loaded else {})}
                 for i in scoped
             ],
-            "searchModes": ["hybrid", "semantic", "keyword"] if self.embedder else ["keyword"],
+            "searchModes": list(SEARCH_MODES if self.embedder else KEYWORD_ONLY_MODES),
         }
         if self.last_error:
             result["lastError"] = self.last_error

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 from cattrs.errors import ClassValidationError
 from cattrs.v import transform_error
 from lsprotocol import types as lsp
+from pygls.capabilities import get_capability
 from pygls.exceptions import (
     JsonRpcException,
     JsonRpcInvalidParams,
@@ -41,10 +42,19 @@ from pygls.protocol.json_rpc import JsonRPCNotification, JsonRPCRequestMessage
 from pygls.uris import to_fs_path
 
 from . import __version__
-from .config import DEFAULT_INCLUDE_EXTENSIONS, Settings, SettingsError, load_settings
+from .config import (
+    DEFAULT_INCLUDE_EXTENSIONS,
+    DEFAULT_LIMIT,
+    DEFAULT_SEARCH_MODE,
+    MAX_QUERY_CHARS,
+    Settings,
+    SettingsError,
+    load_settings,
+)
 from .errors import CancelledError, ZeroLatencyError
 from .framing import Frame, FrameParser, FramingError
 from .hub import EngineHub
+from .paths import resolves_inside
 
 if TYPE_CHECKING:  # the engine (numpy, Qdrant, ONNX Runtime) loads after `initialize`
     from .engine import Engine
@@ -55,8 +65,6 @@ log = logging.getLogger("zero_latency")
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
 
-#: Without file events from the client and without an OS watcher, the server rescans this often.
-POLL_INTERVAL_S = 5.0
 WATCH_GLOB = "**/*.{" + ",".join(e.lstrip(".") for e in DEFAULT_INCLUDE_EXTENSIONS) + "}"
 
 
@@ -386,7 +394,7 @@ async def _register_watchers(ls: ZeroLatencyServer) -> bool:
 
 def _watch_disk(ls: ZeroLatencyServer) -> None:
     """The client reports no file events: watch the workspace folders ourselves (native OS
-    notifications through watchdog), or scan them every few seconds where that cannot start."""
+    notifications through watchdog, or its polling observer where those cannot start)."""
     from .chunking import language_for
     from .watcher import DiskWatcher
 
@@ -403,28 +411,12 @@ def _watch_disk(ls: ZeroLatencyServer) -> None:
         loop.call_soon_threadsafe(_rescan, ls, root)
 
     watcher = DiskWatcher(changed, rescan)
-    try:
-        for root in ls.roots():
+    for root in ls.roots():
+        try:
             watcher.watch(root)
-    except OSError as err:
-        log.warning("cannot watch the workspace for changes (%s): scanning it every %.0f s "
-                    "instead", err, POLL_INTERVAL_S)
-        watcher.close()
-        ls.spawn(_poll_disk(ls))
-        return
+        except OSError as err:  # gone since it was opened: nothing there to watch
+            log.warning("cannot watch %s for changes: %s", root, err)
     ls.disk_watcher = watcher
-
-
-async def _poll_disk(ls: ZeroLatencyServer) -> None:
-    """A plain LSP client that watches nothing still gets a fresh index: a cheap stat scan
-    (unchanged files cost one stat each) every few seconds."""
-    engine = ls.require_engine()
-    while not ls.released and ls.roots():
-        await asyncio.sleep(POLL_INTERVAL_S)
-        report = await ls.on_worker(lambda: engine.index(ls.roots()))
-        if report.indexedFiles or report.removedFiles:
-            log.info("disk scan: %d changed, %d removed", report.indexedFiles,
-                     report.removedFiles)
 
 
 @feature(lsp.SHUTDOWN)
@@ -446,7 +438,7 @@ async def docs_index(ls: ZeroLatencyServer, params: Any) -> dict[str, Any]:
     explicit: list[Path] = []
     for uri in args.get("uris") or []:
         path = _uri_path(uri)
-        if path is None or not any(_inside(path, f) for f in folders):
+        if path is None or not any(resolves_inside(path, f) for f in folders):
             raise JsonRpcInvalidParams(f"uris: {_quote(uri)} is not inside a workspace folder")
         explicit.append(path)
     scope = explicit or folders
@@ -456,14 +448,14 @@ async def docs_index(ls: ZeroLatencyServer, params: Any) -> dict[str, Any]:
         root for root, failure in engine.store_errors.items()
         if args.get("force") and failure.kind != "storeLocked"]
     for root in doomed:
-        if any(_inside(t, root) or _inside(root, t) for t in scope):
+        if any(resolves_inside(t, root) or resolves_inside(root, t) for t in scope):
             try:
                 await ls.on_worker(lambda r=root: engine.rebuild_workspace(r))  # type: ignore[misc]
             except ZeroLatencyError as err:
                 raise _rpc_error(err) from err
     for target in scope:  # say why (data.kind) rather than index nothing
         # The innermost folder owns a path: a refused "/" must not block a project inside it.
-        owners = [f for f in folders if _inside(target, f)]
+        owners = [f for f in folders if resolves_inside(target, f)]
         root = max(owners, key=lambda f: len(f.parts)) if owners else target
         failure = engine.store_errors.get(root) or (
             None if root in engine.indexes else ls.folder_errors.get(root))
@@ -507,7 +499,7 @@ async def docs_search(ls: ZeroLatencyServer, params: Any) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
     try:
         return await loop.run_in_executor(ls.search_executor, lambda: engine.search(
-            args["query"], args.get("limit", 10), args.get("mode", "hybrid"),
+            args["query"], args.get("limit", DEFAULT_LIMIT), args.get("mode", DEFAULT_SEARCH_MODE),
             args.get("include", []), args.get("exclude", []),
             languages=args.get("languages"), roots=ls.roots()))
     except ZeroLatencyError as err:
@@ -545,7 +537,8 @@ async def workspace_symbol(ls: ZeroLatencyServer,
     loop = asyncio.get_running_loop()
     try:
         result = await loop.run_in_executor(
-            ls.search_executor, lambda: engine.search(query[:2000], 50, roots=ls.roots()))
+            ls.search_executor,
+            lambda: engine.search(query[:MAX_QUERY_CHARS], 50, roots=ls.roots()))
     except ZeroLatencyError as err:
         raise _rpc_error(err) from err
     symbols = []
@@ -728,7 +721,7 @@ async def did_change_workspace_folders(
             ls.folders = [f for f in ls.folders if f != path]
             if ls.disk_watcher is not None:
                 ls.disk_watcher.unwatch(path.resolve())
-            if any(_inside(path, f) for f in ls.folders):
+            if any(resolves_inside(path, f) for f in ls.folders):
                 # Nested in a folder still open: its files are the outer folder's again.
                 await asyncio.get_running_loop().run_in_executor(
                     None, lambda p=path: engine.close_workspace(p))  # type: ignore[misc]
@@ -789,13 +782,6 @@ def _rpc_error(err: ZeroLatencyError) -> JsonRpcException:
     return JsonRpcException(err.message, code=err.code, data=err.wire_data())
 
 
-def _inside(path: Path, folder: Path) -> bool:
-    from .files import canonical_path
-
-    resolved, base = canonical_path(path), canonical_path(folder)
-    return resolved is not None and (resolved == base or base in resolved.parents)
-
-
 def _uri_path(uri: str) -> Path | None:
     """The canonical path of a file uri: one identity per file however the client spells it
     (percent escapes in either case, `file://localhost/`, `/./`, `..`, symlinks,
@@ -837,12 +823,8 @@ def _disk_state(path: Path, text: str, max_bytes: int) -> str:
 
 
 def _supports(ls: ZeroLatencyServer, dotted: str) -> bool:
-    node: Any = ls.client_capabilities
-    for part in dotted.split("."):
-        node = getattr(node, part, None)
-        if node is None:
-            return False
-    return bool(node)
+    """A client capability, by its dotted snake_case path (False where any part is unset)."""
+    return bool(get_capability(ls.client_capabilities, dotted, False))
 
 
 def _show_threadsafe(ls: ZeroLatencyServer, message: str, kind: lsp.MessageType) -> None:

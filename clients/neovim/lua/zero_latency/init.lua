@@ -14,8 +14,11 @@ M.defaults = {
   root_markers = { ".git", ".zero-latency.toml" },
   -- No root marker above a buffer: use the current directory if the file is under it.
   fallback_to_cwd = true,
-  -- Buffers of these file types attach to the server (for live, unsaved-buffer search).
-  filetypes = { "markdown", "markdown.mdx", "mdx", "rst", "text", "asciidoc", "asciidoctor", "org" },
+  -- Buffers of these file types attach to the server (for live, unsaved-buffer search): every
+  -- type the server indexes (server/zero_latency/chunking.py: .md .markdown .mdx .rst .py
+  -- .txt .text .adoc .org).
+  filetypes = { "markdown", "markdown.mdx", "mdx", "rst", "python", "text", "asciidoc",
+    "asciidoctor", "org" },
   -- Start/attach automatically on FileType; false: only the commands start the server.
   auto_attach = true,
   -- Where :ZlSearch shows hits: "auto" | "telescope" | "fzf_lua" | "select" | "quickfix".
