@@ -581,8 +581,7 @@ class WorkspaceIndex:
                 group, cursor = self._next_pending(order, cursor, skip)
                 submitted = None
                 if group:
-                    future = self.embedder.executor.submit(self.embedder.embed,
-                                                           [c.text for c in group])
+                    future = self.embedder.submit([c.text for c in group])
                     submitted = (group, future)
                 if in_flight is not None:
                     done += self._add_vectors(in_flight[0], self._embedded(in_flight[1]))
