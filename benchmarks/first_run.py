@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from zero_latency.config import Settings
-from zero_latency.embedder import Embedder
+from zero_latency.embedder import OnnxEmbedder
 from zero_latency.engine import Engine
 from zero_latency.files import WorkspaceFilter
 from zero_latency.models import resolve_model
@@ -143,17 +143,30 @@ def walk_order(root: Path) -> list[str]:
     return [entry.rel for entry in WorkspaceFilter(root, Settings()).walk(root)]
 
 
-def unique_word(root: Path, rels: list[str], target: str) -> str:
-    """A word of `target` that no other file holds (so only that file answers it)."""
+def word_counts(root: Path, rels: list[str]) -> collections.Counter[str]:
+    """In how many files each word occurs."""
     frequency: collections.Counter[str] = collections.Counter()
     for rel in rels:
         text = (root / rel).read_text(encoding="utf-8", errors="replace").lower()
         frequency.update(set(WORD.findall(text)))
+    return frequency
+
+
+def unique_word(root: Path, frequency: collections.Counter[str], target: str) -> str | None:
+    """A word of `target` that no other file holds (so only that file answers it)."""
     own = WORD.findall((root / target).read_text(encoding="utf-8", errors="replace").lower())
-    unique = [w for w in own if frequency[w] == 1]
-    if not unique:
-        raise SystemExit(f"{target} has no word of its own: pick another corpus")
-    return unique[0]
+    return next((w for w in own if frequency[w] == 1), None)
+
+
+def last_with_unique_word(root: Path, order: list[str],
+                          frequency: collections.Counter[str]) -> tuple[str, str, int]:
+    """The file walked last among those holding a word of their own, that word, and how many
+    files the walk reaches after it."""
+    for behind, rel in enumerate(reversed(order)):
+        word = unique_word(root, frequency, rel)
+        if word is not None:
+            return rel, word, behind
+    raise SystemExit("no file has a word of its own: pick another corpus")
 
 
 def hit_paths(server: Server, query: str, mode: str = "keyword") -> list[dict[str, Any]]:
@@ -170,11 +183,11 @@ def embedded_done(message: str) -> int | None:
 def first_run(corpus: Path, work: Path, env: dict[str, str], backfill_seconds: float,
               baseline_chunks: int) -> dict[str, Any]:
     order = walk_order(corpus)
-    last = order[-1]
-    word = unique_word(corpus, order, last)
+    frequency = word_counts(corpus, order)
+    last, word, behind = last_with_unique_word(corpus, order, frequency)
     server = Server(corpus, work / "store", env)
     out: dict[str, Any] = {"corpus": str(corpus), "files": len(order), "lastFile": last,
-                           "query": word}
+                           "filesWalkedAfterIt": behind, "query": word}
     try:
         def found_last() -> bool:
             return any(h["path"] == last for h in hit_paths(server, word))
@@ -201,11 +214,11 @@ def first_run(corpus: Path, work: Path, env: dict[str, str], backfill_seconds: f
         # The backfill: watch its rate, and open a file it would reach last.
         watch_from = time.monotonic()
         time.sleep(min(10.0, backfill_seconds / 3))  # let the backfill reach its pace
-        files = sorted((p for p in corpus.rglob("*.md") if p.is_file()),
-                       key=lambda p: p.stat().st_mtime_ns)
-        opened = files[0]  # oldest: last in the backfill's order
-        rel = opened.relative_to(corpus).as_posix()
-        own = unique_word(corpus, order, rel) if rel in order else opened.stem
+        # The oldest file with a word of its own: the backfill's order reaches it last.
+        by_age = sorted(order, key=lambda r: (corpus / r).stat().st_mtime_ns)
+        rel, own = next((r, w) for r in by_age
+                        if (w := unique_word(corpus, frequency, r)) is not None)
+        opened = corpus / rel
         server.send({"jsonrpc": "2.0", "method": "textDocument/didOpen", "params": {
             "textDocument": {"uri": opened.as_uri(), "languageId": "markdown", "version": 1,
                              "text": opened.read_text(encoding="utf-8")}}})
@@ -228,6 +241,7 @@ def first_run(corpus: Path, work: Path, env: dict[str, str], backfill_seconds: f
         out["embeddedAtStop"] = server.request("docs/status")["embeddedChunks"]
     finally:
         server.close()
+        print(json.dumps(out), file=sys.stderr)  # kept if what follows fails
     out["embedderAloneChunksPerS"] = round(baseline(corpus, baseline_chunks), 1)
     if "backfillChunksPerS" in out:
         out["backfillVsEmbedder"] = round(out["backfillChunksPerS"]
@@ -238,7 +252,7 @@ def first_run(corpus: Path, work: Path, env: dict[str, str], backfill_seconds: f
 def baseline(corpus: Path, chunks: int) -> float:
     """The engine's embedder alone on the corpus's chunks, in groups as the backfill sends."""
     files, _warning = resolve_model("bundled", "cpu", True)
-    embedder = Embedder(files, "cpu", 0, 0)
+    embedder = OnnxEmbedder(files, "cpu", 0, 0)
     try:
         texts = real_chunks(corpus, embedder, chunks, 256)
         embedder.embed(texts[:8])  # warm-up

@@ -64,9 +64,11 @@ EMBED_GROUP = 32
 #: bounds one store write, and how long an edit waits behind a run.
 WRITE_GROUP_FILES = 64
 ProgressFn = Callable[[int, int, str], None]
-#: Chunks the backfill embeds at a time: an opened file or an edit waits at most about one
-#: group's embedding (~0.5 s at 60 chunks/s) before its own turn.
-BACKFILL_GROUP = 32
+#: Chunks the backfill embeds at a time. An opened file waits for the group being embedded
+#: and the one queued behind it (~0.3 s at 60 chunks/s): 32 made that 13 s on a loaded
+#: machine (benchmarks/first_run.py). The model runs one text at a time on CPU anyway
+#: (config.batchSize), so small groups cost only a store read and write each.
+BACKFILL_GROUP = 8
 #: Files whose pending chunks one store read of the backfill asks for (in priority order).
 BACKFILL_WINDOW = 256
 #: Recently opened files remembered for the backfill's priority.
