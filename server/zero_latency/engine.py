@@ -269,7 +269,8 @@ class Engine:
                 index.store.flush()
             if not self.settings.backfillPaused:
                 for root in groups:  # pass 2: the dense vectors, by priority
-                    total.embeddedChunks += self._backfill(self.indexes[root], progress, cancel)
+                    total.embeddedChunks += self._backfill(self.indexes[root], progress, cancel,
+                                                           total)
             if self.embedder is not None:  # what is left for the backfill (paused, say)
                 total.pendingChunks = sum(self.indexes[r].store.counts().pending
                                           for r in groups)
@@ -284,14 +285,14 @@ class Engine:
         return total
 
     def _backfill(self, index: WorkspaceIndex, progress: ProgressFn | None,
-                  cancel: CancelToken) -> int:
-        def report(done: int, total: int, seconds: float) -> None:
+                  cancel: CancelToken, report: IndexReport) -> int:
+        def progressed(done: int, total: int, seconds: float) -> None:
             if progress is not None:
                 progress(done, total, backfill_message(done, total, seconds))
 
         try:
-            return index.backfill(report, cancel, self.drain_pending,
-                                  self.settings.backfillChunksPerSecond)
+            return index.backfill(progressed, cancel, self.drain_pending,
+                                  self.settings.backfillChunksPerSecond, report)
         except StoreFullError as err:
             self._wait_for_room(err, rescan=index.root)
             raise

@@ -555,10 +555,14 @@ class WorkspaceIndex:
     def backfill(self, progress: BackfillProgress | None = None,
                  cancel: CancelToken | None = None,
                  between_groups: Callable[[], None] | None = None,
-                 chunks_per_second: int = 0) -> int:
+                 chunks_per_second: int = 0, report: IndexReport | None = None) -> int:
         """Give every stored chunk without a dense vector its vector, in priority order: files
         the editor opened (newest first) and open buffers, then by modification time (newest
         first), then anything left. Returns the chunks embedded.
+
+        A group the model rejects is retried chunk by chunk; a file with a chunk that fails
+        alone is reported in `report` (skipped, not indexed) and keeps its keyword index, with
+        a file hash that no longer matches it so that the next run reads it again.
 
         Resumable by construction: what lacks a vector is read from the store each group
         (Qdrant's `has_vector`), and a group's vectors are written in one update, so after a
@@ -569,6 +573,7 @@ class WorkspaceIndex:
             return 0
         started = time.perf_counter()
         done = 0
+        failed: set[str] = set()  # chunk ids the model refused: not asked again this run
         with self.lock, self._cancelled_by(cancel):
             total = self.store.counts().pending
             order = self._backfill_order()
@@ -579,14 +584,14 @@ class WorkspaceIndex:
                     self._cancel.check()
                 if between_groups is not None:
                     between_groups()
-                skip = {c.id for c in in_flight[0]} if in_flight else set()
+                skip = failed | ({c.id for c in in_flight[0]} if in_flight else set())
                 group, cursor = self._next_pending(order, cursor, skip)
                 submitted = None
                 if group:
                     future = self.embedder.submit([c.text for c in group])
                     submitted = (group, future)
                 if in_flight is not None:
-                    done += self._add_vectors(in_flight[0], self._embedded(in_flight[1]))
+                    done += self._finish_group(*in_flight, failed, report)
                     total = max(total, done)
                     self._counts = None
                     if progress is not None:
@@ -622,6 +627,44 @@ class WorkspaceIndex:
         # Files that came in after the walk began (and anything the order missed).
         found = [c for c in self.store.pending(None, want) if c.id not in skip]
         return found[:BACKFILL_GROUP], cursor
+
+    def _finish_group(self, group: list[PendingChunk], future: Future[Matrix],
+                      failed: set[str], report: IndexReport | None) -> int:
+        """Write a group's vectors once embedded; a group the model rejects, chunk by chunk."""
+        try:
+            return self._add_vectors(group, self._embedded(future))
+        except CancelledError:
+            raise
+        except Exception as err:  # any chunk's text can break a batch
+            log.warning("embedding %d chunks failed (%r): retrying one at a time",
+                        len(group), err)
+        assert self.embedder is not None
+        done = 0
+        refused: dict[str, str] = {}  # path -> why
+        for chunk in group:
+            try:
+                matrix = self.embedder.submit([chunk.text]).result()
+            except Exception as err:  # reported; the other chunks go on
+                failed.add(chunk.id)
+                refused.setdefault(chunk.path, f"cannot embed this file's text: {err!r}")
+                continue
+            done += self._add_vectors([chunk], matrix)
+        for rel, message in refused.items():
+            self._embedding_refused(rel, message, report)
+        return done
+
+    def _embedding_refused(self, rel: str, message: str, report: IndexReport | None) -> None:
+        """The model refused a chunk of `rel`: say so, and make the next run read it again
+        (its points keep their keyword index; their file hash no longer matches the file)."""
+        state = self.files.get(rel)
+        if state is not None:
+            self.store.set_payload(list(state.chunk_ids), {"file_hash": ""})
+            state.file_hash = ""
+        if report is not None:
+            if report.indexedFiles:  # counted as indexed by this run's keyword pass
+                report.indexedFiles -= 1
+            report.skippedFiles += 1
+            report.errors.append({"uri": (self.root / rel).as_uri(), "message": message})
 
     def _add_vectors(self, group: list[PendingChunk], matrix: Matrix) -> int:
         """Write a group's vectors, for the chunks that are still stored: an edit meanwhile
