@@ -63,6 +63,9 @@ EMBED_GROUP = 32
 #: Files written at a time when they need little embedding (unchanged chunks, empty files):
 #: bounds one store write, and how long an edit waits behind a run.
 WRITE_GROUP_FILES = 64
+#: Chunks the keyword pass writes at a time: what a kill loses at most, and how soon the
+#: first files become searchable.
+KEYWORD_GROUP = 64
 ProgressFn = Callable[[int, int, str], None]
 #: Chunks the backfill embeds at a time. An opened file waits for the group being embedded
 #: and the one queued behind it (~0.3 s at 60 chunks/s): 32 made that 13 s on a loaded
@@ -231,7 +234,8 @@ class WorkspaceIndex:
                     continue
                 group.append(prepared)
                 to_embed += sum(v is None for v in prepared.vectors)
-                if (embed and to_embed >= EMBED_GROUP) or len(group) >= WRITE_GROUP_FILES:
+                if (to_embed >= (EMBED_GROUP if embed else KEYWORD_GROUP)
+                        or len(group) >= WRITE_GROUP_FILES):
                     in_flight = self._rotate(in_flight, group, report, embed)
                     group, to_embed = [], 0
                     if between_groups:
