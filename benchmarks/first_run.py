@@ -214,10 +214,12 @@ def first_run(corpus: Path, work: Path, env: dict[str, str], backfill_seconds: f
         # The backfill: watch its rate, and open a file it would reach last.
         watch_from = time.monotonic()
         time.sleep(min(10.0, backfill_seconds / 3))  # let the backfill reach its pace
-        # The oldest file with a word of its own: the backfill's order reaches it last.
+        # The oldest file with a word of its own that search finds (a word only in markup,
+        # a URL say, is not indexed): the backfill's order reaches it last.
         by_age = sorted(order, key=lambda r: (corpus / r).stat().st_mtime_ns)
         rel, own = next((r, w) for r in by_age
-                        if (w := unique_word(corpus, frequency, r)) is not None)
+                        if (w := unique_word(corpus, frequency, r)) is not None
+                        and any(h["path"] == r for h in hit_paths(server, w)))
         opened = corpus / rel
         server.send({"jsonrpc": "2.0", "method": "textDocument/didOpen", "params": {
             "textDocument": {"uri": opened.as_uri(), "languageId": "markdown", "version": 1,
