@@ -25,7 +25,7 @@ from typing import Any
 
 from zero_latency.config import Settings
 from zero_latency.engine import Engine
-from zero_latency.store import HYBRID_FUSION, Fusion
+from zero_latency.stores import HYBRID_FUSION, Fusion
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "scifact-train"
 

@@ -260,10 +260,11 @@ def test_kill_9_of_the_daemon_mid_index_loses_and_repeats_nothing(tmp_path: Path
     store = tmp_path / "store"
     editor = started(ws, store)  # indexes on start
     try:
-        durable = wait_for(lambda: status_of(editor)["chunks"] >= 64, timeout=600,
-                           what="some chunks to be written")
+        # Work that is done: chunks embedded (the keyword pass writes every chunk first).
+        durable = wait_for(lambda: status_of(editor)["embeddedChunks"] >= 64, timeout=600,
+                           what="some chunks to be embedded")
         assert durable
-        done_before = status_of(editor)["chunks"]
+        done_before = status_of(editor)["embeddedChunks"]
         pid = daemon.running_pid(daemon_dir)
         assert pid is not None
         os.kill(pid, signal.SIGKILL)

@@ -22,7 +22,7 @@ from zero_latency.errors import (
 )
 from zero_latency.markup import readable_lines
 from zero_latency.models import resolve_bundled, resolve_folder, resolve_model
-from zero_latency.store import EdgeStore
+from zero_latency.stores import EdgeStore
 
 
 @pytest.fixture(scope="module")
@@ -257,7 +257,7 @@ def test_language_filter_is_applied_in_the_store(engine: Engine, tmp_path: Path)
 def test_deleted_points_are_vacuumed_once_they_pile_up(
         engine: Engine, workspace: Path, monkeypatch: pytest.MonkeyPatch,
         caplog: pytest.LogCaptureFixture) -> None:
-    from zero_latency import store as store_module
+    from zero_latency.stores import edge as store_module
 
     monkeypatch.setattr(store_module, "VACUUM_MIN_DELETED", 10)  # the real one is 1,000
     index = engine.open_workspace(workspace)
@@ -266,7 +266,7 @@ def test_deleted_points_are_vacuumed_once_they_pile_up(
     doomed = sum(len(index.files[f"book/{p.name}"].chunk_ids) for p in chapters[:3])
     for path in chapters[:3]:
         path.unlink()
-    with caplog.at_level("INFO", logger="zero_latency.store"):
+    with caplog.at_level("INFO", logger="zero_latency.stores.edge"):
         engine.index([workspace])
     assert f"vacuumed {doomed} deleted points" in caplog.text
     assert index.store.count() == index.chunk_count() > 0
@@ -275,6 +275,6 @@ def test_deleted_points_are_vacuumed_once_they_pile_up(
     caplog.clear()
     survivor = chapters[-1]
     survivor.write_text(survivor.read_text() + "\n\nOne more paragraph about spawn.\n")
-    with caplog.at_level("INFO", logger="zero_latency.store"):
+    with caplog.at_level("INFO", logger="zero_latency.stores.edge"):
         engine.index([workspace])
     assert "vacuumed" not in caplog.text

@@ -18,7 +18,7 @@ from zero_latency.config import Settings
 from zero_latency.engine import Engine
 from zero_latency.lsp import _rpc_error
 from zero_latency.protocol import schema
-from zero_latency.store import EdgeStore
+from zero_latency.stores import EdgeStore
 
 from .test_reliability import started, wait_for_state
 

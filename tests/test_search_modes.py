@@ -9,7 +9,7 @@ from typing import get_args, get_type_hints
 
 import pytest
 
-from zero_latency import cli, config, mcp_server, store
+from zero_latency import cli, config, mcp_server, stores
 from zero_latency.engine import Engine
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_every_mode_list_is_the_one_definition() -> None:
     modes = get_args(config.SearchMode)
     assert config.SEARCH_MODES == modes == ("hybrid", "semantic", "keyword")
-    assert get_args(store.Mode) == modes
+    assert get_args(stores.Mode) == modes
     assert get_args(get_type_hints(Engine.search)["mode"]) == modes
     assert mcp_server.Mode is config.SearchMode
     parser = cli._parser()

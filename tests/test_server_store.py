@@ -31,14 +31,14 @@ from zero_latency.errors import StoreError, StoreIncompatibleError
 from zero_latency.indexer import WorkspaceIndex
 from zero_latency.models import resolve_bundled
 from zero_latency.search import search
-from zero_latency.server_store import (
+from zero_latency.sparse import SparseEncoder
+from zero_latency.stores import ChunkPoint, Fusion, PathFilter, SparseVec, point_id
+from zero_latency.stores.server import (
     UPSERT_BATCH,
     ServerStore,
     collection_name,
     workspace_key,
 )
-from zero_latency.sparse import SparseEncoder
-from zero_latency.store import ChunkPoint, Fusion, PathFilter, SparseVec, point_id
 
 DIM = 4
 FP = "test/model@int8#1234"
@@ -314,6 +314,35 @@ def test_the_engine_opens_a_server_store_for_store_url(tmp_path: Path) -> None:
         with pytest.raises(StoreError, match=re.escape(f"Qdrant at {url} is unreachable")):
             engine.open_workspace(tmp_path)
         assert url in engine.store_errors[tmp_path.resolve()].message
+    finally:
+        engine.close()
+
+
+def test_a_workspace_indexed_on_the_server_is_found_without_creating_anything(
+        client: QdrantClient, tmp_path: Path) -> None:
+    """What `zl search` inside a workspace configured with storeUrl asks (Engine.indexed_root
+    through stores.index_exists): Edge's folder layout is not consulted."""
+    ws = tmp_path / "ws"
+    name = collection_name(FP, DIM)
+
+    def holds(folder: Path) -> bool:
+        return ServerStore.holds_workspace("http://qdrant.test:6333", None, folder, FP, DIM,
+                                           client=client)
+
+    assert not holds(ws) and not client.collection_exists(name), "nothing is created"
+    store = make_store(client, ws)
+    store.upsert(sample())
+    assert holds(ws) and not holds(ws / "sub") and not holds(tmp_path)
+    store.clear()
+    assert not holds(ws)
+
+
+def test_the_engine_asks_the_server_whether_a_folder_has_an_index(tmp_path: Path) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    engine = Engine(Settings(model="bundled", storeUrl=url, storePath=str(tmp_path / "s")))
+    try:  # no Edge folder is looked at: the configured server is asked (and is down here)
+        with pytest.raises(StoreError, match=re.escape(f"Qdrant at {url} is unreachable")):
+            engine.indexed_root(tmp_path)
     finally:
         engine.close()
 

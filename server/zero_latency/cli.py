@@ -220,10 +220,18 @@ def cmd_index(args: argparse.Namespace) -> int:
         return 2
     bar = _progress_bar(args.json)
 
-    def progress(done: int, total: int, _message: str) -> None:
+    def progress(done: int, total: int, message: str) -> None:
+        # Two passes: files read (keyword index), then chunks embedded (with rate and ETA
+        # in `message`); the bar switches its unit between them.
         if bar is not None:
+            unit = "chunk" if message.startswith("chunks embedded") else "file"
+            if bar.unit != unit:
+                bar.unit = unit
+                bar.set_description("embedding" if unit == "chunk" else "reading")
             bar.total = total
             bar.n = done
+            bar.set_postfix_str(message.partition(" · ")[2] if unit == "chunk" else "",
+                                refresh=False)
             bar.refresh()
 
     try:
@@ -257,11 +265,12 @@ def _index_here(args: argparse.Namespace, root: Path, progress: ProgressFn) -> d
 def _index_in_daemon(args: argparse.Namespace, root: Path,
                      progress: ProgressFn) -> dict[str, Any]:
     def on_progress(value: dict[str, Any]) -> None:
-        # The server reports "done/total what" (protocol/spec.md, docs/index progress).
-        done, _, rest = str(value.get("message", "")).partition("/")
-        total = rest.split(" ", 1)[0]
+        # The server reports "done/total what" (protocol/spec.md, docs/index progress),
+        # numbers with thousands separators.
+        done, _, rest = str(value.get("message", "")).replace(",", "").partition("/")
+        total, _, what = rest.partition(" ")
         if done.isdigit() and total.isdigit():
-            progress(int(done), int(total), "")
+            progress(int(done), int(total), what)
 
     client = _session(args, root, find_root=False, on_progress=on_progress)
     try:
@@ -277,7 +286,7 @@ def _progress_bar(quiet: bool) -> Any:
         return None
     from tqdm import tqdm
 
-    return tqdm(total=0, unit="file", file=sys.stderr, desc="indexing", leave=False)
+    return tqdm(total=0, unit="file", file=sys.stderr, desc="reading", leave=False)
 
 
 def _print_report(root: Path, report: dict[str, Any]) -> None:

@@ -108,6 +108,11 @@ class Settings:
     # plain ONNX Runtime loop, batch 4 at 97%, batch 8 at 89% on 2 cores), 32 on CUDA.
     batchSize: int = 0
     offlineFallback: bool = True  # default model unavailable: use the bundled one with a warning
+    # Pass 2 of indexing (dense vectors, after every file is keyword-searchable): paused keeps
+    # the workspace keyword-only until unpaused (edits are still embedded at once); a rate
+    # above 0 caps it at that many chunks per second (leaves the CPU to other work).
+    backfillPaused: bool = False
+    backfillChunksPerSecond: int = 0
     # Folders whose own `.zero-latency.toml` may set the protected keys (user configuration only).
     trustedWorkspaces: tuple[str, ...] = ()
     # Index a filesystem root or a home folder itself (user configuration only; off: refused).
@@ -151,6 +156,8 @@ class Settings:
             raise SettingsError("threads", "must be 0 (one per core) or more")
         if self.debounceMs < 0:
             raise SettingsError("debounceMs", "must be 0 or more")
+        if self.backfillChunksPerSecond < 0:
+            raise SettingsError("backfillChunksPerSecond", "must be 0 (no cap) or more")
         if not self.model.strip():
             raise SettingsError("model", "must not be empty")
 

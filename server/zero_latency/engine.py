@@ -32,8 +32,10 @@ from .errors import (
     DeviceUnavailableError,
     InvalidParamsError,
     ModelUnavailableError,
+    StoreCorruptError,
     StoreError,
     StoreFullError,
+    StoreIncompatibleError,
     ZeroLatencyError,
 )
 from .files import FileEntry, canonical_path, probe
@@ -41,13 +43,25 @@ from .indexer import CancelToken, IndexReport, ProgressFn, WorkspaceIndex
 from .models import resolve_model
 from .search import search
 from .sparse import SparseEncoder
-from .store import HYBRID_FUSION, EdgeStore, Fusion, Mode, Store, store_dir
-from .store import FileState as StoredFile
+from .stores import (
+    HYBRID_FUSION,
+    Fusion,
+    Mode,
+    Store,
+    StoreIdentity,
+    discard_store,
+    edge_path,
+    index_exists,
+    open_store,
+)
+from .stores import FileState as StoredFile
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-State = Literal["idle", "indexing", "loadingModel", "error"]
+#: "loading": workspaces are being opened (their stores read), so counts are not known yet;
+#: "idle" is the ready state (its name kept for the clients that wait for it).
+State = Literal["idle", "indexing", "loading", "loadingModel", "error"]
 KEYWORD_ONLY_ID = "keyword-only"
 #: How often a store whose disk filled up looks for room again.
 ROOM_POLL_S = 1.0
@@ -98,6 +112,10 @@ class Engine:
         self._pending: dict[Path, set[str]] = {}
         self._pending_lock = threading.Lock()
         self._active_runs = 0
+        #: When the last index run finished (monotonic) and its report: a docs/index that
+        #: arrived while it ran waited for it, and reports what it did too (not "0 indexed,
+        #: all unchanged").
+        self.last_run: tuple[float, IndexReport] | None = None
         self._runs: set[CancelToken] = set()  # cancelled by close(): stop at a file boundary
         self._loading = False
         # Writes stopped by a full disk: workspaces whose run must be redone, and the thread
@@ -169,44 +187,39 @@ class Engine:
         return index
 
     def rebuild_workspace(self, root: Path) -> WorkspaceIndex:
-        """Delete a workspace's index (damaged, or built for another model) and start over:
-        its embedded store folder, or its points on a Qdrant server (other workspaces in the
-        server's collection are left alone)."""
+        """Delete a workspace's index (damaged, or built for another model) and start over.
+        Other workspaces sharing a server collection are left alone; a store another process
+        holds is never deleted (StoreLockedError)."""
         root = root.resolve()
         check_workspace_folder(root, self.settings)  # before anything is deleted
         index = self.indexes.pop(root, None)
-        if self.settings.storeUrl:
-            from .server_store import ServerStore
-
-            store = index.store if index is not None else self._open_store(root)
-            assert isinstance(store, ServerStore)
+        store: Store | None = index.store if index is not None else None
+        if store is None:
+            try:
+                store = self._open_store(root)
+            except (StoreCorruptError, StoreIncompatibleError):
+                # It cannot be opened to be cleared: remove it whole where the backend can.
+                if not discard_store(self.settings, root, self.store_identity()):
+                    raise
+                log.warning("deleted the index of %s (%s) to rebuild it", root,
+                            self.settings.storeUrl or "embedded store")
+        if store is not None:
             store.clear()
             store.close()
-            log.warning("deleted the points of %s on %s to rebuild them", root,
-                        self.settings.storeUrl)
-        else:
-            if index is not None:
-                index.store.close()
-            path = self.store_path(root)
-            # Refused (StoreLockedError) while another process has the store open: deleting
-            # it under that process would leave it writing into a folder that is gone.
-            if EdgeStore.destroy(path):
-                log.warning("deleted the store at %s to rebuild it", path)
+            log.warning("deleted the index of %s at %s to rebuild it", root, store.location)
         self.store_errors.pop(root, None)
         return self.open_workspace(root)
 
     def _open_store(self, root: Path) -> Store:
-        if self.settings.storeUrl:
-            from .server_store import ServerStore  # qdrant-client loads only when used
+        return open_store(self.settings, root, self.store_identity())
 
-            return ServerStore(self.settings.storeUrl, self.settings.storeApiKey, root,
-                               self.model_fingerprint(), self.dimension())
-        path = store_dir(self.settings.data_dir(), root, self.model_id)
-        return EdgeStore(path, self.model_fingerprint(), self.dimension())
+    def store_identity(self) -> StoreIdentity:
+        return StoreIdentity(self.model_id, self.model_fingerprint(), self.dimension())
 
     def has_index(self, root: Path) -> bool:
-        """Whether `root` has an embedded store for this model (a server store cannot tell)."""
-        return not self.settings.storeUrl and (self.store_path(root) / "shard").exists()
+        """Whether `root` has an index for this model, in whichever store is configured."""
+        self.load_model()  # the index is per model
+        return index_exists(self.settings, root.resolve(), self.store_identity())
 
     def indexed_root(self, start: Path) -> Path | None:
         """The nearest folder at or above `start` with an index for this model (what `zl
@@ -215,8 +228,9 @@ class Engine:
         return next((f for f in [start, *start.parents] if self.has_index(f)), None)
 
     def store_path(self, root: Path) -> Path:
+        """The folder an embedded store of `root` has (or would have) for this model."""
         self.load_model()  # the folder is per model
-        return store_dir(self.settings.data_dir(), root.resolve(), self.model_id)
+        return edge_path(self.settings, root, self.store_identity())
 
     def model_fingerprint(self) -> str:
         return self.embedder.fingerprint if self.embedder else KEYWORD_ONLY_ID
@@ -281,12 +295,21 @@ class Engine:
                 index = self.indexes[root]
                 scope = None if paths == [root] or root in paths else paths
                 try:
+                    # Pass 1: every file keyword-searchable first (no model in the loop).
                     report = index.sync(scope, force=force, progress=progress, cancel=cancel,
-                                        between_groups=self.drain_pending)
+                                        between_groups=self.drain_pending, embed=False)
                 except StoreFullError as err:
                     self._wait_for_room(err, rescan=root)
                     raise
                 total.add(report)
+                index.store.flush()
+            if not self.settings.backfillPaused:
+                for root in groups:  # pass 2: the dense vectors, by priority
+                    total.embeddedChunks += self._backfill(self.indexes[root], progress, cancel,
+                                                           total)
+            if self.embedder is not None:  # what is left for the backfill (paused, say)
+                total.pendingChunks = sum(self.indexes[r].store.counts().pending
+                                          for r in groups)
             for store in [i.store for i in self.indexes.values()]:
                 store.flush()
                 store.maybe_vacuum()
@@ -294,7 +317,25 @@ class Engine:
             self._active_runs -= 1
             self._runs.discard(cancel)
         total.elapsedMs = round((time.perf_counter() - started) * 1000, 1)
+        self.last_run = (time.monotonic(), total)
         return total
+
+    def _backfill(self, index: WorkspaceIndex, progress: ProgressFn | None,
+                  cancel: CancelToken, report: IndexReport) -> int:
+        def progressed(done: int, total: int, seconds: float) -> None:
+            if progress is not None:
+                progress(done, total, backfill_message(done, total, seconds))
+
+        try:
+            return index.backfill(progressed, cancel, self.drain_pending,
+                                  self.settings.backfillChunksPerSecond, report)
+        except StoreFullError as err:
+            self._wait_for_room(err, rescan=index.root)
+            raise
+
+    def prioritize(self, index: WorkspaceIndex, rel: str) -> None:
+        """The editor opened or showed `rel`: embed its chunks before the rest."""
+        index.note_opened(rel)
 
     def schedule_sync(self, index: WorkspaceIndex, rel: str) -> Future[None]:
         """Queue one file for syncing (an edit or a file event); runs soon, even mid-run."""
@@ -416,7 +457,8 @@ class Engine:
         """Search the workspaces in `roots` (default: every open one)."""
         if mode == "semantic" and self.embedder is None and self.model_error is not None:
             raise self.model_error
-        result = search(self._scoped(roots), self.embedder, self.sparse, query, limit,
+        scoped = self._scoped(roots)
+        result = search(scoped, self.embedder, self.sparse, query, limit,
                         mode, include, exclude, fusion, languages)
         result["indexState"] = self.index_state()
         return result
@@ -434,7 +476,7 @@ class Engine:
         return bool(self._active_runs or pending or self._loading)
 
     def index_state(self) -> str:
-        if self.state() in ("indexing", "loadingModel"):
+        if self.state() in ("indexing", "loading", "loadingModel"):
             return "indexing"
         if not any(index.files for index in self.indexes.values()):
             return "empty"
@@ -443,7 +485,9 @@ class Engine:
     def state(self) -> State:
         if self._loading:
             return "loadingModel"
-        if self._active_runs or not all(i.manifest_loaded for i in self.indexes.values()):
+        if not all(i.manifest_loaded for i in self.indexes.values()):
+            return "loading"
+        if self._active_runs:
             return "indexing"
         if self.store_errors:
             return "error"
@@ -462,10 +506,13 @@ class Engine:
         with self._pending_lock:
             pending = sum(len(v) for v in self._pending.values())
         loaded = [i for i in scoped if i.manifest_loaded]
+        counts = {i.root: i.counts() for i in loaded}
         result: dict[str, Any] = {
             "state": self.state(),
             "files": sum(len(i.files) for i in loaded),
             "chunks": sum(i.chunk_count() for i in loaded),
+            "keywordChunks": sum(c.chunks for c in counts.values()),
+            "embeddedChunks": sum(c.embedded for c in counts.values()),
             "pendingFiles": pending,
             "model": {
                 "id": self.embedder.model_id if self.embedder else (
@@ -480,7 +527,9 @@ class Engine:
             "workspaces": [
                 {"uri": i.root.as_uri(), "files": len(i.files) if i in loaded else 0,
                  "chunks": i.chunk_count() if i in loaded else 0,
-                 "store": i.store.location}
+                 "store": i.store.location,
+                 **({"keywordChunks": counts[i.root].chunks,
+                     "embeddedChunks": counts[i.root].embedded} if i in loaded else {})}
                 for i in scoped
             ],
             "searchModes": list(SEARCH_MODES if self.embedder else KEYWORD_ONLY_MODES),
@@ -498,12 +547,15 @@ class Engine:
         warnings; call it off the event loop. Raises InvalidParamsError outside every
         workspace folder.
 
-        The "keywordOnly" state (stored without a dense vector yet) comes from the store's
-        per-file counts: `_stored_state` is where it plugs in."""
+        "keywordOnly": stored, but some chunks still wait for their dense vector (the
+        store's pending chunks, see `_stored_state`)."""
         index = self.index_for(folder)
         if index is None:
             raise InvalidParamsError(f"{folder} is not inside an open workspace folder")
         manifest = index.read_manifest()
+        waiting = index.store.counts().pending
+        # Files whose chunks still wait for their dense vector (the backfill): keywordOnly.
+        keyword_only = {c.path for c in index.store.pending(None, waiting)} if waiting else set()
         max_bytes = self.settings.maxFileBytes
         start = canonical_path(folder) or folder
         scope = index.uri_to_rel(start) or ""
@@ -523,7 +575,8 @@ class Engine:
             else:
                 readable, reason = self._probe(path, item.entry, max_bytes)
                 if stored is not None:
-                    found.append(self._stored_state(item.rel, path, stored, reason))
+                    found.append(self._stored_state(item.rel, path, stored, reason,
+                                                        item.rel in keyword_only))
                 elif readable:
                     found.append(FileStatus(item.rel, path, "pending", reason))
                 else:
@@ -531,7 +584,8 @@ class Engine:
         for rel, stored in list(manifest.items()):  # unsaved buffers of files not on disk
             if rel not in seen and (not scope or rel.startswith(scope + "/")):
                 found.append(self._stored_state(rel, index.root / rel, stored, (
-                    "unsaved editor buffer" if stored.source == "buffer" else None)))
+                    "unsaved editor buffer" if stored.source == "buffer" else None),
+                    rel in keyword_only))
         found.sort(key=lambda status: status.rel)
         return found
 
@@ -549,10 +603,11 @@ class Engine:
         return result
 
     def _stored_state(self, rel: str, path: Path, stored: StoredFile,
-                      reason: str | None) -> FileStatus:
-        """The state of a file the store holds. store14: "keywordOnly" where its chunks have
-        no dense vector yet (pending embedding), from the store's per-file counts."""
-        return FileStatus(rel, path, "indexed", reason, chunks=stored.chunk_total())
+                      reason: str | None, keyword_only: bool = False) -> FileStatus:
+        """The state of a file the store holds: "keywordOnly" while some of its chunks wait
+        for their dense vector (the backfill), else "indexed"."""
+        return FileStatus(rel, path, "keywordOnly" if keyword_only else "indexed", reason,
+                          chunks=stored.chunk_total())
 
     def _probe(self, path: Path, entry: FileEntry | None,
                max_bytes: int) -> tuple[bool, str | None]:
@@ -591,3 +646,24 @@ class Engine:
         self._worker.shutdown(wait=True, cancel_futures=True)
         if self.embedder is not None:
             self.embedder.close()
+
+
+def backfill_message(done: int, total: int, seconds: float) -> str:
+    """What the backfill has left, for a progress line: "chunks embedded · 57/s · ~7 min
+    left" (the caller puts "412/26,100" before it)."""
+    rate = done / seconds if seconds > 0 else 0.0
+    text = "chunks embedded"
+    if rate > 0:
+        text += f" · {rate:,.0f}/s"
+        left = (total - done) / rate
+        if done < total:
+            text += f" · ~{_duration(left)} left"
+    return text
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{max(1, round(seconds))} s"
+    if seconds < 3600:
+        return f"{round(seconds / 60)} min"
+    return f"{seconds / 3600:.1f} h"

@@ -42,12 +42,15 @@ from .files import (
     without_lone_surrogates,
 )
 from .sparse import SparseEncoder
-from .store import (
+from .stores import (
     MARKER_HASH,
+    ChunkPayload,
     ChunkPoint,
     FileState,
+    PendingChunk,
     SparseVec,
     Store,
+    StoreCounts,
     Vector,
     file_marker_id,
     point_id,
@@ -60,7 +63,21 @@ EMBED_GROUP = 32
 #: Files written at a time when they need little embedding (unchanged chunks, empty files):
 #: bounds one store write, and how long an edit waits behind a run.
 WRITE_GROUP_FILES = 64
+#: Chunks the keyword pass writes at a time: what a kill loses at most, and how soon the
+#: first files become searchable.
+KEYWORD_GROUP = 64
 ProgressFn = Callable[[int, int, str], None]
+#: Chunks the backfill embeds at a time. An opened file waits for the group being embedded
+#: and the one queued behind it (~0.3 s at 60 chunks/s): 32 made that 13 s on a loaded
+#: machine (benchmarks/first_run.py). The model runs one text at a time on CPU anyway
+#: (config.batchSize), so small groups cost only a store read and write each.
+BACKFILL_GROUP = 8
+#: Files whose pending chunks one store read of the backfill asks for (in priority order).
+BACKFILL_WINDOW = 256
+#: Recently opened files remembered for the backfill's priority.
+RECENT_FILES = 256
+#: How long a count of stored / embedded chunks is reused (status is asked ~2/s).
+COUNTS_TTL_S = 0.5
 
 
 @dataclasses.dataclass
@@ -72,6 +89,8 @@ class IndexReport:
     skippedFiles: int = 0
     chunks: int = 0
     embeddedChunks: int = 0
+    #: Chunks written by the keyword pass without their dense vector (the backfill's work).
+    pendingChunks: int = 0
     elapsedMs: float = 0.0
     errors: list[dict[str, str]] = dataclasses.field(default_factory=list)
 
@@ -81,6 +100,17 @@ class IndexReport:
                 continue
             setattr(self, field.name, getattr(self, field.name) + getattr(other, field.name))
         self.errors += other.errors
+
+    def after(self, earlier: IndexReport) -> IndexReport:
+        """This run's report merged with the run it waited for: the files that run indexed
+        are counted as indexed (not as unchanged here), and its embedding is added."""
+        merged = dataclasses.replace(self, errors=[*earlier.errors, *self.errors])
+        merged.indexedFiles += earlier.indexedFiles
+        merged.unchangedFiles = max(0, self.unchangedFiles - earlier.indexedFiles)
+        merged.removedFiles += earlier.removedFiles
+        merged.embeddedChunks += earlier.embeddedChunks
+        merged.elapsedMs += earlier.elapsedMs
+        return merged
 
     def to_wire(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -140,6 +170,9 @@ class WorkspaceIndex:
         # behind it (p95 26 s in an edit storm).
         self._edits_lock = threading.Lock()
         self._cancel: CancelToken | None = None  # of the run in progress
+        # Files the editor opened or showed, newest last: embedded first by the backfill.
+        self._recent: dict[str, None] = {}
+        self._counts: tuple[float, StoreCounts] | None = None
 
     def read_manifest(self) -> dict[str, FileState]:
         """What the store holds per file: read from the payloads once, then kept up to date."""
@@ -173,8 +206,13 @@ class WorkspaceIndex:
 
     def sync(self, targets: Sequence[Path] | None = None, force: bool = False,
              progress: ProgressFn | None = None, cancel: CancelToken | None = None,
-             between_groups: Callable[[], None] | None = None) -> IndexReport:
-        """Make the store reflect `targets` (folders or files; default: the whole workspace)."""
+             between_groups: Callable[[], None] | None = None,
+             embed: bool = True) -> IndexReport:
+        """Make the store reflect `targets` (folders or files; default: the whole workspace).
+
+        `embed=False` is the keyword pass of a full run: chunks are written with their BM25
+        vector and payload only (dense vectors reused where the store has them), so the whole
+        workspace is keyword-searchable at reading speed; the backfill adds the rest."""
         started = time.perf_counter()
         report = IndexReport()
         with self.lock, self._cancelled_by(cancel):
@@ -196,13 +234,14 @@ class WorkspaceIndex:
                     continue
                 group.append(prepared)
                 to_embed += sum(v is None for v in prepared.vectors)
-                if to_embed >= EMBED_GROUP or len(group) >= WRITE_GROUP_FILES:
-                    in_flight = self._rotate(in_flight, group, report)
+                if (to_embed >= (EMBED_GROUP if embed else KEYWORD_GROUP)
+                        or len(group) >= WRITE_GROUP_FILES):
+                    in_flight = self._rotate(in_flight, group, report, embed)
                     group, to_embed = [], 0
                     if between_groups:
                         between_groups()
-            in_flight = self._rotate(in_flight, group, report)
-            self._rotate(in_flight, [], report)
+            in_flight = self._rotate(in_flight, group, report, embed)
+            self._rotate(in_flight, [], report, embed)
             if gone:  # last, so that a moved file could reuse their vectors by content hash
                 self.store.delete_paths(gone)
                 for rel in gone:
@@ -215,6 +254,22 @@ class WorkspaceIndex:
                                 if e.rel in self.files)
         report.elapsedMs = round((time.perf_counter() - started) * 1000, 1)
         return report
+
+    def note_opened(self, rel: str) -> None:
+        """The editor opened or showed `rel`: the backfill embeds its chunks next."""
+        with self._edits_lock:
+            self._recent.pop(rel, None)
+            self._recent[rel] = None
+            while len(self._recent) > RECENT_FILES:
+                del self._recent[next(iter(self._recent))]
+
+    def counts(self) -> StoreCounts:
+        """Chunks stored and how many have their dense vector (briefly cached)."""
+        cached = self._counts
+        now = time.monotonic()
+        if cached is None or now - cached[0] > COUNTS_TTL_S:
+            cached = self._counts = (now, self.store.counts())
+        return cached[1]
 
     def touch(self, rel: str) -> None:
         with self._edits_lock:
@@ -363,7 +418,10 @@ class WorkspaceIndex:
         if self.embedder is not None and not force:
             kept = self.store.vectors([i for i in ids if old and i in old.chunk_ids])
             missing = [h for i, h in zip(ids, hashes, strict=True) if i not in kept]
-            by_hash = self.store.vectors_by_hash(sorted(set(missing)))
+            # A store with no vectors yet (a first run) has none to reuse: a read per file
+            # saved.
+            by_hash = (self.store.vectors_by_hash(sorted(set(missing)))
+                       if missing and self.counts().embedded else {})
             vectors = [kept.get(i, by_hash.get(h)) for i, h in zip(ids, hashes, strict=True)]
         state.chunk_ids = dict(zip(ids, hashes, strict=True))
         if not chunks:  # empty (or blank) file: a marker records its stat, so that warm
@@ -390,13 +448,13 @@ class WorkspaceIndex:
     # --- embedding and writing ---------------------------------------------------------------
 
     def _rotate(self, in_flight: tuple[list[_Prepared], Future[Matrix]] | None,
-                group: list[_Prepared],
-                report: IndexReport) -> tuple[list[_Prepared], Future[Matrix]] | None:
+                group: list[_Prepared], report: IndexReport,
+                embed: bool) -> tuple[list[_Prepared], Future[Matrix]] | None:
         """Submit `group` for embedding, then finish the group that was in flight."""
         submitted: tuple[list[_Prepared], Future[Matrix]] | None = None
         if group:
             texts = [p.chunks[k].embedding_text(p.title) for p in group
-                     for k, v in enumerate(p.vectors) if v is None]
+                     for k, v in enumerate(p.vectors) if v is None] if embed else []
             if self.embedder is not None and texts:
                 future = self.embedder.submit(texts)
             else:
@@ -413,7 +471,7 @@ class WorkspaceIndex:
                             len(in_flight[0]), err)
                 self._write_each(in_flight[0], report)
             else:
-                self._write(in_flight[0], matrix, report)
+                self._write(in_flight[0], matrix, report, embed)
         return submitted
 
     def _write_each(self, group: list[_Prepared], report: IndexReport) -> None:
@@ -433,7 +491,7 @@ class WorkspaceIndex:
                 report.errors.append({"uri": (self.root / p.rel).as_uri(),
                                       "message": f"cannot embed this file's text: {err!r}"})
                 continue
-            self._write([p], matrix, report)
+            self._write([p], matrix, report, True)
 
     @contextlib.contextmanager
     def _cancelled_by(self, cancel: CancelToken | None) -> Iterator[None]:
@@ -455,27 +513,31 @@ class WorkspaceIndex:
                 if self._cancel is not None:
                     self._cancel.check()
 
-    def _write(self, group: list[_Prepared], matrix: Matrix, report: IndexReport) -> None:
+    def _write(self, group: list[_Prepared], matrix: Matrix, report: IndexReport,
+               embed: bool) -> None:
+        embedding = embed and self.embedder is not None  # else: pending chunks stay pending
         row = 0
         for p in group:
             if self.generations.get(p.rel, 0) != p.generation:
                 # Edited while this version was being embedded: the newer sync wins.
-                row += sum(v is None for v in p.vectors) if self.embedder is not None else 0
+                row += sum(v is None for v in p.vectors) if embedding else 0
                 continue
             points = []
             if not p.chunks:
-                points.append(ChunkPoint(
-                    id=file_marker_id(p.rel), dense=None, sparse=SparseVec([], []),
-                    payload={"path": p.rel, "chunk_hash": MARKER_HASH,
-                             "file_hash": p.state.file_hash, "mtime_ns": p.state.mtime_ns,
-                             "size": p.state.size, "source": p.state.source,
-                             "language": p.language}))
+                marker: ChunkPayload = {
+                    "path": p.rel, "chunk_hash": MARKER_HASH, "file_hash": p.state.file_hash,
+                    "mtime_ns": p.state.mtime_ns, "size": p.state.size,
+                    "source": p.state.source, "language": p.language}
+                points.append(ChunkPoint(id=file_marker_id(p.rel), dense=None,
+                                         sparse=SparseVec([], []), payload=marker))
             for k, chunk in enumerate(p.chunks):
                 vector = p.vectors[k]
-                if vector is None and self.embedder is not None:
+                if vector is None and embedding:
                     vector = matrix[row]
                     row += 1
                     report.embeddedChunks += 1
+                elif vector is None and self.embedder is not None:
+                    report.pendingChunks += 1
                 text = chunk.embedding_text(p.title)
                 points.append(ChunkPoint(
                     id=p.ids[k], dense=vector, sparse=self.sparse.document(text),
@@ -490,6 +552,148 @@ class WorkspaceIndex:
             self.store.upsert(points)
             self.store.delete(p.stale_ids)
             self.files[p.rel] = p.state
+
+
+    # --- pass 2: the dense backfill -----------------------------------------------------------
+
+    def backfill(self, progress: BackfillProgress | None = None,
+                 cancel: CancelToken | None = None,
+                 between_groups: Callable[[], None] | None = None,
+                 chunks_per_second: int = 0, report: IndexReport | None = None) -> int:
+        """Give every stored chunk without a dense vector its vector, in priority order: files
+        the editor opened (newest first) and open buffers, then by modification time (newest
+        first), then anything left. Returns the chunks embedded.
+
+        A group the model rejects is retried chunk by chunk; a file with a chunk that fails
+        alone is reported in `report` (skipped, not indexed) and keeps its keyword index, with
+        a file hash that no longer matches it so that the next run reads it again.
+
+        Resumable by construction: what lacks a vector is read from the store each group
+        (Qdrant's `has_vector`), and a group's vectors are written in one update, so after a
+        restart or a kill nothing that has a vector is embedded again. The group being
+        embedded overlaps with reading the next one; edits (`between_groups`) run between
+        groups, so they never wait for the backfill."""
+        if self.embedder is None:
+            return 0
+        started = time.perf_counter()
+        done = 0
+        failed: set[str] = set()  # chunk ids the model refused: not asked again this run
+        with self.lock, self._cancelled_by(cancel):
+            total = self.store.counts().pending
+            order = self._backfill_order()
+            cursor = 0
+            in_flight: tuple[list[PendingChunk], Future[Matrix]] | None = None
+            while True:
+                if self._cancel is not None:
+                    self._cancel.check()
+                if between_groups is not None:
+                    between_groups()
+                skip = failed | ({c.id for c in in_flight[0]} if in_flight else set())
+                group, cursor = self._next_pending(order, cursor, skip)
+                submitted = None
+                if group:
+                    future = self.embedder.submit([c.text for c in group])
+                    submitted = (group, future)
+                if in_flight is not None:
+                    done += self._finish_group(*in_flight, failed, report)
+                    total = max(total, done)
+                    self._counts = None
+                    if progress is not None:
+                        progress(done, total, time.perf_counter() - started)
+                    if chunks_per_second:
+                        self._hold_rate(started, done, chunks_per_second, between_groups)
+                if submitted is None and in_flight is None:
+                    return done
+                in_flight = submitted
+
+    def _backfill_order(self) -> list[str]:
+        """Every file with chunks, newest modification first (buffers count as newest)."""
+        ranked = sorted(self.files.items(), key=lambda item: item[1].mtime_ns
+                        if item[1].source == "disk" else 1 << 62, reverse=True)
+        return [rel for rel, state in ranked if state.chunk_total()]
+
+    def _next_pending(self, order: list[str], cursor: int,
+                      skip: set[str]) -> tuple[list[PendingChunk], int]:
+        """The next group to embed, and where the walk over `order` has got to."""
+        want = BACKFILL_GROUP + len(skip)
+        with self._edits_lock:
+            urgent = [*reversed(self._recent), *self.overlays][:BACKFILL_WINDOW]
+        if urgent:
+            found = [c for c in self.store.pending(urgent, want) if c.id not in skip]
+            if found:
+                return found[:BACKFILL_GROUP], cursor
+        while cursor < len(order):
+            window = order[cursor : cursor + BACKFILL_WINDOW]
+            found = [c for c in self.store.pending(window, want) if c.id not in skip]
+            if found:
+                return found[:BACKFILL_GROUP], cursor
+            cursor += len(window)
+        # Files that came in after the walk began (and anything the order missed).
+        found = [c for c in self.store.pending(None, want) if c.id not in skip]
+        return found[:BACKFILL_GROUP], cursor
+
+    def _finish_group(self, group: list[PendingChunk], future: Future[Matrix],
+                      failed: set[str], report: IndexReport | None) -> int:
+        """Write a group's vectors once embedded; a group the model rejects, chunk by chunk."""
+        try:
+            return self._add_vectors(group, self._embedded(future))
+        except CancelledError:
+            raise
+        except Exception as err:  # any chunk's text can break a batch
+            log.warning("embedding %d chunks failed (%r): retrying one at a time",
+                        len(group), err)
+        assert self.embedder is not None
+        done = 0
+        refused: dict[str, str] = {}  # path -> why
+        for chunk in group:
+            try:
+                matrix = self.embedder.submit([chunk.text]).result()
+            except Exception as err:  # reported; the other chunks go on
+                failed.add(chunk.id)
+                refused.setdefault(chunk.path, f"cannot embed this file's text: {err!r}")
+                continue
+            done += self._add_vectors([chunk], matrix)
+        for rel, message in refused.items():
+            self._embedding_refused(rel, message, report)
+        return done
+
+    def _embedding_refused(self, rel: str, message: str, report: IndexReport | None) -> None:
+        """The model refused a chunk of `rel`: say so, and make the next run read it again
+        (its points keep their keyword index; their file hash no longer matches the file)."""
+        state = self.files.get(rel)
+        if state is not None:
+            self.store.set_payload(list(state.chunk_ids), {"file_hash": ""})
+            state.file_hash = ""
+        if report is not None:
+            if report.indexedFiles:  # counted as indexed by this run's keyword pass
+                report.indexedFiles -= 1
+            report.skippedFiles += 1
+            report.errors.append({"uri": (self.root / rel).as_uri(), "message": message})
+
+    def _add_vectors(self, group: list[PendingChunk], matrix: Matrix) -> int:
+        """Write a group's vectors, for the chunks that are still stored: an edit meanwhile
+        replaced some (a point id names its text, so a surviving id's vector is right)."""
+        vectors = {}
+        for chunk, vector in zip(group, matrix, strict=True):
+            state = self.files.get(chunk.path)
+            if state is not None and chunk.id in state.chunk_ids:
+                vectors[chunk.id] = vector
+        self.store.add_dense(vectors)
+        return len(vectors)
+
+    def _hold_rate(self, started: float, done: int, chunks_per_second: int,
+                   between_groups: Callable[[], None] | None) -> None:
+        """Stay under `chunks_per_second`, still taking edits and cancels while waiting."""
+        while time.perf_counter() - started < done / chunks_per_second:
+            if self._cancel is not None:
+                self._cancel.check()
+            if between_groups is not None:
+                between_groups()
+            time.sleep(0.05)
+
+
+#: The backfill's progress: (chunks embedded, chunks to embed, seconds since it began).
+BackfillProgress = Callable[[int, int, float], None]
 
 
 def _buffer_document(path: Path, text: str, max_bytes: int) -> Document:

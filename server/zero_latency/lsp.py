@@ -266,7 +266,8 @@ class ZeroLatencyServer(LanguageServer):
             pct = int(done * 100 / total) if total else 100
             loop.call_soon_threadsafe(self.work_done_progress.report, token,
                                       lsp.WorkDoneProgressReport(
-                                          message=f"{done}/{total} {message}", percentage=pct))
+                                          message=f"{done:,}/{total:,} {message}",
+                                          percentage=pct))
 
         summary = "stopped"
         try:
@@ -349,8 +350,12 @@ async def _startup(ls: ZeroLatencyServer) -> None:
     await asyncio.wrap_future(engine.run(engine.load_model))
     _status_changed(ls)
     if ls.find_indexed_root:
-        found = await loop.run_in_executor(
-            None, lambda: [engine.indexed_root(f) for f in ls.folders])
+        try:  # a Qdrant server (storeUrl) is asked: it may be down
+            found = await loop.run_in_executor(
+                None, lambda: [engine.indexed_root(f) for f in ls.folders])
+        except ZeroLatencyError as err:
+            found = []
+            _show(ls, err.message, lsp.MessageType.Error)
         ls.folders = [f for f in found if f is not None]
     for folder in ls.folders:
         try:
@@ -374,7 +379,9 @@ def _summary(result: Any) -> str:
     files, embedded = getattr(result, "files", None), getattr(result, "embeddedChunks", None)
     if files is None or embedded is None:
         return "done"
-    return f"{files} files, {embedded} chunks embedded"
+    pending = getattr(result, "pendingChunks", 0)
+    left = f", {pending:,} still to embed (keyword search covers them)" if pending else ""
+    return f"{files:,} files, {embedded:,} chunks embedded{left}"
 
 
 async def _register_watchers(ls: ZeroLatencyServer) -> bool:
@@ -466,11 +473,19 @@ async def docs_index(ls: ZeroLatencyServer, params: Any) -> dict[str, Any]:
     targets = explicit or ls.roots()
     from .indexer import CancelToken
 
+    asked = time.monotonic()
     cancel = CancelToken()
+
+    def run(progress: Callable[[int, int, str], None]) -> IndexReport:
+        # A run going or queued when this request came (the first one, started by
+        # `initialized`) finished before this one starts (one index worker): report it too.
+        earlier = engine.last_run
+        report = engine.index(targets, bool(args.get("force")), progress, cancel)
+        return report.after(earlier[1]) if earlier and earlier[0] >= asked else report
+
     try:
         report: IndexReport = await ls.with_progress(
-            "Zero-Latency: indexing", args.get("workDoneToken"),
-            lambda progress: engine.index(targets, bool(args.get("force")), progress, cancel))
+            "Zero-Latency: indexing", args.get("workDoneToken"), run)
     except asyncio.CancelledError:
         cancel.cancel()
         raise
@@ -514,8 +529,11 @@ async def docs_status(ls: ZeroLatencyServer, params: Any) -> dict[str, Any]:
         await ls.ready.wait()
     roots = [f.resolve() for f in ls.folders]
     # Reading a manifest the first time takes a while on a big store: off the loop.
-    return await asyncio.get_running_loop().run_in_executor(
+    status = await asyncio.get_running_loop().run_in_executor(
         ls.search_executor, lambda: engine.status(read_manifests=True, roots=roots))
+    if not ls.ready.is_set() and status["state"] != "error":
+        status["state"] = "loading"  # folders not opened yet: "0 files" would be untrue
+    return status
 
 
 @feature("docs/files")
@@ -657,6 +675,7 @@ async def did_open(ls: ZeroLatencyServer, params: lsp.DidOpenTextDocumentParams)
     index, rel = found
     if index.filter.is_ignored(rel):
         return
+    ls.require_engine().prioritize(index, rel)  # the backfill embeds what is open first
     uri, text = params.text_document.uri, params.text_document.text
     if len(text) <= index.settings.maxFileBytes:  # over it, the indexer skips it with a message
         # Off the loop: the file may be large, slow, or not a file at all (a FIFO never

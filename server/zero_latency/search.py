@@ -16,7 +16,7 @@ from .errors import InvalidParamsError
 from .files import glob_spec
 from .indexer import WorkspaceIndex
 from .sparse import SparseEncoder
-from .store import HYBRID_FUSION, Fusion, Mode, PathFilter, StoredHit
+from .stores import HYBRID_FUSION, Fusion, Mode, PathFilter, StoredHit
 
 SNIPPET_CHARS = 240
 _WORD = re.compile(r"\w+", re.UNICODE)
@@ -39,6 +39,7 @@ class Hit:
     language: str
     root: str
     source: str = "disk"  # "buffer": the text is an editor's unsaved buffer
+    embedded: bool = True  # False: the chunk has no dense vector yet (keyword match only)
 
     def to_wire(self, terms: list[str]) -> dict[str, Any]:
         snippet, marks = make_snippet(self.text, terms)
@@ -53,6 +54,7 @@ class Hit:
             "language": self.language,
             "path": self.path,
             "source": self.source,
+            "embedded": self.embedded,
         }
 
 
@@ -94,6 +96,7 @@ def search(indexes: Sequence[WorkspaceIndex], embedder: Embedder | None, sparse:
     dense = embedder.embed_query(query) if embedder is not None and effective != "keyword" else None
     sparse_q = sparse.query(query) if effective != "semantic" else None
     hits: list[Hit] = []
+    coverage = _coverage(indexes) if embedder is not None else None
     for index in indexes:
         only: list[str] | None = None
         never: list[str] = []
@@ -103,7 +106,9 @@ def search(indexes: Sequence[WorkspaceIndex], embedder: Embedder | None, sparse:
             never = [p for p in paths if exclude_spec.match_file(p)] if exclude_spec else []
         where = PathFilter(only=only, never=never, languages=languages)
         found = index.store.query(dense, sparse_q, effective, limit * 2, where, fusion)
-        hits += [_hit(index, h) for h in found]
+        embedded = (set(index.store.vectors([h.id for h in found]))
+                    if coverage is not None and index.counts().pending else None)
+        hits += [_hit(index, h, embedded) for h in found]
     hits.sort(key=lambda h: h.score, reverse=True)
     merged = merge_adjacent(hits)[:limit]
     terms = query_terms(query)
@@ -112,19 +117,46 @@ def search(indexes: Sequence[WorkspaceIndex], embedder: Embedder | None, sparse:
         "elapsedMs": round((time.perf_counter() - started) * 1000, 2),
         "mode": effective,
     }
+    if coverage is not None:
+        result["coverage"] = coverage
+        notice = notice or _partial_notice(effective, coverage)
     if notice:
         result["notice"] = notice
     return result
 
 
-def _hit(index: WorkspaceIndex, stored: StoredHit) -> Hit:
+def _coverage(indexes: Sequence[WorkspaceIndex]) -> dict[str, int] | None:
+    """`{files, keywordChunks, embeddedChunks}` while any chunk waits for its dense vector
+    (the backfill, pass 2 of indexing, is still running or paused); None once all have one."""
+    counts = [index.counts() for index in indexes]
+    if not any(c.pending for c in counts):
+        return None
+    return {"files": sum(len(index.files) for index in indexes),
+            "keywordChunks": sum(c.chunks for c in counts),
+            "embeddedChunks": sum(c.embedded for c in counts)}
+
+
+def _partial_notice(mode: Mode, coverage: dict[str, int]) -> str | None:
+    embedded, total = coverage["embeddedChunks"], coverage["keywordChunks"]
+    share = f"{embedded:,} of {total:,} chunks ({embedded * 100 // max(total, 1)}%)"
+    if mode == "semantic":
+        return (f"semantic results come from the {share} embedded so far; the rest is still "
+                "being embedded (keyword search covers every file)")
+    if mode == "hybrid":
+        return (f"meaning is matched in the {share} embedded so far, keywords in every file; "
+                "results improve as embedding goes on")
+    return None
+
+
+def _hit(index: WorkspaceIndex, stored: StoredHit, embedded: set[str] | None = None) -> Hit:
     p = stored.payload
-    path = str(p.get("path", ""))
+    path = p.get("path", "")
     return Hit(
-        uri=(index.root / path).as_uri(), path=path, start=int(p.get("start", 0)),
-        end=int(p.get("end", 0)), score=stored.score, heading=list(p.get("heading") or []),
-        text=str(p.get("text", "")), language=str(p.get("language", "plaintext")),
+        uri=(index.root / path).as_uri(), path=path, start=p.get("start", 0),
+        end=p.get("end", 0), score=stored.score, heading=list(p.get("heading") or []),
+        text=p.get("text", ""), language=p.get("language", "plaintext"),
         root=str(index.root), source="buffer" if path in index.overlays else "disk",
+        embedded=embedded is None or stored.id in embedded,
     )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import qdrant_edge as qe
 
-from .store import SparseVec
+from .stores.base import SparseVec
 
 # k1 and b as in the usual BM25 baselines (Anserini's defaults); avg_len in the encoder's
 # tokens, close to what a 256-model-token chunk holds.

@@ -12,7 +12,7 @@ that uses that model, with the workspace as tenant:
   names the schema, model fingerprint and dimension; a collection built otherwise is refused
   (`StoreIncompatibleError`): vectors of two models are never mixed.
 
-Point ids: the indexer's ids (`store.point_id`) depend only on the relative path and chunk
+Point ids: the indexer's ids (`stores.point_id`) depend only on the relative path and chunk
 text, so two clones of one repository would collide in a shared collection. The server id is
 therefore uuid5(workspace key, indexer id), and the indexer's id travels in the payload field
 `zl_id`, from which reads map back. Every read and write is scoped to the workspace: by
@@ -39,24 +39,32 @@ import httpx
 from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
-from .errors import StoreError, StoreIncompatibleError
-from .store import (
+from ..errors import StoreError, StoreIncompatibleError
+from .base import (
     DENSE,
     HYBRID_FUSION,
+    KEYWORD_FIELDS,
     MANIFEST_FIELDS,
+    MARKER_HASH,
     SCHEMA_VERSION,
     SPARSE,
     ChunkPoint,
+    Conditions,
     FileState,
     Fusion,
     Mode,
     PathFilter,
+    PendingChunk,
     SparseVec,
+    StoreCounts,
     StoredHit,
     Vector,
-    _add_to_manifest,
+    add_to_manifest,
+    as_payload,
     dense_of,
+    embedding_text,
     iter_batches,
+    plan_query,
     vectors_by_chunk_hash,
 )
 
@@ -67,11 +75,12 @@ T = TypeVar("T")
 WORKSPACE = "workspace"  # tenant payload field
 ID_FIELD = "zl_id"  # the indexer's point id (the server id is namespaced by workspace)
 INTERNAL_FIELDS = (WORKSPACE, ID_FIELD)
-KEYWORD_FIELDS = ("path", "chunk_hash", "language")
 SERVER_NAMESPACE = uuid.UUID("0b6c9a52-2f0e-4f1e-9d7e-6c1d3a8e5b47")
 UPSERT_BATCH = 256
 SCROLL_PAGE = 1024
 TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+#: A file's marker point (no chunks), left out of chunk counts and of the backfill.
+_NOT_MARKER = models.FieldCondition(key="chunk_hash", match=models.MatchValue(value=MARKER_HASH))
 
 
 def collection_name(model_fingerprint: str, dimension: int) -> str:
@@ -239,19 +248,24 @@ class ServerStore:
     def _scope(self, *must: models.Condition) -> models.Filter:
         return models.Filter(must=[self._tenant, *must])
 
-    def _where(self, where: PathFilter) -> models.Filter:
+    def _where(self, conditions: Conditions) -> models.Filter:
+        """The plan's conditions as a qdrant-client filter, scoped to this workspace."""
         must: list[models.Condition] = [self._tenant]
-        must_not: list[models.Condition] = []
-        if where.only is not None:  # [""]: an empty list must match nothing, not everything
-            must.append(models.FieldCondition(
-                key="path", match=models.MatchAny(any=list(where.only) or [""])))
-        if where.never:
-            must_not.append(models.FieldCondition(
-                key="path", match=models.MatchAny(any=list(where.never))))
-        if where.languages is not None:
-            must.append(models.FieldCondition(
-                key="language", match=models.MatchAny(any=list(where.languages) or [""])))
+        must += [models.FieldCondition(key=f, match=models.MatchAny(any=v))
+                 for f, v in conditions.must]
+        must_not: list[models.Condition] = [
+            models.FieldCondition(key=f, match=models.MatchAny(any=v))
+            for f, v in conditions.must_not]
         return models.Filter(must=must, must_not=must_not or None)
+
+    def _pending_filter(self, paths: Sequence[str] | None) -> models.Filter:
+        """Chunks of this workspace (file markers left out) without a dense vector."""
+        must: list[models.Condition] = [self._tenant]
+        if paths is not None:
+            must.append(models.FieldCondition(key="path",
+                                              match=models.MatchAny(any=list(paths))))
+        return models.Filter(must=must, must_not=[_NOT_MARKER,
+                                                  models.HasVectorCondition(has_vector=DENSE)])
 
     # --- writes ------------------------------------------------------------------------------
 
@@ -288,6 +302,13 @@ class ServerStore:
         self._call("delete the workspace's points", lambda: self.client.delete(
             self.collection, points_selector=selector, wait=True))
 
+    def add_dense(self, vectors: dict[str, Vector]) -> None:
+        if vectors:
+            updates = [models.PointVectors(id=self._sid(pid), vector={DENSE: v.tolist()})
+                       for pid, v in vectors.items()]
+            self._call("add dense vectors", lambda: self.client.update_vectors(
+                self.collection, points=updates, wait=True))
+
     def set_payload(self, ids: Sequence[str], values: dict[str, Any]) -> None:
         if ids:
             sids: list[models.ExtendedPointId] = [self._sid(i) for i in ids]
@@ -322,7 +343,7 @@ class ServerStore:
                 limit=SCROLL_PAGE, offset=offset, with_payload=fields, with_vectors=False))
             for record in records:
                 payload = record.payload or {}
-                _add_to_manifest(files, str(payload.get(ID_FIELD, record.id)), payload)
+                add_to_manifest(files, str(payload.get(ID_FIELD, record.id)), payload)
             if offset is None:
                 return files
 
@@ -347,33 +368,30 @@ class ServerStore:
 
     def query(self, dense: Vector | None, sparse: SparseVec | None, mode: Mode, limit: int,
               where: PathFilter, fusion: Fusion = HYBRID_FUSION) -> list[StoredHit]:
-        flt = self._where(where)
-        dense_q = dense.tolist() if dense is not None else None
-        sparse_q = (models.SparseVector(indices=list(sparse.indices), values=list(sparse.values))
-                    if sparse is not None and sparse.indices else None)
+        plan = plan_query(dense, sparse, mode, limit, where, fusion)
+        if plan is None:
+            return []
+        flt = self._where(plan.conditions)
+        sparse_q = (models.SparseVector(indices=list(plan.sparse.indices),
+                                        values=list(plan.sparse.values))
+                    if plan.sparse is not None else None)
         name = self.collection
-        if mode == "hybrid" and dense_q is not None and sparse_q is not None:
-            depth = max(limit * 5, 50)
+        if plan.fused:
             fused: models.Query = (
                 models.RrfQuery(rrf=models.Rrf(
                     k=fusion.k, weights=[fusion.dense_weight, fusion.sparse_weight]))
                 if fusion.method == "rrf" else models.FusionQuery(fusion=models.Fusion.DBSF))
-            prefetch = [models.Prefetch(query=dense_q, using=DENSE, limit=depth, filter=flt),
-                        models.Prefetch(query=sparse_q, using=SPARSE, limit=depth, filter=flt)]
+            prefetch = [models.Prefetch(query=plan.dense, using=DENSE, limit=plan.depth,
+                                        filter=flt),
+                        models.Prefetch(query=sparse_q, using=SPARSE, limit=plan.depth,
+                                        filter=flt)]
             response = self._call("search", lambda: self.client.query_points(
                 name, prefetch=prefetch, query=fused, query_filter=flt, limit=limit,
                 with_payload=True))
         else:
-            single: list[float] | models.SparseVector | None
-            using = DENSE
-            if mode != "keyword" and dense_q is not None:
-                single = dense_q
-            else:
-                single, using = sparse_q, SPARSE
-            if single is None:
-                return []
+            single = plan.dense if plan.using == DENSE else sparse_q
             response = self._call("search", lambda: self.client.query_points(
-                name, query=single, using=using, query_filter=flt, limit=limit,
+                name, query=single, using=plan.using, query_filter=flt, limit=limit,
                 with_payload=True))
         hits = []
         for p in response.points:
@@ -381,13 +399,64 @@ class ServerStore:
             pid = str(payload.get(ID_FIELD, p.id))
             for field in INTERNAL_FIELDS:
                 payload.pop(field, None)
-            hits.append(StoredHit(pid, float(p.score), payload))
+            hits.append(StoredHit(pid, float(p.score), as_payload(payload)))
         return hits
+
+    def pending(self, paths: Sequence[str] | None, limit: int) -> list[PendingChunk]:
+        records, _ = self._call("read chunks to embed", lambda: self.client.scroll(
+            self.collection, scroll_filter=self._pending_filter(paths), limit=limit,
+            with_payload=[ID_FIELD, "path", "text", "heading", "title"], with_vectors=False))
+        out = []
+        for r in records:
+            payload = as_payload(r.payload)
+            out.append(PendingChunk(str((r.payload or {}).get(ID_FIELD, r.id)),
+                                    payload.get("path", ""), embedding_text(payload)))
+        return out
+
+    def counts(self) -> StoreCounts:
+        chunks = self._call("count chunks", lambda: self.client.count(
+            self.collection, count_filter=models.Filter(must=[self._tenant],
+                                                        must_not=[_NOT_MARKER]), exact=True))
+        missing = self._call("count chunks to embed", lambda: self.client.count(
+            self.collection, count_filter=self._pending_filter(None), exact=True))
+        return StoreCounts(chunks.count, chunks.count - missing.count)
 
     def count(self) -> int:
         result = self._call("count points", lambda: self.client.count(
             self.collection, count_filter=self._scope(), exact=True))
         return int(result.count)
+
+    @classmethod
+    def holds_workspace(cls, url: str, api_key: str | None, workspace: Path,
+                        model_fingerprint: str, dimension: int, *,
+                        client: QdrantClient | None = None) -> bool:
+        """Whether the server has points of `workspace` for this model, without creating
+        anything (what `zl search` run inside a workspace asks of each folder above it)."""
+        own = client is None
+        if client is None:
+            try:
+                client = QdrantClient(url=url, api_key=api_key or None, timeout=5,
+                                      check_compatibility=False)
+            except Exception as err:
+                raise StoreError(f"storeUrl {url!r} cannot be used: {err}. Fix storeUrl, or "
+                                 "remove it to use the embedded store") from err
+        try:
+            name = collection_name(model_fingerprint, dimension)
+            if not client.collection_exists(name):
+                return False
+            tenant = models.FieldCondition(key=WORKSPACE,
+                                           match=models.MatchValue(value=workspace_key(workspace)))
+            found = client.count(name, count_filter=models.Filter(must=[tenant]), exact=False)
+            return int(found.count) > 0
+        except StoreError:
+            raise
+        except Exception as err:
+            raise StoreError(f"Qdrant at {url} is unreachable ({_reason(err)}): start it, "
+                             "check storeUrl/storeApiKey, or remove storeUrl to use the "
+                             "embedded store") from err
+        finally:
+            if own:
+                client.close()
 
 
 def _transient(err: BaseException) -> str | None:

@@ -9,7 +9,6 @@ is no second manifest that a crash could leave out of step with the vectors.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import fcntl
 import hashlib
 import json
@@ -18,28 +17,49 @@ import os
 import re
 import shutil
 import threading
-import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any
 
-import numpy as np
-import numpy.typing as npt
 import qdrant_edge as qe
 
-from .errors import (
+from ..errors import (
     StoreCorruptError,
     StoreError,
     StoreFullError,
     StoreIncompatibleError,
     StoreLockedError,
 )
+from .base import (
+    DENSE,
+    HYBRID_FUSION,
+    KEYWORD_FIELDS,
+    MANIFEST_FIELDS,
+    MARKER_HASH,
+    SCHEMA_VERSION,
+    SPARSE,
+    ChunkPoint,
+    Conditions,
+    FileState,
+    Fusion,
+    Mode,
+    PathFilter,
+    PendingChunk,
+    SparseVec,
+    StoreCounts,
+    StoredHit,
+    Vector,
+    add_to_manifest,
+    as_payload,
+    dense_of,
+    embedding_text,
+    estimated_bytes,
+    plan_query,
+    vectors_by_chunk_hash,
+)
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
-DENSE = "dense"
-SPARSE = "bm25"
 META_FILE = "zl-store.json"
 VACUUM_SHARE = 0.2  # as Qdrant's own deleted_threshold
 VACUUM_MIN_DELETED = 1000
@@ -49,108 +69,9 @@ VACUUM_MIN_DELETED = 1000
 #: for it (its estimated size, several times over: WAL, payload, vector and index pages).
 MIN_FREE_BYTES = 16 * 1024 * 1024
 WRITE_AMPLIFICATION = 4
-POINT_NAMESPACE = uuid.UUID("5f0e7d1c-6a53-4c38-9d0c-3f2b8f0a9e11")
-# Payload fields the manifest reads back (not the text: it is the bulk of the payload).
-MANIFEST_FIELDS = ["path", "chunk_hash", "file_hash", "mtime_ns", "size", "source"]
-
-Mode = Literal["hybrid", "semantic", "keyword"]
-Vector = npt.NDArray[np.float32]
-
-
-@dataclasses.dataclass(frozen=True)
-class Fusion:
-    """How hybrid mode fuses its dense and BM25 candidate lists, inside the store.
-
-    `rrf`: reciprocal rank fusion, sum of weight / (k + rank) over the two lists; `dbsf`:
-    Qdrant's distribution-based score fusion (weights and k unused). Parsed from
-    "rrf", "dbsf" or "rrf:k=20,dense=1.5,sparse=1" (benchmarks/quality.py compares them).
-    """
-
-    method: Literal["rrf", "dbsf"] = "rrf"
-    k: int = 60
-    dense_weight: float = 1.0
-    sparse_weight: float = 1.0
-
-    @classmethod
-    def parse(cls, text: str) -> Fusion:
-        method, _, rest = text.partition(":")
-        if method not in ("rrf", "dbsf"):
-            raise ValueError(f"unknown fusion {method!r}: rrf or dbsf")
-        values = dict(part.split("=", 1) for part in rest.split(",") if part)
-        return cls(method, int(values.get("k", 60)),  # type: ignore[arg-type]
-                   float(values.get("dense", 1.0)), float(values.get("sparse", 1.0)))
-
-    def __str__(self) -> str:
-        if self.method == "dbsf":
-            return "dbsf"
-        return f"rrf:k={self.k},dense={self.dense_weight:g},sparse={self.sparse_weight:g}"
-
-
-#: The fusion hybrid search uses. Chosen on SciFact's even-numbered training queries
-#: (nDCG@10: dbsf 0.760; rrf k=60 0.736, best weighted rrf 0.744), confirmed on the odd ones:
-#: `python benchmarks/quality.py --subset tune|holdout --fusion dbsf rrf`.
-HYBRID_FUSION = Fusion("dbsf")
-
-
-@dataclasses.dataclass
-class SparseVec:
-    indices: list[int]
-    values: list[float]
-
-
-@dataclasses.dataclass
-class ChunkPoint:
-    id: str
-    dense: Vector | None
-    sparse: SparseVec
-    payload: dict[str, Any]
-
-
-@dataclasses.dataclass
-class FileState:
-    """What the store holds for one file."""
-
-    size: int
-    mtime_ns: int
-    file_hash: str
-    source: str  # "disk", or "buffer" for unsaved editor text
-    chunk_ids: dict[str, str]  # point id -> chunk hash
-    consistent: bool = True  # False: points from two versions (an interrupted write)
-
-    def chunk_total(self) -> int:
-        """Chunks, not counting the marker of a file that has none."""
-        return sum(1 for h in self.chunk_ids.values() if h != MARKER_HASH)
-
-
-@dataclasses.dataclass(frozen=True)
-class StoredHit:
-    id: str
-    score: float
-    payload: dict[str, Any]
-
-
-@dataclasses.dataclass(frozen=True)
-class PathFilter:
-    """Restrict a query to these paths (None: all), never these, and these languages (None:
-    all; the `language` payload is indexed, so the store filters while it searches)."""
-
-    only: Sequence[str] | None = None
-    never: Sequence[str] = ()
-    languages: Sequence[str] | None = None
-
-
-def point_id(rel_path: str, chunk_hash: str, occurrence: int) -> str:
-    """Stable id: the same chunk text at the same place keeps its id (and so its vector)."""
-    return str(uuid.uuid5(POINT_NAMESPACE, f"{rel_path}\0{chunk_hash}\0{occurrence}"))
-
-
-#: chunk_hash of a file's marker point: a file with no chunks (empty, blank) is recorded by
-#: one point with no dense vector, an empty sparse one and no text, which no search returns.
-MARKER_HASH = ""
-
-
-def file_marker_id(rel_path: str) -> str:
-    return point_id(rel_path, MARKER_HASH, 0)
+#: The filter of stored chunks, file markers left out.
+_NOT_MARKER = qe.FieldCondition("chunk_hash", match=qe.MatchValue(MARKER_HASH))
+_PENDING_FIELDS = ["path", "text", "heading", "title"]
 
 
 def lock_store(path: Path) -> int:
@@ -181,28 +102,6 @@ def store_dir(data_dir: Path, workspace: Path, model_id: str) -> Path:
     name = re.sub(r"[^A-Za-z0-9._-]+", "_", workspace.resolve().name)[:40] or "root"
     model = re.sub(r"[^A-Za-z0-9._-]+", "_", model_id)[:80]
     return data_dir / "stores" / f"{name}-{digest}" / model
-
-
-class Store(Protocol):
-    """What the engine needs from a vector store (Edge embedded, or a Qdrant server)."""
-
-    kind: str
-    location: str
-
-    def upsert(self, points: Sequence[ChunkPoint]) -> None: ...
-    def delete(self, ids: Sequence[str]) -> None: ...
-    def delete_paths(self, paths: Sequence[str]) -> None: ...
-    def set_payload(self, ids: Sequence[str], values: dict[str, Any]) -> None: ...
-    def manifest(self) -> dict[str, FileState]: ...
-    def vectors(self, ids: Sequence[str]) -> dict[str, Vector]: ...
-    def vectors_by_hash(self, hashes: Sequence[str]) -> dict[str, Vector]: ...
-    def query(self, dense: Vector | None, sparse: SparseVec | None, mode: Mode, limit: int,
-              where: PathFilter, fusion: Fusion = HYBRID_FUSION) -> list[StoredHit]: ...
-    def count(self) -> int: ...
-    def maybe_vacuum(self) -> bool: ...
-    def has_room(self) -> bool: ...
-    def flush(self) -> None: ...
-    def close(self) -> None: ...
 
 
 class EdgeStore:
@@ -260,7 +159,7 @@ class EdgeStore:
                 f"store {path} has no metadata file: it is corrupt or from an unknown version. "
                 "Rebuild it with `zl index --rebuild`, or reindex with force from the editor."
             )
-        config = qe.EdgeConfig(
+        self._config = config = qe.EdgeConfig(
             vectors={DENSE: qe.EdgeVectorParams(size=dimension, distance=qe.Distance.Cosine)},
             sparse_vectors={SPARSE: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)},
             # No HNSW: exact search answers in ~10 ms at 100k chunks here, while building the
@@ -284,11 +183,7 @@ class EdgeStore:
                 partial.write_text(json.dumps(expected), encoding="utf-8")
                 os.chmod(partial, 0o600)
                 os.replace(partial, meta_path)
-                self._shard = qe.EdgeShard.create(str(shard_dir), config)
-                for field in ("path", "chunk_hash", "language"):
-                    self._shard.update(
-                        qe.UpdateOperation.create_field_index(field, qe.PayloadSchemaType.Keyword)
-                    )
+                self._shard = self._create_shard(shard_dir)
         except OSError as err:
             raise StoreError(f"cannot write the store at {path}: {err.strerror or err}") from err
         except StoreError:
@@ -306,6 +201,12 @@ class EdgeStore:
                 "It may be corrupt: rebuild it with `zl index --rebuild`, or reindex with force "
                 "from the editor."
             ) from err
+
+    def _create_shard(self, shard_dir: Path) -> Any:
+        shard = qe.EdgeShard.create(str(shard_dir), self._config)
+        for field in KEYWORD_FIELDS:
+            shard.update(qe.UpdateOperation.create_field_index(field, qe.PayloadSchemaType.Keyword))
+        return shard
 
     def _release(self) -> None:
         if self._lock_fd is not None:
@@ -335,7 +236,7 @@ class EdgeStore:
             vector: dict[str, Any] = {SPARSE: qe.SparseVector(p.sparse.indices, p.sparse.values)}
             if p.dense is not None:
                 vector[DENSE] = p.dense.tolist()
-            converted.append(qe.Point(p.id, vector, p.payload))
+            converted.append(qe.Point(p.id, vector, dict(p.payload)))
         self._update(qe.UpdateOperation.upsert_points(converted), estimated_bytes(points))
 
     def delete(self, ids: Sequence[str]) -> None:
@@ -349,6 +250,22 @@ class EdgeStore:
             doomed = int(self._shard.count(qe.CountRequest(filter=flt, exact=True)))
             self._update(qe.UpdateOperation.delete_points_by_filter(flt))
             self._deleted_since_vacuum += doomed
+
+    def clear(self) -> None:
+        """Start over with an empty shard (the lock and the metadata stay): dropping the
+        segment files leaves no tombstones to vacuum, unlike deleting every point."""
+        with self._lock, self._failing("clear"):
+            shard_dir = self.path / "shard"
+            self._shard.close()
+            shutil.rmtree(shard_dir)
+            self._shard = self._create_shard(shard_dir)
+            self._deleted_since_vacuum = 0
+
+    def add_dense(self, vectors: dict[str, Vector]) -> None:
+        if vectors:
+            operation = qe.UpdateOperation.update_vectors(
+                [qe.PointVectors(pid, {DENSE: v.tolist()}) for pid, v in vectors.items()])
+            self._update(operation, 4 * sum(v.size for v in vectors.values()))
 
     def has_room(self, extra: int = 0) -> bool:
         return free_bytes(self.path) >= MIN_FREE_BYTES + extra
@@ -429,7 +346,7 @@ class EdgeStore:
                 offset=offset, limit=4096,
                 with_payload=qe.PayloadSelector.Include(MANIFEST_FIELDS), with_vector=False))
             for record in records:
-                _add_to_manifest(files, str(record.id), record.payload or {})
+                add_to_manifest(files, str(record.id), record.payload or {})
             if offset is None:
                 return files
 
@@ -450,79 +367,58 @@ class EdgeStore:
 
     def query(self, dense: Vector | None, sparse: SparseVec | None, mode: Mode, limit: int,
               where: PathFilter, fusion: Fusion = HYBRID_FUSION) -> list[StoredHit]:
-        flt = _filter(where)
-        dense_q = qe.Query.Nearest(dense.tolist(), using=DENSE) if dense is not None else None
-        sparse_q = (qe.Query.Nearest(qe.SparseVector(sparse.indices, sparse.values), using=SPARSE)
-                    if sparse is not None and sparse.indices else None)
+        plan = plan_query(dense, sparse, mode, limit, where, fusion)
+        if plan is None:
+            return []
+        flt = _filter(plan.conditions)
+        dense_q = qe.Query.Nearest(plan.dense, using=DENSE) if plan.dense is not None else None
+        sparse_q = (qe.Query.Nearest(qe.SparseVector(plan.sparse.indices, plan.sparse.values),
+                                     using=SPARSE) if plan.sparse is not None else None)
         request: qe.QueryRequest
-        if mode == "hybrid" and dense_q is not None and sparse_q is not None:
-            depth = max(limit * 5, 50)
+        if plan.fused:
             request = qe.QueryRequest(
                 limit=limit,
-                prefetches=[qe.Prefetch(limit=depth, query=dense_q, filter=flt),
-                            qe.Prefetch(limit=depth, query=sparse_q, filter=flt)],
+                prefetches=[qe.Prefetch(limit=plan.depth, query=dense_q, filter=flt),
+                            qe.Prefetch(limit=plan.depth, query=sparse_q, filter=flt)],
                 query=(qe.Fusion.Rrf(k=fusion.k,  # type: ignore[arg-type]
                                      weights=[fusion.dense_weight, fusion.sparse_weight])
                        if fusion.method == "rrf" else qe.Fusion.Dbsf()),
                 filter=flt, with_payload=True)
         else:
-            query = dense_q if mode != "keyword" and dense_q is not None else sparse_q
-            if query is None:
-                return []
-            request = qe.QueryRequest(limit=limit, query=query, filter=flt, with_payload=True)
-        return [StoredHit(str(p.id), float(p.score), p.payload or {})
+            request = qe.QueryRequest(limit=limit, query=dense_q if plan.using == DENSE
+                                      else sparse_q, filter=flt, with_payload=True)
+        return [StoredHit(str(p.id), float(p.score), as_payload(p.payload))
                 for p in self._shard.query(request)]
+
+    def pending(self, paths: Sequence[str] | None, limit: int) -> list[PendingChunk]:
+        must: list[Any] | None = ([qe.FieldCondition("path", match=qe.MatchAny(list(paths)))]
+                                  if paths is not None else None)
+        flt = qe.Filter(must=must, must_not=[_NOT_MARKER, qe.HasVectorCondition(DENSE)])
+        records, _ = self._shard.scroll(qe.ScrollRequest(
+            limit=limit, filter=flt, with_payload=qe.PayloadSelector.Include(_PENDING_FIELDS),
+            with_vector=False))
+        return [PendingChunk(str(r.id), str(payload.get("path", "")), embedding_text(payload))
+                for r in records if (payload := as_payload(r.payload))]
+
+    def counts(self) -> StoreCounts:
+        chunks = self._shard.count(qe.CountRequest(
+            filter=qe.Filter(must_not=[_NOT_MARKER]), exact=True))
+        missing = self._shard.count(qe.CountRequest(
+            filter=qe.Filter(must_not=[_NOT_MARKER, qe.HasVectorCondition(DENSE)]), exact=True))
+        return StoreCounts(int(chunks), int(chunks) - int(missing))
 
     def count(self) -> int:
         return int(self._shard.count(qe.CountRequest(exact=True)))
 
 
-def _filter(where: PathFilter) -> qe.Filter | None:
-    must: list[Any] = []
-    must_not: list[Any] = []
-    if where.only is not None:
-        must.append(qe.FieldCondition("path", match=qe.MatchAny(list(where.only) or [""])))
-    if where.never:
-        must_not.append(qe.FieldCondition("path", match=qe.MatchAny(list(where.never))))
-    if where.languages is not None:
-        must.append(qe.FieldCondition("language",
-                                      match=qe.MatchAny(list(where.languages) or [""])))
-    if not must and not must_not:
+def _filter(conditions: Conditions) -> qe.Filter | None:
+    """The plan's conditions as a Qdrant Edge filter."""
+    if conditions.empty:
         return None
+    must: list[Any] = [qe.FieldCondition(f, match=qe.MatchAny(v)) for f, v in conditions.must]
+    must_not: list[Any] = [qe.FieldCondition(f, match=qe.MatchAny(v))
+                           for f, v in conditions.must_not]
     return qe.Filter(must=must or None, must_not=must_not or None)
-
-
-def vectors_by_chunk_hash(records: Iterable[Any]) -> dict[str, Vector]:
-    """Dense vectors of scrolled records (either backend's), keyed by their chunk hash."""
-    out: dict[str, Vector] = {}
-    for r in records:
-        vector = dense_of(r.vector)
-        if vector is not None and r.payload:
-            out[str(r.payload["chunk_hash"])] = vector
-    return out
-
-
-def dense_of(vector: Any) -> Vector | None:
-    if isinstance(vector, dict) and DENSE in vector:
-        return np.asarray(vector[DENSE], dtype=np.float32)
-    return None
-
-
-def _add_to_manifest(files: dict[str, FileState], pid: str, payload: dict[str, Any]) -> None:
-    path = payload.get("path")
-    if not isinstance(path, str):
-        return
-    state = files.get(path)
-    if state is None:
-        files[path] = FileState(
-            size=int(payload.get("size", -1)), mtime_ns=int(payload.get("mtime_ns", -1)),
-            file_hash=str(payload.get("file_hash", "")), source=str(payload.get("source", "disk")),
-            chunk_ids={pid: str(payload.get("chunk_hash", ""))})
-        return
-    state.chunk_ids[pid] = str(payload.get("chunk_hash", ""))
-    if (state.file_hash != payload.get("file_hash") or state.mtime_ns != payload.get("mtime_ns")
-            or state.source != payload.get("source", "disk")):
-        state.consistent = False
 
 
 def free_bytes(path: Path) -> int:
@@ -578,17 +474,5 @@ def unallocated_bytes(path: Path) -> int:
     return total
 
 
-def estimated_bytes(points: Sequence[ChunkPoint]) -> int:
-    """A generous size of these points as written: payload text, vectors, sparse terms."""
-    return sum(2 * len(str(p.payload.get("text", ""))) + 1024
-               + (4 * p.dense.size if p.dense is not None else 0)
-               + 8 * len(p.sparse.indices) for p in points)
-
-
 def _size(n: int) -> str:
     return f"{n / 1024 / 1024:.1f} MB"
-
-
-def iter_batches(items: Sequence[ChunkPoint], size: int) -> Iterable[Sequence[ChunkPoint]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]

@@ -1,0 +1,89 @@
+"""Vector stores: one `Store` protocol (`base.py`), the backend-neutral query plan each backend
+translates, the embedded Qdrant Edge backend (`edge.py`) and the Qdrant server backend
+(`server.py`, loaded only when `storeUrl` is set). The engine and the CLI reach a backend only
+through `open_store`, `index_exists` and `discard_store` here, so a new backend is one new
+module plus a branch in these three functions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from ..config import Settings
+from .base import (
+    DENSE,
+    HYBRID_FUSION,
+    MARKER_HASH,
+    SPARSE,
+    ChunkPayload,
+    ChunkPoint,
+    FileState,
+    Fusion,
+    Mode,
+    PathFilter,
+    PendingChunk,
+    QueryPlan,
+    SparseVec,
+    Store,
+    StoreCounts,
+    StoredHit,
+    Vector,
+    file_marker_id,
+    plan_query,
+    point_id,
+)
+from .edge import EdgeStore, store_dir
+
+__all__ = [
+    "DENSE", "HYBRID_FUSION", "MARKER_HASH", "SPARSE", "ChunkPayload", "ChunkPoint",
+    "EdgeStore", "FileState", "Fusion", "Mode", "PathFilter", "PendingChunk", "QueryPlan",
+    "SparseVec", "Store", "StoreCounts", "StoreIdentity", "StoredHit", "Vector",
+    "discard_store", "edge_path", "file_marker_id", "index_exists", "open_store", "plan_query",
+    "point_id", "store_dir",
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class StoreIdentity:
+    """The model a store is built for: vectors of two models are never mixed."""
+
+    model_id: str
+    fingerprint: str
+    dimension: int
+
+
+def open_store(settings: Settings, workspace: Path, model: StoreIdentity) -> Store:
+    """The store of `workspace` for `model`: on the Qdrant server of `storeUrl`, else an
+    embedded one under the data folder. Raises StoreError (and its kinds) when it cannot."""
+    if settings.storeUrl:
+        from .server import ServerStore  # qdrant-client loads only when used
+
+        return ServerStore(settings.storeUrl, settings.storeApiKey, workspace,
+                           model.fingerprint, model.dimension)
+    return EdgeStore(edge_path(settings, workspace, model), model.fingerprint, model.dimension)
+
+
+def index_exists(settings: Settings, workspace: Path, model: StoreIdentity) -> bool:
+    """Whether `workspace` has an index for `model`, creating nothing (for `zl search` run
+    inside a workspace, with either backend)."""
+    if settings.storeUrl:
+        from .server import ServerStore
+
+        return ServerStore.holds_workspace(settings.storeUrl, settings.storeApiKey, workspace,
+                                           model.fingerprint, model.dimension)
+    return (edge_path(settings, workspace, model) / "shard").exists()
+
+
+def discard_store(settings: Settings, workspace: Path, model: StoreIdentity) -> bool:
+    """Delete a store that cannot be opened (damaged, or built for another model) so that it
+    can be made again; True when there was one. An embedded store's folder goes (refused with
+    StoreLockedError while another process has it open); a server collection is never
+    deleted for one workspace (it is shared), so that is left to the user: False."""
+    if settings.storeUrl:
+        return False
+    return EdgeStore.destroy(edge_path(settings, workspace, model))
+
+
+def edge_path(settings: Settings, workspace: Path, model: StoreIdentity) -> Path:
+    return store_dir(settings.data_dir(), workspace.resolve(), model.model_id)

@@ -1,0 +1,230 @@
+"""Two-pass indexing (issue 14) over the wire: every file keyword-searchable before any dense
+vector exists, the dense backfill by priority, resumable after kill -9, and status and
+progress that say how far it got. Real model, real store, real `zl serve` processes; the
+backfill is slowed or paused through its real settings (`backfillChunksPerSecond`,
+`backfillPaused`), never mocked. Every wait is on a condition."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from zero_latency.config import Settings
+from zero_latency.engine import Engine
+from zero_latency.stores import EdgeStore
+
+from .conftest import need_corpus
+from .rpc import RawServer, started
+
+T = TypeVar("T")
+FILES = 40
+NO_DAEMON = [sys.executable, "-m", "zero_latency", "serve", "--no-daemon"]
+
+
+def wait_for(check: Callable[[], T | None], seconds: float, what: str) -> T:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {seconds:.0f} s waiting for {what}")
+
+
+@pytest.fixture
+def pages(tmp_path: Path) -> Path:
+    """FILES real tldr pages (one or two chunks each), each findable by its command's name."""
+    src = need_corpus("tldr-pages") / "osx"
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    names = sorted(p.name for p in src.glob("*.md") if re.fullmatch(r"[a-z]{6,}\.md", p.name))
+    for name in names[:FILES]:
+        shutil.copy(src / name, ws / name)
+    return ws
+
+
+def result(reply: dict[str, Any]) -> Any:
+    assert "result" in reply, reply
+    return reply["result"]
+
+
+def status(server: RawServer) -> dict[str, Any]:
+    value: dict[str, Any] = result(server.request("docs/status", timeout=60))
+    return value
+
+
+def search(server: RawServer, query: str, mode: str = "keyword") -> dict[str, Any]:
+    value: dict[str, Any] = result(server.request(
+        "docs/search", {"query": query, "mode": mode, "limit": 10}, timeout=60))
+    return value
+
+
+def keyword_ready(server: RawServer, files: int) -> dict[str, Any] | None:
+    """The status once the keyword pass has written every file."""
+    now = status(server)
+    return now if now["files"] == files and now["keywordChunks"] >= files else None
+
+
+def test_every_file_is_keyword_searchable_while_the_backfill_is_paused(
+        pages: Path, tmp_path: Path) -> None:
+    server = started(pages, tmp_path / "store", backfillPaused=True)
+    try:
+        ready = wait_for(lambda: (s := status(server))["state"] == "idle" and s["files"] and s,
+                         180, "the keyword pass")
+        assert ready["files"] == FILES and ready["keywordChunks"] >= FILES
+        assert ready["embeddedChunks"] == 0, "paused: nothing embedded"
+        assert ready["workspaces"][0]["keywordChunks"] == ready["keywordChunks"]
+        for page in sorted(pages.iterdir()):
+            found = search(server, page.stem)
+            assert page.name in [h["path"] for h in found["hits"]], page.name
+        first = sorted(pages.iterdir())[0].stem
+        hybrid = search(server, first, mode="hybrid")
+        assert hybrid["coverage"] == {"files": FILES, "keywordChunks": ready["keywordChunks"],
+                                      "embeddedChunks": 0}
+        assert "0 of" in hybrid["notice"] and hybrid["hits"]
+        assert not any(h["embedded"] for h in hybrid["hits"])
+        semantic = search(server, first, mode="semantic")
+        assert semantic["hits"] == [] and "embedded so far" in semantic["notice"]
+    finally:
+        server.close()
+
+
+def test_coverage_grows_to_every_chunk_and_progress_counts_chunks(
+        pages: Path, tmp_path: Path) -> None:
+    server = started(pages, tmp_path / "store", backfillChunksPerSecond=4)
+    try:
+        keyword = wait_for(lambda: keyword_ready(server, FILES), 180, "the keyword pass")
+        total = keyword["keywordChunks"]
+        seen: list[int] = []
+
+        def embedded_all() -> bool:
+            now = status(server)
+            assert now["files"] == FILES, "an indexed workspace never reports fewer files"
+            seen.append(now["embeddedChunks"])
+            return now["embeddedChunks"] == total and now["state"] == "idle"
+
+        first = sorted(pages.iterdir())[0].stem
+        partial = wait_for(lambda: (r := search(server, first, "hybrid")).get(
+            "coverage", {}).get("embeddedChunks", 0) > 0 and r, 120, "partial coverage")
+        assert 0 < partial["coverage"]["embeddedChunks"] < total
+        wait_for(embedded_all, 300, "every chunk embedded")
+        assert seen == sorted(seen), "the embedded count only grows"
+        assert any(0 < n < total for n in seen)
+        done = search(server, first, "hybrid")
+        assert "coverage" not in done and all(h["embedded"] for h in done["hits"])
+        reports = [n["params"]["value"] for n in server.notifications
+                   if n["method"] == "$/progress" and n["params"]["value"]["kind"] == "report"]
+        embedding = [r for r in reports if "chunks embedded" in r.get("message", "")]
+        assert embedding, reports[-5:]
+        assert re.fullmatch(r"\d+/\d+ chunks embedded · \d+/s( · ~\d+ (s|min) left)?",
+                            embedding[-1]["message"].replace(",", "")), embedding[-1]
+        assert all(0 <= r["percentage"] <= 100 for r in embedding)
+    finally:
+        server.close()
+
+
+def test_an_opened_file_is_embedded_before_the_rest(pages: Path, tmp_path: Path) -> None:
+    # The oldest file would be embedded last (newest modification first).
+    last = sorted(pages.iterdir())[-1]
+    os.utime(last, (1_000_000, 1_000_000))
+    server = started(pages, tmp_path / "store", backfillChunksPerSecond=2)
+    try:
+        total = wait_for(lambda: keyword_ready(server, FILES), 180,
+                         "the keyword pass")["keywordChunks"]
+        server.notify("textDocument/didOpen", {"textDocument": {
+            "uri": last.as_uri(), "languageId": "markdown", "version": 1,
+            "text": last.read_text(encoding="utf-8")}})
+
+        def opened_embedded() -> dict[str, Any] | None:
+            hits = [h for h in search(server, last.stem)["hits"] if h["path"] == last.name]
+            return hits[0] if hits and hits[0]["embedded"] else None
+
+        wait_for(opened_embedded, 60, f"{last.name} embedded")
+        assert status(server)["embeddedChunks"] < total, "the rest is still waiting"
+    finally:
+        server.close()
+
+
+def test_docs_index_during_the_first_run_waits_and_reports_it(
+        pages: Path, tmp_path: Path) -> None:
+    server = started(pages, tmp_path / "store", backfillChunksPerSecond=20)
+    try:
+        wait_for(lambda: status(server)["state"] == "indexing", 120, "the first run")
+        report = result(server.request("docs/index", {}, timeout=300))
+        assert report["indexedFiles"] == FILES and report["unchangedFiles"] == 0, report
+        assert report["embeddedChunks"] == report["chunks"] > 0
+        assert status(server)["embeddedChunks"] == report["chunks"]
+    finally:
+        server.close()
+
+
+def test_status_never_says_zero_files_for_an_indexed_workspace(
+        pages: Path, tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    engine = Engine(Settings(model="bundled", storePath=str(store)))
+    try:
+        engine.open_workspace(pages)
+        engine.index([pages])
+    finally:
+        engine.close()
+    server = RawServer(NO_DAEMON)
+    try:
+        from .rpc import init_params
+
+        assert "result" in server.request("initialize", init_params(pages, store), timeout=120)
+        server.notify("initialized", {})
+        states = []
+        while True:
+            now = status(server)
+            states.append(now["state"])
+            assert now["state"] in ("loading", "error") or now["files"] == FILES, now
+            if now["state"] == "idle":
+                break
+        assert "idle" in states
+    finally:
+        server.close()
+
+
+def test_resume_after_kill_9_embeds_nothing_twice(pages: Path, tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    first = RawServer(NO_DAEMON)
+    from .rpc import init_params
+
+    assert "result" in first.request("initialize", init_params(
+        pages, store, backfillChunksPerSecond=3), timeout=120)
+    first.notify("initialized", {})
+    total = wait_for(lambda: keyword_ready(first, FILES), 180,
+                     "the keyword pass")["keywordChunks"]
+    wait_for(lambda: status(first)["embeddedChunks"] >= 5, 120, "some chunks embedded")
+    first.proc.send_signal(signal.SIGKILL)
+    first.proc.wait(timeout=30)
+    # What the killed process left: read from the store itself, once its lock is free.
+    engine = Engine(Settings(model="bundled", storePath=str(store)))
+    try:
+        path = engine.store_path(pages)
+        kept = EdgeStore(path, engine.model_fingerprint(), engine.dimension())
+        before = kept.counts()
+        kept.close()
+    finally:
+        engine.close()
+    assert before.chunks == total and 0 < before.embedded < total, before
+    second = RawServer(NO_DAEMON)
+    try:
+        assert "result" in second.request("initialize", init_params(pages, store),
+                                          timeout=120)
+        second.notify("initialized", {})
+        report = result(second.request("docs/index", {}, timeout=300))
+        assert report["embeddedChunks"] == total - before.embedded, (report, before)
+        assert report["indexedFiles"] == 0, "files written before the kill are not redone"
+        assert status(second)["embeddedChunks"] == total
+    finally:
+        second.close()
