@@ -244,6 +244,7 @@ class WorkspaceIndex:
             self._rotate(in_flight, [], report, embed)
             if gone:  # last, so that a moved file could reuse their vectors by content hash
                 self.store.delete_paths(gone)
+                self._counts = None  # counts read from now on include this write
                 for rel in gone:
                     self.files.pop(rel, None)
                 report.removedFiles += len(gone)
@@ -287,6 +288,7 @@ class WorkspaceIndex:
         with self.lock:
             doomed = [r for r in self.files if r == rel_prefix or r.startswith(rel_prefix + "/")]
             self.store.delete_paths(doomed)
+            self._counts = None  # counts read from now on include this write
             for rel in doomed:
                 self.files.pop(rel, None)
             return len(doomed)
@@ -437,6 +439,7 @@ class WorkspaceIndex:
         report.errors.append({"uri": entry.path.as_uri(), "message": message})
         if entry.rel in self.files:  # it was indexed before: its old text is no longer true
             self.store.delete_paths([entry.rel])
+            self._counts = None  # counts read from now on include this write
             self.files.pop(entry.rel, None)
 
     def _set_stat(self, rel: str, old: FileState, new: FileState) -> None:
@@ -551,6 +554,7 @@ class WorkspaceIndex:
                     }))
             self.store.upsert(points)
             self.store.delete(p.stale_ids)
+            self._counts = None  # counts read from now on include this write
             self.files[p.rel] = p.state
 
 
@@ -679,6 +683,7 @@ class WorkspaceIndex:
             if state is not None and chunk.id in state.chunk_ids:
                 vectors[chunk.id] = vector
         self.store.add_dense(vectors)
+        self._counts = None  # counts read from now on include this write
         return len(vectors)
 
     def _hold_rate(self, started: float, done: int, chunks_per_second: int,

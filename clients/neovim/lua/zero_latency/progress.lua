@@ -86,6 +86,13 @@ function M.on_progress(client_id, params, echo)
   elseif value.kind == "end" then
     local work = M.active[key] or {}
     M.active[key] = nil
+    -- The run has ended: a busy state pushed before its end is stale (zl/status is throttled,
+    -- so the next push may come half a second later) and must not linger in the statusline.
+    local status = require("zero_latency.client").last_status[client_id]
+    local busy = { loading = true, loadingModel = true, indexing = true }
+    if status and busy[status.state] then
+      status.state = nil
+    end
     vim.cmd("redrawstatus!")
     if echo then
       local line = ("%s: %s"):format(work.title or "Zero-Latency", value.message or "done")
