@@ -39,7 +39,7 @@ _STOPWORDS = frozenset(
 
 
 #: The relevance floor: a hit whose chunk's cosine similarity to the query is below this is
-#: left out in semantic and hybrid mode (hybrid keeps it when every query term is in it).
+#: left out in semantic and hybrid mode, unless every query term is in it (above_floor).
 #: Chosen by benchmarks/floor.py; see FLOOR_EVIDENCE there.
 COSINE_FLOOR = 0.30
 #: The 0–1 score maps cosine linearly from COSINE_ZERO (score 0) to COSINE_FULL (score 1).
@@ -190,18 +190,19 @@ def relevance(mode: Mode, raw: float, cosine: float | None, terms_found: float) 
 
 
 def above_floor(mode: Mode, hit: Hit, terms: list[str]) -> bool:
-    """Keyword hits always match a term. A semantic hit needs COSINE_FLOOR; a hybrid hit too,
-    unless it holds every query term (an exact name the model does not know) or has no
-    vector yet (then any term found will do)."""
+    """Keyword hits always match a term. A semantic or hybrid hit needs COSINE_FLOOR, unless
+    it holds every query term (a long section whose one sentence answers dilutes its vector;
+    an exact name the model does not know), or, in hybrid mode, has no vector yet (then any
+    query term found will do)."""
     if mode == "keyword":
         return True
     cosine = hit.cosine
     if cosine is not None and cosine >= COSINE_FLOOR:
         return True
-    if mode == "semantic":
-        return False
     found = term_share(hit.text, terms)
-    return found >= 1.0 if cosine is not None else found > 0
+    if cosine is None and mode == "hybrid":
+        return found > 0
+    return found >= 1.0
 
 
 def term_share(text: str, terms: list[str]) -> float:
