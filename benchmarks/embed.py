@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from zero_latency.chunking import chunk_document, document_title, language_for
-from zero_latency.embedder import Embedder, Matrix, onnxruntime
+from zero_latency.embedder import Embedder, Matrix, OnnxEmbedder, onnxruntime
 from zero_latency.models import ModelFiles, resolve_model
 
 DEFAULT_CORPUS = Path(__file__).resolve().parents[2] / "shared" / "data" / "corpora" / "rust-book"
@@ -37,7 +37,7 @@ DEFAULT_CORPUS = Path(__file__).resolve().parents[2] / "shared" / "data" / "corp
 
 def real_chunks(corpus: Path, embedder: Embedder, limit: int, chunk_tokens: int) -> list[str]:
     """The texts the indexer would embed for the corpus's files, in file order."""
-    count = embedder.token_counter()
+    count = embedder.count_tokens
     texts: list[str] = []
     for path in sorted(corpus.rglob("*")):
         language = language_for(path.name)
@@ -45,7 +45,7 @@ def real_chunks(corpus: Path, embedder: Embedder, limit: int, chunk_tokens: int)
             continue
         rel = path.relative_to(corpus).as_posix()
         chunks = chunk_document(path.read_text(encoding="utf-8", errors="replace"), language,
-                                count, min(chunk_tokens, embedder.files.max_length), 32)
+                                count, min(chunk_tokens, embedder.max_tokens), 32)
         title = document_title(rel, chunks)
         texts += [c.embedding_text(title) for c in chunks]
         if len(texts) >= limit:
@@ -142,9 +142,9 @@ def main() -> int:
         print(f"corpus {args.corpus} not found: pass --corpus", file=sys.stderr)
         return 2
     files, _ = resolve_model(args.model)
-    probe = Embedder(files, threads=args.threads, batch_size=1)
+    probe = OnnxEmbedder(files, threads=args.threads, batch_size=1)
     texts = real_chunks(args.corpus, probe, args.chunks, args.chunk_tokens)
-    tokens = sum(min(probe.token_counter()(t) + 2, files.max_length) for t in texts)
+    tokens = sum(min(probe.count_tokens(t) + 2, files.max_length) for t in texts)
     probe.embed(texts[:4])  # warm-up
     print(f"{len(texts)} chunks from {args.corpus.name} ({tokens} tokens, "
           f"{tokens / len(texts):.0f} per chunk), model {files.model_id}, "
@@ -154,7 +154,7 @@ def main() -> int:
     seconds, reference = plain_loop(files, texts, args.threads)
     rows.append(("plain ORT loop, batch 1", seconds, reference))
     for batch in args.batch_sizes:
-        embedder = Embedder(files, threads=args.threads, batch_size=batch)
+        embedder = OnnxEmbedder(files, threads=args.threads, batch_size=batch)
         embedder.embed(texts[:4])
         started = time.perf_counter()
         vectors = embedder.embed(texts)

@@ -3,9 +3,11 @@
 Embedding 100k chunks for real takes over an hour on 2 cores, and search latency does not
 depend on what the dense vectors say (the store scans or walks them the same way), so this
 builds the index through the real indexer (real files, chunking, BM25, payloads, store writes)
-with one stand-in: passages get deterministic pseudo-random unit vectors instead of model
-output. The store is stamped with the real model, so `zl serve` opens it as its own, embeds
-queries and edits with the real model, and finds every file unchanged on start-up.
+with one stand-in: the engine is given `HashingEmbedder.standing_in_for(real model)`, the
+test double that makes deterministic pseudo-random unit vectors but borrows the real model's
+id, fingerprint and token counter. The store is therefore stamped with the real model, so
+`zl serve` opens it as its own, embeds queries and edits with the real model, and finds every
+file unchanged on start-up.
 
 The workspace is copies of the real corpora (`copy-N/<corpus>/…`) until it holds `--chunks`.
 
@@ -16,36 +18,17 @@ The workspace is copies of the real corpora (`copy-N/<corpus>/…`) until it hol
 from __future__ import annotations
 
 import argparse
-import hashlib
 import resource
 import shutil
 import sys
 import time
-from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
-
 from zero_latency.config import Settings
-from zero_latency.embedder import Embedder, Matrix
+from zero_latency.embedder import HashingEmbedder
 from zero_latency.engine import Engine
 
 CORPORA = Path(__file__).resolve().parents[2] / "shared" / "data" / "corpora"
-
-
-class PseudoEmbedder(Embedder):
-    """The real model's tokenizer and identity, but hashed unit vectors for passages (a
-    benchmark stand-in, see the module docstring); queries still go through the model."""
-
-    def embed(self, texts: Sequence[str]) -> Matrix:
-        if not hasattr(self, "dimension"):  # the constructor's probe learns it from the model
-            return super().embed(texts)
-        out = np.empty((len(texts), self.dimension), dtype=np.float32)
-        for row, text in enumerate(texts):
-            seed = int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest())
-            vector = np.random.default_rng(seed).standard_normal(self.dimension)
-            out[row] = vector / np.linalg.norm(vector)
-        return out
 
 
 def main() -> int:
@@ -61,14 +44,12 @@ def main() -> int:
     if workspace.exists() or store.exists():
         print(f"{args.out} already holds a workspace or store: remove it first", file=sys.stderr)
         return 2
-    engine = Engine(Settings(model=args.model, storePath=str(store)))
-    real = engine.load_model()
-    if real is None or engine.model_files is None:
+    settings = Settings(model=args.model, storePath=str(store))
+    real = Engine(settings).load_model()
+    if real is None:
         print("no model could be loaded", file=sys.stderr)
         return 2
-    engine.embedder = PseudoEmbedder(engine.model_files, threads=engine.settings.threads,
-                                     batch_size=real.batch_size)
-    real.close()
+    engine = Engine(settings, model=HashingEmbedder.standing_in_for(real))
     workspace.mkdir(parents=True)
     index = engine.open_workspace(workspace)
     started = time.perf_counter()
@@ -85,6 +66,7 @@ def main() -> int:
     seconds = time.perf_counter() - started
     files, chunks = len(index.files), index.chunk_count()
     engine.close()
+    real.close()
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"built {files} files, {chunks} chunks in {seconds:.0f} s "
           f"({chunks / seconds:.0f} chunks/s without inference); peak RSS {rss:.0f} MB")

@@ -11,7 +11,7 @@ import pytest
 
 from zero_latency.chunking import chunk_document
 from zero_latency.config import Settings, SettingsError
-from zero_latency.embedder import Embedder
+from zero_latency.embedder import OnnxEmbedder
 from zero_latency.engine import Engine
 from zero_latency.errors import (
     DeviceUnavailableError,
@@ -26,11 +26,12 @@ from zero_latency.store import EdgeStore
 
 
 @pytest.fixture(scope="module")
-def embedder() -> Embedder:
-    return Embedder(resolve_bundled(), threads=2)
+def embedder() -> OnnxEmbedder:
+    return OnnxEmbedder(resolve_bundled(), threads=2)
 
 
-def test_vectors_are_384d_unit_length_and_paraphrases_score_higher(embedder: Embedder) -> None:
+def test_vectors_are_384d_unit_length_and_paraphrases_score_higher(
+        embedder: OnnxEmbedder) -> None:
     vectors = embedder.embed([
         "A man is eating food.",
         "A man is eating a piece of bread.",
@@ -48,10 +49,10 @@ def test_vectors_are_384d_unit_length_and_paraphrases_score_higher(embedder: Emb
     assert np.allclose(embedder.embed_query("A man is eating food."), vectors[0], atol=1e-4)
 
 
-def test_chunk_line_ranges_match_the_file(embedder: Embedder) -> None:
+def test_chunk_line_ranges_match_the_file(embedder: OnnxEmbedder) -> None:
     text = Path(__file__).parent.joinpath("data", "sample.md").read_text()
     lines = text.split("\n")
-    chunks = chunk_document(text, "markdown", embedder.token_counter(), 64, 8)
+    chunks = chunk_document(text, "markdown", embedder.count_tokens, 64, 8)
     assert len(chunks) > 3
     # A chunk's text is the readable text of exactly its lines (markup.py: markers, link
     # syntax and HTML out), line for line.
@@ -59,7 +60,7 @@ def test_chunk_line_ranges_match_the_file(embedder: Embedder) -> None:
     assert len(readable) == len(lines)
     for chunk in chunks:
         assert chunk.text.strip() == "\n".join(readable[chunk.start_line:chunk.end_line]).strip()
-        assert embedder.token_counter()(chunk.text) <= 64 or "\n" not in chunk.text
+        assert embedder.count_tokens(chunk.text) <= 64 or "\n" not in chunk.text
     fence = next(c for c in chunks if "def deploy(tag: str) -> None:" in c.text)
     assert 'pipeline.run("release", tag=tag)' in fence.text, "a code fence that fits stays whole"
     assert "```" not in fence.text and fence.start_line <= 10 and fence.end_line >= 14
@@ -67,13 +68,13 @@ def test_chunk_line_ranges_match_the_file(embedder: Embedder) -> None:
     assert deep.heading_path == ("Operations guide", "Keys", "Rotation")
 
 
-def test_rst_sections_and_python_docstrings(embedder: Embedder) -> None:
+def test_rst_sections_and_python_docstrings(embedder: OnnxEmbedder) -> None:
     rst = "Title\n=====\n\nIntro para.\n\nSection A\n---------\n\nBody of A.\n"
-    chunks = chunk_document(rst, "restructuredtext", embedder.token_counter(), 256, 16)
+    chunks = chunk_document(rst, "restructuredtext", embedder.count_tokens, 256, 16)
     assert chunks[-1].heading_path == ("Title", "Section A")
     assert chunks[-1].text.endswith("Body of A.")
     py = 'def f():\n    """Rotate the keys."""\n    return 1\n'
-    (doc,) = chunk_document(py, "python", embedder.token_counter(), 256, 16)
+    (doc,) = chunk_document(py, "python", embedder.count_tokens, 256, 16)
     assert doc.heading_path == ("f",) and (doc.start_line, doc.end_line) == (1, 2)
 
 
@@ -137,7 +138,7 @@ def test_missing_or_corrupt_model_gives_the_documented_error(tmp_path: Path) -> 
     (folder / "model.onnx").write_bytes(b"not an onnx graph")
     shutil.copy(resolve_bundled().tokenizer_path, folder / "tokenizer.json")
     with pytest.raises(ModelUnavailableError, match="Cannot load ONNX model"):
-        Embedder(resolve_folder(folder))
+        OnnxEmbedder(resolve_folder(folder))
     os.environ["HF_HUB_OFFLINE"] = "1"
     try:
         with pytest.raises(ModelUnavailableError, match="HF_HUB_OFFLINE"):
@@ -170,11 +171,11 @@ def test_hub_model_from_a_local_cache(tmp_path: Path, monkeypatch: pytest.Monkey
     assert warning is None and files.source == "hub" and files.model_id == "acme/mini"
     assert files.max_length == 256 and files.onnx_path.name == "model_quantized.onnx"
     assert (files.query_prefix, files.passage_prefix) == ("query: ", "passage: ")
-    embedder = Embedder(files)
+    embedder = OnnxEmbedder(files)
     assert embedder.embed(["hello"]).shape == (1, 384)
     # The prefixes reach the model: the same weights without prefixes, fed "query: hello",
     # give the query vector; fed "hello", they do not.
-    plain = Embedder(bundled)
+    plain = OnnxEmbedder(bundled)
     assert np.allclose(embedder.embed_query("hello"), plain.embed(["query: hello"])[0],
                        atol=1e-5)
     assert not np.allclose(embedder.embed_query("hello"), plain.embed(["hello"])[0], atol=1e-3)
@@ -223,7 +224,7 @@ def test_cuda_without_its_provider_is_clear_and_the_engine_runs_on_cpu(
     if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
         pytest.skip("this ONNX Runtime has CUDA: the fallback cannot happen here")
     with pytest.raises(DeviceUnavailableError, match="onnxruntime-gpu"):
-        Embedder(resolve_bundled(), device="cuda")
+        OnnxEmbedder(resolve_bundled(), device="cuda")
     warnings: list[str] = []
     engine = Engine(Settings(model="bundled", device="cuda", storePath=str(tmp_path / "s")),
                     warn=warnings.append)

@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -71,6 +72,20 @@ EDIT_FIRST, EDIT_LAST = 9, 12
 EDIT_TEXT = ("When the aquarium pump hums off-key, the quokka ledger reconciles "
              "moonlight invoices for the lighthouse keepers.")
 EDIT_QUERY = "quokka ledger reconciles moonlight invoices"
+
+# A Python module (the server indexes .py): the passage related to keys.md's "Backups".
+TOOL_PY = '''\
+"""Backup tooling for the platform team."""
+
+
+def snapshot_cluster(cluster: str) -> None:
+    """Take the nightly snapshot of the Postgres cluster and copy it to cold storage.
+
+    Restores from these snapshots are rehearsed every quarter on a scratch cluster.
+    """
+    raise NotImplementedError(cluster)
+'''
+KEYS_BACKUPS_LINE = 14  # 1-based line of "Nightly snapshots of the Postgres cluster"
 
 COOKING_MD = """\
 # Recipes
@@ -157,6 +172,7 @@ def test_neovim_plugin_end_to_end(tmp_path: Path) -> None:
     (ws / "docs" / "keys.md").write_text(KEYS_MD)
     (ws / "docs" / "deploy.md").write_text(DEPLOY_MD)
     (ws / "notes" / "cooking.md").write_text(COOKING_MD)
+    (ws / "notes" / "tool.py").write_text(TOOL_PY)
     store = tmp_path / "store"
     home = tmp_path / "home"
     out = tmp_path / "result.json"
@@ -184,6 +200,8 @@ def test_neovim_plugin_end_to_end(tmp_path: Path) -> None:
         "ZL_E2E_EDIT_LAST": str(EDIT_LAST),
         "ZL_E2E_EDIT_TEXT": EDIT_TEXT,
         "ZL_E2E_EDIT_QUERY": EDIT_QUERY,
+        "ZL_E2E_RELATED_LINE": str(KEYS_BACKUPS_LINE),
+        "ZL_E2E_SUFFIXES": json.dumps(_indexed_suffixes()),
     }
     argv = [nvim, "--headless", "-u", "NONE", "-i", "NONE", "-n",
             "--cmd", f"set rtp^={PLUGIN}", "-c", f"luafile {DRIVER}"]
@@ -216,10 +234,40 @@ def test_neovim_plugin_end_to_end(tmp_path: Path) -> None:
 
     # Index and status.
     assert r["index"]["err"] is None, context
-    assert r["index"]["result"]["files"] == 3, context
-    assert r["status"]["state"] == "idle" and r["status"]["chunks"] > 0, context
+    assert r["index"]["result"]["files"] == 4, context
+    assert r["status"]["state"] in ("idle", "ready") and r["status"]["chunks"] > 0, context
     assert Path(r["status"]["store"]["location"]).is_relative_to(store), context
-    assert r["status_line"].startswith("Zero-Latency [idle] 3 files"), context
+    assert re.match(r"Zero-Latency \[(idle|ready)\] 4 files", r["status_line"]), context
+
+    # :checkhealth names the workspace's store (where, files, chunks) and the model in use.
+    health_indexed = "\n".join(r["health_indexed"])
+    model_id = r["status"]["model"]["id"]
+    assert f"model in use: {model_id} (" in health_indexed, context
+    store_lines = [line for line in r["health_indexed"] if f"workspace {ws}: store " in line]
+    assert len(store_lines) == 1 and str(store) in store_lines[0], context
+    assert re.search(r", 4 files, [1-9]\d* chunks", store_lines[0]), context
+    assert "ERROR" not in health_indexed, context
+
+    # Indexing progress reached the statusline component with a percentage ("%" escaped as
+    # "%%" for 'statusline').
+    with_pct = [sample for sample in r["statusline_samples"]
+                if sample["kind"] in ("begin", "report") and re.search(r"\d+%", sample["text"])]
+    assert with_pct, context
+    assert all("%%" in sample["escaped"] for sample in with_pct), context
+    assert r["statusline_samples"][-1]["kind"] == "end", context
+    assert r["statusline_samples"][-1]["text"] == "", context
+
+    # Default filetypes: every suffix the server indexes maps to an attached filetype.
+    assert "python" in r["filetypes"], context
+    missing = {suffix: ft for suffix, ft in r["filetype_of_suffix"].items()
+               if ft is not None and ft not in r["filetypes"]}
+    assert not missing and len(r["filetype_of_suffix"]) == len(_indexed_suffixes()), context
+    assert r["python_filetype"] == "python" and r["python_attached"], context
+
+    # Pickers load on use only: none at setup; at the end only those used here.
+    assert r["loaded_pickers_after_setup"] == [], context
+    assert sorted(r["loaded_pickers_at_end"]) == ["zero_latency.pickers.quickfix",
+                                                  "zero_latency.pickers.select"], context
 
     # :ZlSearch → quickfix: the best hit is the key-rotation chunk, at the right lines.
     qf = r["search_qf"]
@@ -229,6 +277,17 @@ def test_neovim_plugin_end_to_end(tmp_path: Path) -> None:
     assert top["lnum"] <= KEYS_ROTATION_LINE <= max(top["end_lnum"], top["lnum"]), context
     assert "Key rotation" in top["text"], context
     assert r["qf_window_open"], context
+    # Each quickfix item points where its hit points: matchRange when sent, else range.
+    assert len(r["search_hits"]) == len(qf), context
+    for item, hit in zip(qf, r["search_hits"], strict=True):
+        target = hit.get("matchRange") or hit["range"]
+        assert item["lnum"] == target["start"]["line"] + 1, context
+        # A 0–1 relevance (the server sends rawScore beside it) is labelled as spec.md says.
+        if "rawScore" in hit:
+            label = "strong" if hit["score"] >= 0.6 else "good" if hit["score"] >= 0.35 else "weak"
+            assert item["text"].startswith(f"[{label}] "), context
+        else:
+            assert not item["text"].startswith("["), context
     # <CR> on a quickfix line opens that hit's file with the cursor on the hit's first line.
     opened = r["qf_open"]
     chosen = qf[opened["index"] - 1]
@@ -254,9 +313,56 @@ def test_neovim_plugin_end_to_end(tmp_path: Path) -> None:
     assert "quokka" in r["edit"]["top_hit"]["snippet"], context
     assert "quokka" not in (ws / "docs" / "deploy.md").read_text(), context
 
+    # :ZlRelated on keys.md's "Backups" paragraph: hits from the other files only (the Python
+    # module about the same backups among them), in the quickfix list; :cc lands on the first
+    # hit's matchRange (else range) line.
+    related = r["related"]
+    if related["err"] is not None and not _contract_has("docs/related"):
+        # A server from before docs/related (this checkout's protocol/ lacks it): the user is
+        # told the server is too old, as a warning, not an error.
+        assert related["err"]["code"] == -32601, context
+        shown = [m for m in r["messages"] if "docs/related failed" in m["msg"]]
+        assert len(shown) == 1 and shown[0]["level"] == 3, context  # vim.log.levels.WARN
+        assert "not supported by this server version" in shown[0]["msg"], context
+    else:
+        _assert_related(related, ws, context)
+
+    # Quickfix and vim.ui.select jump to matchRange when the hit has one.
+    jumps = r["match_jumps"]
+    assert jumps["quickfix"] == jumps["expected"] and jumps["select"] == jumps["expected"], context
+    assert jumps["select_file"] == jumps["expected_file"], context
+
     assert r["stopped"], context
     errors = [m for m in r["messages"] if m["level"] >= 4]  # vim.log.levels.ERROR
     assert not errors, context
+
+
+def _indexed_suffixes() -> list[str]:
+    """The file suffixes the server indexes: its language table (languages.py), or chunking.py's
+    suffix table where that table is not split out."""
+    try:
+        from zero_latency.languages import SUFFIXES  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        from zero_latency.chunking import LANGUAGE_BY_SUFFIX
+        return sorted(LANGUAGE_BY_SUFFIX)
+    return sorted(SUFFIXES)
+
+
+def _contract_has(method: str) -> bool:
+    """Whether protocol/schema.json (the contract the server validates against) has `method`."""
+    return f'"{method}"' in (REPO / "protocol" / "schema.json").read_text()
+
+
+def _assert_related(related: dict[str, Any], ws: Path, context: str) -> None:
+    assert related["err"] is None and related["picker"] == "quickfix", context
+    assert related["qf_title"].startswith("Zero-Latency related: keys.md:"), context
+    assert related["hits"] and len(related["qf"]) == len(related["hits"]), context
+    assert all(Path(item["filename"]) != ws / "docs" / "keys.md" for item in related["qf"]), context
+    assert ws / "notes" / "tool.py" in {Path(item["filename"]) for item in related["qf"]}, context
+    first = related["hits"][0]
+    target = first.get("matchRange") or first["range"]
+    assert Path(related["jump"]["file"]) == Path(related["qf"][0]["filename"]), context
+    assert related["jump"]["line"] == target["start"]["line"] + 1, context
 
 
 def _text(data: str | bytes | None) -> str:

@@ -397,14 +397,14 @@ def test_oversized_and_outside_params_are_rejected(fuzz_server: RawServer) -> No
 TELEMETRY_PROBE = """
 import dataclasses, sys
 from pathlib import Path
-from zero_latency.embedder import Embedder
+from zero_latency.embedder import OnnxEmbedder
 from zero_latency.errors import ModelUnavailableError
 from zero_latency.models import resolve_bundled
-Embedder(resolve_bundled()).embed(["a private sentence"])
+OnnxEmbedder(resolve_bundled()).embed(["a private sentence"])
 bad = Path(sys.argv[1]) / "bad.onnx"
 bad.write_bytes(b"not a model")
 try:
-    Embedder(dataclasses.replace(resolve_bundled(), onnx_path=bad))
+    OnnxEmbedder(dataclasses.replace(resolve_bundled(), onnx_path=bad))
 except ModelUnavailableError:
     pass
 """

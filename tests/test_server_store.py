@@ -25,7 +25,7 @@ from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
 from zero_latency.config import Settings
-from zero_latency.embedder import Embedder
+from zero_latency.embedder import OnnxEmbedder
 from zero_latency.engine import Engine
 from zero_latency.errors import StoreError, StoreIncompatibleError
 from zero_latency.indexer import WorkspaceIndex
@@ -338,7 +338,7 @@ def test_index_and_search_a_workspace_through_the_server_store(client: QdrantCli
     for name, text in DOCS.items():
         (root / name).write_text(text, encoding="utf-8")
     files = resolve_bundled()
-    embedder = Embedder(files, threads=2)
+    embedder = OnnxEmbedder(files, threads=2)
     sparse = SparseEncoder()
     settings = Settings(model="bundled", storePath=str(tmp_path / "unused"))
     try:

@@ -1,5 +1,6 @@
-"""The disk watcher on the real OS notifications (inotify here): what it reports, and that it
-fails loudly (OSError, so the server falls back to scanning) where it cannot watch."""
+"""The disk watcher on the real OS notifications (inotify here): what it reports, that a folder
+the OS will not watch is scanned instead (watchdog's PollingObserver), and that a folder that
+is not there fails loudly (OSError)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from watchdog.observers.api import ObservedWatch
 
 from zero_latency.watcher import DiskWatcher
 
@@ -76,5 +78,44 @@ def test_a_folder_that_cannot_be_watched_raises_oserror(tmp_path: Path) -> None:
     try:
         with pytest.raises(OSError):
             watcher.watch(tmp_path / "does-not-exist")
+    finally:
+        watcher.close()
+
+
+def test_a_folder_the_os_will_not_watch_is_scanned_instead(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """FAULT INJECTED: the native observer refuses the folder as inotify does at its watch limit
+    (ENOSPC); reaching the real limit means lowering a system-wide sysctl other processes share.
+    The polling observer then reports the same events, and a folder beside it is still
+    watched natively."""
+    polled, native = tmp_path / "polled", tmp_path / "native"
+    polled.mkdir()
+    native.mkdir()
+    seen = Recorder()
+    watcher = DiskWatcher(seen.on_change, seen.on_rescan, poll_interval_s=0.2)
+    try:
+        schedule = watcher._native.schedule
+
+        def refuse(handler: object, path: str, recursive: bool = False) -> ObservedWatch:
+            if Path(path) == polled:
+                raise OSError(28, "inotify watch limit reached")
+            return schedule(handler, path, recursive=recursive)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(watcher._native, "schedule", refuse)
+        watcher.watch(polled)
+        watcher.watch(native)
+        assert watcher.is_polling(polled) and not watcher.is_polling(native)
+        note = polled / "note.md"
+        note.write_text("# Note\n")
+        seen.wait_for(lambda: note in seen.changed)
+        (polled / "sub").mkdir()
+        (polled / "sub" / "deep.md").write_text("deep\n")
+        seen.wait_for(lambda: polled / "sub" / "deep.md" in seen.changed)
+        shutil.rmtree(polled / "sub")
+        seen.wait_for(lambda: polled in seen.rescans)
+        other = native / "other.md"
+        other.write_text("natively\n")
+        seen.wait_for(lambda: other in seen.changed)
+        watcher.unwatch(polled)
     finally:
         watcher.close()

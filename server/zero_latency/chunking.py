@@ -1,5 +1,5 @@
 """Structure-aware chunking: Markdown by headings, reStructuredText by sections, Python by
-docstrings, plain text by paragraphs.
+docstrings, plain text by paragraphs (which language uses which splitter: languages.py).
 
 Every splitter first turns a document into *blocks* (a paragraph, a list, a code fence, a
 docstring) that carry their exact line range and the heading path above them; one packer then
@@ -19,13 +19,11 @@ from pathlib import PurePosixPath
 
 from markdown_it import MarkdownIt
 
+from .languages import language_for as language_for  # the indexer's and server's lookup
+from .languages import spec
+
 TokenCount = Callable[[str], int]
 
-LANGUAGE_BY_SUFFIX = {
-    ".md": "markdown", ".markdown": "markdown", ".mdx": "markdown",
-    ".rst": "restructuredtext", ".py": "python",
-    ".txt": "plaintext", ".text": "plaintext", ".adoc": "plaintext", ".org": "plaintext",
-}
 #: Hard cap per file so one generated monster cannot swamp the index (documented limit).
 MAX_CHUNKS_PER_FILE = 2000
 #: Bumped when the same file would chunk differently (2: readable text, markup.py). The
@@ -59,10 +57,6 @@ class Chunk:
         return hashlib.blake2b(self.embedding_text(title).encode(), digest_size=16).hexdigest()
 
 
-def language_for(path: str) -> str | None:
-    return LANGUAGE_BY_SUFFIX.get(PurePosixPath(path).suffix.lower())
-
-
 def normalise_newlines(text: str) -> str:
     """LSP counts lines at \\n, \\r\\n and \\r; so do we (str.splitlines counts more)."""
     return text.replace("\r\n", "\n").replace("\r", "\n")
@@ -72,14 +66,7 @@ def chunk_document(text: str, language: str, count_tokens: TokenCount,
                    max_tokens: int = 256, overlap_tokens: int = 32) -> list[Chunk]:
     """Split a document (newlines already normalised) into chunks that fit `max_tokens`."""
     lines = text.split("\n")
-    if language == "markdown":
-        blocks = list(markdown_blocks(text))
-    elif language == "restructuredtext":
-        blocks = list(rst_blocks(lines))
-    elif language == "python":
-        blocks = list(python_blocks(text))
-    else:
-        blocks = list(paragraph_blocks(lines, 0, len(lines), ()))
+    blocks = list(spec(language).chunker(text, lines))
     readable, blocks = readable_blocks(text, language, blocks)
     chunks = pack(blocks, readable, count_tokens, max_tokens, overlap_tokens)
     return chunks[:MAX_CHUNKS_PER_FILE]
@@ -92,8 +79,7 @@ def readable_blocks(text: str, language: str,
     include directives) never becomes a chunk. Line numbers are unchanged."""
     from .markup import readable_heading, readable_lines
 
-    spans = [(b.start_line, b.end_line) for b in blocks] if language == "python" else ()
-    readable = readable_lines(text, language, spans)
+    readable = readable_lines(text, language, [(b.start_line, b.end_line) for b in blocks])
     titles: dict[str, str] = {}  # each heading once: a section has many blocks
 
     def heading(title: str) -> str:

@@ -23,7 +23,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import __version__
-from .config import LANGUAGES, SettingsError, load_settings
+from .config import (
+    DEFAULT_LIMIT,
+    DEFAULT_SEARCH_MODE,
+    FILE_STATES,
+    LANGUAGES,
+    SEARCH_MODES,
+    SettingsError,
+    load_settings,
+)
 from .errors import ZeroLatencyError
 
 if TYPE_CHECKING:  # `zl serve` must start fast: the engine loads after `initialize`
@@ -174,8 +182,9 @@ def _parser() -> argparse.ArgumentParser:
 
     p = command("search", "search the index of the current workspace")
     p.add_argument("query", nargs="+", help="what to look for, in your own words")
-    p.add_argument("--limit", "-n", type=int, default=10, help="at most this many hits (1-100)")
-    p.add_argument("--mode", choices=["hybrid", "semantic", "keyword"], default="hybrid",
+    p.add_argument("--limit", "-n", type=int, default=DEFAULT_LIMIT,
+                   help="at most this many hits (1-100)")
+    p.add_argument("--mode", choices=SEARCH_MODES, default=DEFAULT_SEARCH_MODE,
                    help="hybrid: meaning and words; semantic: meaning only; keyword: words only")
     p.add_argument("--path", action="append", default=[], metavar="GLOB",
                    help="only files matching this workspace-relative glob (repeatable; "
@@ -203,6 +212,15 @@ def _parser() -> argparse.ArgumentParser:
     p = command("status", "what is indexed, with which model, where")
     p.add_argument("--workspace", help="an indexed workspace folder (default: the indexed folder "
                                        "holding the current directory)")
+    p.add_argument("--files", action="store_true",
+                   help="each file and its state: indexed, keywordOnly, pending, or skipped "
+                        "with the reason (why is my file not found?; default: totals only)")
+    p.add_argument("--state", action="append", dest="states", default=[],
+                   choices=FILE_STATES, help="with --files: only files in this state "
+                                             "(repeatable; default: every state)")
+    p.add_argument("--offset", type=int, default=0, help="with --files: the page's first file")
+    p.add_argument("--limit", type=int, default=100, help="with --files: files per page "
+                                                           "(1-1000)")
     common(p)
     p.set_defaults(handler=cmd_status)
 
@@ -605,6 +623,8 @@ def _open_hit(hit: dict[str, Any], template: str | None) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    if args.files:
+        return cmd_status_files(args)
     if args.no_daemon:
         engine, root = _workspace(args)
         try:
@@ -627,6 +647,40 @@ def cmd_status(args: argparse.Namespace) -> int:
         lines.append(f"error:     {status['lastError']}")
     for line in lines:
         print(terminal_safe(line))
+    return 0
+
+
+def cmd_status_files(args: argparse.Namespace) -> int:
+    """`zl status --files`: docs/files for the indexed workspace, one page."""
+    params: dict[str, Any] = {"offset": args.offset, "limit": args.limit}
+    if args.states:
+        params["states"] = args.states
+    if args.no_daemon:
+        from .protocol import validate_params
+
+        validate_params("docs/files", params)
+        engine, root = _workspace(args)
+        try:
+            page = engine.files_page([root], args.states, args.offset, args.limit)
+        finally:
+            engine.close()
+    else:
+        status, page = _ask_daemon(args, "docs/files", params)
+        root = Path(_path_of(status["workspaces"][0]["uri"]))
+    if args.json:
+        print(json.dumps(page))
+        return 0
+    width = max((len(f["state"]) for f in page["files"]), default=0)
+    for item in page["files"]:
+        detail = f"  ({item['chunks']} chunks)" if item.get("chunks") is not None else ""
+        reason = f"  — {item['reason']}" if item.get("reason") else ""
+        print(terminal_safe(f"{item['state']:<{width}}  {item['path']}{detail}{reason}"))
+    shown = len(page["files"])
+    first = args.offset + 1 if shown else args.offset
+    summary = f"{first}-{args.offset + shown} of {page['total']} files under {root}"
+    if "nextOffset" in page:
+        summary += f"; next page: zl status --files --offset {page['nextOffset']}"
+    print(terminal_safe(summary), file=sys.stderr)
     return 0
 
 

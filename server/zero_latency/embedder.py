@@ -1,34 +1,83 @@
-"""Local sentence embeddings: ONNX Runtime + Hugging Face `tokenizers`.
+"""Sentence embeddings behind one protocol, `Embedder`, so that the indexer, the search and
+the benchmarks never depend on how a model runs (a new runtime is one new class here).
 
-Texts are tokenised with truncation at the model's limit, sorted by length and run in batches
-padded only to the longest member (padding is wasted work: see benchmarks/embed.py), pooled
-with the attention mask (mean, or CLS where the model says so) and L2-normalised. Repeated
-texts (queries, mostly) come from an LRU cache. Inference runs in a dedicated thread-pool
-executor so that neither the asyncio loop nor pygls's own pool (which reads stdin) blocks.
+`OnnxEmbedder` is the real one: ONNX Runtime + Hugging Face `tokenizers`. Texts are tokenised
+with truncation at the model's limit, sorted by length and run in batches padded only to the
+longest member (padding is wasted work: see benchmarks/embed.py), pooled by the model's pooling
+strategy (`POOLINGS`, as fastembed picks one per model) and L2-normalised. Repeated texts
+(queries, mostly) come from an LRU cache. Inference runs in a dedicated single-thread executor
+(`submit`) so that neither the asyncio loop nor pygls's own pool (which reads stdin) blocks.
+
+`HashingEmbedder` is a deterministic test double (hashed unit vectors, no model) for
+benchmarks and fast tests.
 """
 
 from __future__ import annotations
 
-import asyncio
+import hashlib
 import logging
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
 
 from .errors import CancelledError, DeviceUnavailableError, ModelUnavailableError
-from .models import ModelFiles
+from .models import ModelFiles, Pooling
 
 log = logging.getLogger(__name__)
 
 Matrix = npt.NDArray[np.float32]
 Vector = npt.NDArray[np.float32]
+#: A pooling strategy: token states [n, tokens, dim] and the attention mask [n, tokens] to
+#: one vector per text [n, dim] (not yet normalised).
+PoolingFn = Callable[[Matrix, npt.NDArray[np.int64]], Matrix]
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """What the engine needs from an embedding model. Vectors are float32 and unit length."""
+
+    @property
+    def model_id(self) -> str:
+        """Stable name of the vectors: a store is per model id and never mixes two."""
+
+    @property
+    def fingerprint(self) -> str:
+        """Identity of the exact vectors (the id plus what changes them, e.g. the graph)."""
+
+    @property
+    def dimension(self) -> int: ...
+
+    @property
+    def device(self) -> str:
+        """Where inference runs ("cpu", "cuda"; a test double says so here)."""
+
+    @property
+    def max_tokens(self) -> int:
+        """The longest passage the model reads whole, in tokens without special tokens:
+        the chunker's ceiling."""
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens in `text` as the model counts them, without truncation (the chunker's
+        budget: a truncating count would hide an oversized chunk)."""
+
+    def embed(self, texts: Sequence[str]) -> Matrix:
+        """Embed passages (blocking): an [n, dimension] matrix."""
+
+    def embed_query(self, text: str) -> Vector:
+        """Embed one search query (blocking): a [dimension] vector."""
+
+    def submit(self, texts: Sequence[str]) -> Future[Matrix]:
+        """Embed passages on the model's own worker, so the caller can prepare the next
+        group meanwhile."""
+
+    def close(self) -> None:
+        """Stop: work in progress ends at its next batch with CancelledError."""
 
 
 def onnxruntime() -> Any:
@@ -43,14 +92,31 @@ def onnxruntime() -> Any:
     return ort
 
 
-def available_devices() -> list[str]:
-    ort = onnxruntime()
-    providers = ort.get_available_providers()
-    return ["cpu"] + (["cuda"] if "CUDAExecutionProvider" in providers else [])
+def mean_pooling(hidden: Matrix, mask: npt.NDArray[np.int64]) -> Matrix:
+    """The mean of the token states the attention mask keeps (sentence-transformers' default)."""
+    weights = mask[:, :, None].astype(np.float32)
+    pooled: Matrix = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
+    return pooled
 
 
-class Embedder:
-    """Thread-safe embedder for one model. `embed` blocks; `embed_async` uses its executor."""
+def cls_pooling(hidden: Matrix, mask: npt.NDArray[np.int64]) -> Matrix:
+    """The first token's state (BGE-style models)."""
+    pooled: Matrix = hidden[:, 0, :]
+    return pooled
+
+
+#: Pooling strategies by the name a model's sentence-transformers config gives (models.py).
+POOLINGS: dict[Pooling, PoolingFn] = {"mean": mean_pooling, "cls": cls_pooling}
+
+
+def normalise(vectors: Matrix) -> Matrix:
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    normalised: Matrix = (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
+    return normalised
+
+
+class OnnxEmbedder:
+    """The `Embedder` for an ONNX model on disk (thread-safe)."""
 
     def __init__(self, files: ModelFiles, device: str = "cpu", threads: int = 0,
                  batch_size: int = 0, cache_size: int = 2048) -> None:
@@ -62,12 +128,16 @@ class Embedder:
         self.batch_size = batch_size or (32 if device == "cuda" else 1)
         try:
             self._tokenizer = Tokenizer.from_file(str(files.tokenizer_path))
+            # The chunker's counter is its own instance: this one truncates.
+            self._counter = Tokenizer.from_file(str(files.tokenizer_path))
         except Exception as err:  # tokenizers raises a bare Exception on bad JSON
             raise ModelUnavailableError(
                 f"Cannot load tokenizer {files.tokenizer_path}: {err}"
             ) from err
         self._tokenizer.no_padding()
         self._tokenizer.enable_truncation(max_length=files.max_length)
+        self._counter.no_truncation()
+        self._counter.no_padding()
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or (os.cpu_count() or 1)
         options.inter_op_num_threads = 1
@@ -96,28 +166,35 @@ class Embedder:
         self._input_names = {i.name for i in self._session.get_inputs()}
         output = self._session.get_outputs()[0]
         self._output_name = output.name
-        self._pre_pooled = len(output.shape) == 2  # the graph already pools
+        # A graph that already pools has a 2-D output: nothing left to pool.
+        self._pooling: PoolingFn | None = (
+            None if len(output.shape) == 2 else POOLINGS[files.pooling])
+        self.dimension = 0
         self.dimension = int(self.embed(["dimension probe"]).shape[1])
-        self._cache: OrderedDict[str, npt.NDArray[np.float32]] = OrderedDict()
+        self._cache: OrderedDict[str, Vector] = OrderedDict()
         self._cache_size = cache_size
         self._cache_lock = threading.Lock()
-        # One worker per executor: ORT already uses every core inside a run. Queries get their
-        # own, so a search is not queued behind a batch of indexing work.
+        # One worker: ORT already uses every core inside a run.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="zl-embed")
-        self._query_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="zl-query")
 
     @property
     def model_id(self) -> str:
         return self.files.model_id
 
-    def token_counter(self) -> TokenCounter:
-        """A counter for the chunker: the model's tokens, without truncation."""
-        return TokenCounter(self.files.tokenizer_path)
+    @property
+    def fingerprint(self) -> str:
+        return self.files.fingerprint()
+
+    @property
+    def max_tokens(self) -> int:
+        return self.files.max_length - 2  # [CLS] and [SEP] take two of the model's positions
+
+    def count_tokens(self, text: str) -> int:
+        return len(self._counter.encode(text, add_special_tokens=False).ids)
 
     def embed(self, texts: Sequence[str]) -> Matrix:
-        """Embed passages: an [n, dim] float32 matrix of unit vectors."""
         if not texts:
-            return np.zeros((0, getattr(self, "dimension", 0)), dtype=np.float32)
+            return np.zeros((0, self.dimension), dtype=np.float32)
         prefixed = [self.files.passage_prefix + t for t in texts]
         encodings = self._tokenizer.encode_batch(prefixed)
         order = sorted(range(len(encodings)), key=lambda i: len(encodings[i].ids))
@@ -133,7 +210,7 @@ class Embedder:
         assert out is not None
         return out
 
-    def embed_query(self, text: str) -> npt.NDArray[np.float32]:
+    def embed_query(self, text: str) -> Vector:
         """One query vector, from the LRU cache when the same text was asked before."""
         hit: Vector | None
         with self._cache_lock:
@@ -149,21 +226,13 @@ class Embedder:
                 self._cache.popitem(last=False)
         return vector
 
-    async def embed_async(self, texts: Sequence[str]) -> Matrix:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, self.embed, texts)
-
-    async def embed_query_async(self, text: str) -> npt.NDArray[np.float32]:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._query_executor, self.embed_query, text)
-
-    @property
-    def executor(self) -> ThreadPoolExecutor:
-        return self._executor
+    def submit(self, texts: Sequence[str]) -> Future[Matrix]:
+        # Through the attribute, so that a test's stand-in for `embed` is what runs.
+        return self._executor.submit(lambda: self.embed(texts))
 
     def close(self) -> None:
         self._closed.set()
         self._executor.shutdown(wait=False, cancel_futures=True)
-        self._query_executor.shutdown(wait=False, cancel_futures=True)
 
     def _run(self, batch_ids: list[list[int]]) -> Matrix:
         width = max(len(ids) for ids in batch_ids)
@@ -176,28 +245,64 @@ class Embedder:
         if "token_type_ids" in self._input_names:
             feeds["token_type_ids"] = np.zeros_like(input_ids)
         hidden = np.asarray(self._session.run([self._output_name], feeds)[0], dtype=np.float32)
-        if self._pre_pooled:
-            pooled = hidden
-        elif self.files.pooling == "cls":
-            pooled = hidden[:, 0, :]
-        else:
-            weights = mask[:, :, None].astype(np.float32)
-            pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
-        norms = np.linalg.norm(pooled, axis=1, keepdims=True)
-        normalised: Matrix = (pooled / np.maximum(norms, 1e-12)).astype(np.float32)
-        return normalised
+        return normalise(hidden if self._pooling is None else self._pooling(hidden, mask))
 
 
-class TokenCounter:
-    """Counts tokens the way the model will, for the chunker's budget (its own tokenizer
-    instance: the embedder's truncates, which would hide an oversized chunk)."""
+class HashingEmbedder:
+    """A TEST DOUBLE, not a model: deterministic pseudo-random unit vectors seeded by a hash
+    of each text, so that similar texts are NOT near each other. For benchmarks whose timing
+    does not depend on what vectors say (store scans, indexing throughput) and for fast tests
+    of the plumbing; its id says so (``test-double:hashing-<dimension>``), and so does its
+    `device` ("test-double"). Tokens are counted as words unless a real counter is given.
+    """
 
-    def __init__(self, tokenizer_path: Path) -> None:
-        from tokenizers import Tokenizer
+    is_test_double = True
 
-        self._tokenizer = Tokenizer.from_file(str(tokenizer_path))
-        self._tokenizer.no_truncation()
-        self._tokenizer.no_padding()
+    def __init__(self, dimension: int = 384, *, model_id: str | None = None,
+                 fingerprint: str | None = None,
+                 count_tokens: Callable[[str], int] | None = None,
+                 max_tokens: int = 254) -> None:
+        self.dimension = dimension
+        self.model_id = model_id or f"test-double:hashing-{dimension}"
+        self.fingerprint = fingerprint or self.model_id
+        self.device = "test-double"
+        self.max_tokens = max_tokens
+        self._count = count_tokens or (lambda text: len(text.split()))
+        self._closed = threading.Event()
 
-    def __call__(self, text: str) -> int:
-        return len(self._tokenizer.encode(text, add_special_tokens=False).ids)
+    @classmethod
+    def standing_in_for(cls, real: Embedder) -> HashingEmbedder:
+        """A double that borrows a real model's id, fingerprint and token counter, so that a
+        store it fills (benchmarks/scale.py) is opened by that model as its own; only the
+        passage vectors are fake. Never use this where the vectors are searched for meaning."""
+        log.warning("embedding with a hashing test double standing in for %s", real.model_id)
+        return cls(real.dimension, model_id=real.model_id, fingerprint=real.fingerprint,
+                   count_tokens=real.count_tokens, max_tokens=real.max_tokens)
+
+    def count_tokens(self, text: str) -> int:
+        return self._count(text)
+
+    def embed(self, texts: Sequence[str]) -> Matrix:
+        if self._closed.is_set():
+            raise CancelledError("the model was closed")
+        out = np.empty((len(texts), self.dimension), dtype=np.float32)
+        for row, text in enumerate(texts):
+            seed = int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest())
+            out[row] = np.random.default_rng(seed).standard_normal(self.dimension)
+        return normalise(out)
+
+    def embed_query(self, text: str) -> Vector:
+        vector: Vector = self.embed([text])[0]
+        return vector
+
+    def submit(self, texts: Sequence[str]) -> Future[Matrix]:
+        """Embeds at once (hashing is cheap): the returned future is already done."""
+        future: Future[Matrix] = Future()
+        try:
+            future.set_result(self.embed(texts))
+        except Exception as err:  # delivered through the future, as a worker would
+            future.set_exception(err)
+        return future
+
+    def close(self) -> None:
+        self._closed.set()

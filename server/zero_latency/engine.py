@@ -10,17 +10,25 @@ overwriting a newer one.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from .chunking import normalise_newlines
-from .config import Settings, check_workspace_folder
-from .embedder import Embedder
+from .config import (
+    KEYWORD_ONLY_MODES,
+    SEARCH_MODES,
+    FileIndexState,
+    Settings,
+    check_workspace_folder,
+)
+from .embedder import Embedder, OnnxEmbedder
 from .errors import (
     DeviceUnavailableError,
     InvalidParamsError,
@@ -29,12 +37,13 @@ from .errors import (
     StoreFullError,
     ZeroLatencyError,
 )
-from .files import canonical_path
+from .files import FileEntry, canonical_path, probe
 from .indexer import CancelToken, IndexReport, ProgressFn, WorkspaceIndex
-from .models import ModelFiles, resolve_model
+from .models import resolve_model
 from .search import related, search
 from .sparse import SparseEncoder
 from .store import HYBRID_FUSION, EdgeStore, Fusion, Mode, Store, store_dir
+from .store import FileState as StoredFile
 
 log = logging.getLogger(__name__)
 
@@ -47,20 +56,45 @@ ROOM_POLL_S = 1.0
 FLUSH_INTERVAL_S = 2.0
 
 
+FileStateName = FileIndexState
+#: Files whose read verdict (files.probe) is remembered between `docs/files` pages.
+PROBE_CACHE_SIZE = 20_000
+
+
+@dataclasses.dataclass(frozen=True)
+class FileStatus:
+    """One line of `docs/files` / `zl status --files`."""
+
+    rel: str  # workspace-relative; a folder left out ends with "/"
+    path: Path
+    state: FileStateName
+    reason: str | None = None
+    chunks: int | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        wire: dict[str, Any] = {"uri": self.path.as_uri(), "path": self.rel, "state": self.state}
+        if self.reason is not None:
+            wire["reason"] = self.reason
+        if self.chunks is not None:
+            wire["chunks"] = self.chunks
+        return wire
+
+
 class Engine:
     def __init__(self, settings: Settings,
-                 warn: Callable[[str], None] | None = None) -> None:
+                 warn: Callable[[str], None] | None = None,
+                 model: Embedder | None = None) -> None:
+        """`model`: use this embedder instead of loading `settings.model` (a test double)."""
         self.settings = settings
         self.warn = warn or (lambda message: log.warning("%s", message))
         self.sparse = SparseEncoder()
-        self.embedder: Embedder | None = None
-        self.model_files: ModelFiles | None = None
+        self.embedder: Embedder | None = model
         self.model_error: ModelUnavailableError | None = None
         self.last_error: str | None = None
         self.indexes: dict[Path, WorkspaceIndex] = {}
         self.store_errors: dict[Path, StoreError] = {}
         self._model_lock = threading.Lock()
-        self._model_loaded = False
+        self._model_loaded = model is not None
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="zl-index")
         self._pending: dict[Path, set[str]] = {}
         self._pending_lock = threading.Lock()
@@ -76,6 +110,8 @@ class Engine:
         self._last_flush = 0.0
         self._last_edit = 0.0
         self._flush_timer: threading.Timer | None = None
+        self._probes: OrderedDict[tuple[str, int, int], tuple[bool, str | None]] = OrderedDict()
+        self._probe_lock = threading.Lock()
 
     # --- model ---------------------------------------------------------------------------------
 
@@ -91,13 +127,12 @@ class Engine:
                 if warning:
                     self.warn(warning)
                 try:
-                    self.embedder = Embedder(files, self.settings.device,
-                                             self.settings.threads, self.settings.batchSize)
+                    self.embedder = OnnxEmbedder(files, self.settings.device,
+                                                 self.settings.threads, self.settings.batchSize)
                 except DeviceUnavailableError as err:  # same vectors, just slower: go on
                     self.warn(f"{err.message} Running the model on the CPU meanwhile.")
-                    self.embedder = Embedder(files, "cpu", self.settings.threads,
-                                             self.settings.batchSize)
-                self.model_files = files
+                    self.embedder = OnnxEmbedder(files, "cpu", self.settings.threads,
+                                                 self.settings.batchSize)
             except ModelUnavailableError as err:
                 self.model_error = err
                 self.last_error = err.message
@@ -185,7 +220,7 @@ class Engine:
         return store_dir(self.settings.data_dir(), root.resolve(), self.model_id)
 
     def model_fingerprint(self) -> str:
-        return self.model_files.fingerprint() if self.model_files else KEYWORD_ONLY_ID
+        return self.embedder.fingerprint if self.embedder else KEYWORD_ONLY_ID
 
     def dimension(self) -> int:
         return self.embedder.dimension if self.embedder else 1
@@ -412,9 +447,9 @@ class Engine:
         text = normalise_newlines(text)
         name = rel or path.name
         max_tokens = (index.max_tokens if index is not None else
-                      min(self.settings.chunkTokens, embedder.files.max_length - 2))
+                      min(self.settings.chunkTokens, embedder.max_tokens))
         chunks = chunk_document(text, language_for(name) or "plaintext",
-                                embedder.token_counter(), max_tokens, self.settings.chunkOverlap)
+                                embedder.count_tokens, max_tokens, self.settings.chunkOverlap)
         if not chunks:
             anchor = {"start": {"line": line, "character": 0},
                       "end": {"line": line, "character": 0}}
@@ -499,10 +534,91 @@ class Engine:
                  "store": i.store.location}
                 for i in scoped
             ],
-            "searchModes": ["hybrid", "semantic", "keyword"] if self.embedder else ["keyword"],
+            "searchModes": list(SEARCH_MODES if self.embedder else KEYWORD_ONLY_MODES),
         }
         if self.last_error:
             result["lastError"] = self.last_error
+        return result
+
+    def file_states(self, folder: Path) -> list[FileStatus]:
+        """Every file under `folder` (a workspace folder or a folder inside one) and what the
+        index holds of it, sorted by path: "indexed" (in the store), "pending" (to be indexed),
+        "skipped" with the reason (an ignore rule, not a document type, too large, binary,
+        unreadable; a folder left out stands for its files). Blocking: it walks the folder and
+        reads the files not in the store (as the indexer would) and those stored, for their
+        warnings; call it off the event loop. Raises InvalidParamsError outside every
+        workspace folder.
+
+        The "keywordOnly" state (stored without a dense vector yet) comes from the store's
+        per-file counts: `_stored_state` is where it plugs in."""
+        index = self.index_for(folder)
+        if index is None:
+            raise InvalidParamsError(f"{folder} is not inside an open workspace folder")
+        manifest = index.read_manifest()
+        max_bytes = self.settings.maxFileBytes
+        start = canonical_path(folder) or folder
+        scope = index.uri_to_rel(start) or ""
+        found: list[FileStatus] = []
+        seen: set[str] = set()
+        for item in index.filter.survey(start):
+            path = index.root / item.rel
+            seen.add(item.rel)
+            stored = manifest.get(item.rel)
+            if item.reason is not None:
+                found.append(FileStatus(item.rel + ("/" if item.is_dir else ""), path,
+                                        "skipped", item.reason))
+            elif item.entry is not None and item.entry.size > max_bytes and stored is None:
+                found.append(FileStatus(item.rel, path, "skipped", (
+                    f"file is {item.entry.size:,} bytes, over the maxFileBytes limit of "
+                    f"{max_bytes:,}: not indexed")))
+            else:
+                readable, reason = self._probe(path, item.entry, max_bytes)
+                if stored is not None:
+                    found.append(self._stored_state(item.rel, path, stored, reason))
+                elif readable:
+                    found.append(FileStatus(item.rel, path, "pending", reason))
+                else:
+                    found.append(FileStatus(item.rel, path, "skipped", reason))
+        for rel, stored in list(manifest.items()):  # unsaved buffers of files not on disk
+            if rel not in seen and (not scope or rel.startswith(scope + "/")):
+                found.append(self._stored_state(rel, index.root / rel, stored, (
+                    "unsaved editor buffer" if stored.source == "buffer" else None)))
+        found.sort(key=lambda status: status.rel)
+        return found
+
+    def files_page(self, folders: Sequence[Path], states: Sequence[str] = (), offset: int = 0,
+                   limit: int = 100) -> dict[str, Any]:
+        """The docs/files result: `file_states` of each folder, only `states` (all when
+        empty), the page at `offset`."""
+        found = [status for folder in folders for status in self.file_states(folder)
+                 if not states or status.state in states]
+        result: dict[str, Any] = {
+            "files": [status.to_wire() for status in found[offset:offset + limit]],
+            "total": len(found)}
+        if offset + limit < len(found):
+            result["nextOffset"] = offset + limit
+        return result
+
+    def _stored_state(self, rel: str, path: Path, stored: StoredFile,
+                      reason: str | None) -> FileStatus:
+        """The state of a file the store holds. store14: "keywordOnly" where its chunks have
+        no dense vector yet (pending embedding), from the store's per-file counts."""
+        return FileStatus(rel, path, "indexed", reason, chunks=stored.chunk_total())
+
+    def _probe(self, path: Path, entry: FileEntry | None,
+               max_bytes: int) -> tuple[bool, str | None]:
+        """files.probe, remembered per (path, size, mtime) so that paging through a large
+        folder reads each file once (bounded: an LRU of PROBE_CACHE_SIZE)."""
+        key = (str(path), entry.size if entry else -1, entry.mtime_ns if entry else -1)
+        with self._probe_lock:
+            if key in self._probes:
+                self._probes.move_to_end(key)
+                return self._probes[key]
+        result = probe(path, max_bytes)
+        with self._probe_lock:
+            self._probes[key] = result
+            while len(self._probes) > PROBE_CACHE_SIZE:
+                self._probes.popitem(last=False)
         return result
 
     def close(self) -> None:

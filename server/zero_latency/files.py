@@ -14,9 +14,11 @@ import hashlib
 import logging
 import os
 import stat as stat_module
+import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 
 import pathspec
@@ -28,6 +30,8 @@ from .config import (
     DEFAULT_SECRET_GLOBS,
     Settings,
 )
+from .paths import canonical_path as canonical_path  # where the rest looks it up
+from .paths import resolves_inside
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +67,39 @@ def glob_spec(globs: tuple[str, ...] | list[str]) -> pathspec.PathSpec[Any] | No
     return pathspec.PathSpec.from_lines("gitwildmatch", globs) if globs else None
 
 
+@dataclasses.dataclass(frozen=True)
+class Surveyed:
+    """One path the walk looked at: a file it takes (`reason` None, `entry` set), or a file or
+    folder it leaves out and why (a folder left out is not entered: one entry stands for it)."""
+
+    rel: str
+    is_dir: bool
+    reason: str | None
+    entry: FileEntry | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class _Gitignore:
+    """One .gitignore: its rules, and where it is (for saying which rule ignored a path)."""
+
+    base: str  # the folder it is in, workspace-relative ("" at the root)
+    spec: pathspec.GitIgnoreSpec
+
+    def rule_for(self, rel: str) -> str | None:
+        """`.gitignore:3: build/` (workspace-relative) when a rule here ignores `rel` (a folder
+        ends with "/"), else None."""
+        if self.base and not rel.startswith(self.base + "/"):
+            return None
+        result = self.spec.check_file(rel[len(self.base) + 1:] if self.base else rel)
+        if not result.include or result.index is None:
+            return None
+        pattern = getattr(self.spec.patterns[result.index], "pattern", "")
+        where = f"{self.base}/.gitignore" if self.base else ".gitignore"
+        return f"{where}:{result.index + 1}: {pattern}"
+
+
 class WorkspaceFilter:
-    """Decides what is indexed under one workspace root."""
+    """Decides what is indexed under one workspace root, and says why a path is not."""
 
     def __init__(self, root: Path, settings: Settings) -> None:
         self.root = root
@@ -77,61 +112,98 @@ class WorkspaceFilter:
         # innermost folder only, so this folder's walk skips them.
         self.nested_roots: frozenset[str] = frozenset()
 
+    def file_exclusion(self, rel: str) -> str | None:
+        """Why a (workspace-relative) file is not indexed by the settings and defaults, or None
+        when it is one to index (.gitignore aside)."""
+        if (rule := _matching(self.secrets, DEFAULT_SECRET_GLOBS, rel)) is not None:
+            return f"may hold secrets: never read (default rule: {rule})"
+        if (rule := _matching(self.exclude, self.settings.exclude, rel)) is not None:
+            return f"excluded by the exclude setting: {rule}"
+        if self.include is not None:
+            if not self.include.match_file(rel):
+                return "not matched by the include setting"
+            return None if language_for(rel) is not None else "not a document type"
+        if PurePosixPath(rel).suffix.lower() not in DEFAULT_INCLUDE_EXTENSIONS:
+            return "not a document type"
+        return None
+
+    def dir_exclusion(self, rel: str) -> str | None:
+        """Why a folder is not entered (a default ignore, a workspace folder of its own)."""
+        name = rel.rsplit("/", 1)[-1]
+        if name in self.excluded_dirs:
+            return f"default ignore: {name}"
+        if rel in self.nested_roots:
+            return "a workspace folder of its own (indexed there)"
+        return None
+
     def wants(self, rel: str) -> bool:
         """True when a (workspace-relative) file path is one to index, .gitignore aside."""
-        if self.secrets.match_file(rel):
-            return False
-        if self.exclude is not None and self.exclude.match_file(rel):
-            return False
-        if self.include is not None:
-            return self.include.match_file(rel) and language_for(rel) is not None
-        return Path(rel).suffix.lower() in DEFAULT_INCLUDE_EXTENSIONS
+        return self.file_exclusion(rel) is None
 
     def wants_dir(self, name: str) -> bool:
         return name not in self.excluded_dirs
 
     def contains(self, path: Path) -> bool:
-        resolved, root = canonical_path(path), canonical_path(self.root)
-        return resolved is not None and root is not None and (
-            resolved == root or root in resolved.parents)
+        return resolves_inside(path, self.root)
+
+    def exclusion(self, rel: str) -> str | None:
+        """Why one file is not indexed, or None: the rules the walk applies on its way down to
+        it (its folders', then its own), by the same code (used for events on single files)."""
+        parts = rel.split("/")
+        rules = self._with_gitignore([], "")  # the root's own .gitignore
+        for depth in range(1, len(parts)):
+            folder = "/".join(parts[:depth])
+            if (reason := self._entry_exclusion(folder, True, rules)) is not None:
+                return reason
+            rules = self._with_gitignore(rules, folder)
+        return self._entry_exclusion(rel, False, rules)
 
     def is_ignored(self, rel: str) -> bool:
         """Full check for one path (used for events on single files): dirs, globs, .gitignore."""
-        parts = rel.split("/")
-        if any(not self.wants_dir(p) for p in parts[:-1]) or not self.wants(rel):
-            return True
-        if not self.settings.respectGitignore:
-            return False
-        for depth in range(len(parts)):
-            spec = _gitignore(self.root.joinpath(*parts[:depth]))
-            if spec is None:
-                continue
-            sub = "/".join(parts[depth:])
-            if spec.match_file(sub):
-                return True
-            # a parent folder ignored with "dir/" style rules
-            for k in range(depth + 1, len(parts)):
-                if spec.match_file("/".join(parts[depth:k]) + "/"):
-                    return True
-        return False
+        return self.exclusion(rel) is not None
 
     def walk(self, start: Path | None = None) -> Iterator[FileEntry]:
         """Every indexable file under `start` (default: the root)."""
-        base = start or self.root
-        specs: list[tuple[str, pathspec.GitIgnoreSpec]] = []
-        if self.settings.respectGitignore:
-            # .gitignore files above `start` inside the workspace apply too.
-            rel_base = _rel(self.root, base)
-            parts = rel_base.split("/") if rel_base else []
-            for depth in range(len(parts)):
-                spec = _gitignore(self.root.joinpath(*parts[:depth]))
-                if spec is not None:
-                    specs.append(("/".join(parts[:depth]), spec))
-        seen: set[tuple[int, int]] = set()
-        yield from self._walk(base, specs, seen)
+        for found in self.survey(start):
+            if found.entry is not None:
+                yield found.entry
 
-    def _walk(self, folder: Path, specs: list[tuple[str, pathspec.GitIgnoreSpec]],
-              seen: set[tuple[int, int]]) -> Iterator[FileEntry]:
+    def survey(self, start: Path | None = None) -> Iterator[Surveyed]:
+        """Every file under `start` (default: the root) the walk takes, and every file or
+        folder it leaves out with the reason (`zl status --files`, `docs/files`)."""
+        base = start or self.root
+        # .gitignore files above `start` inside the workspace apply too.
+        rules = self._gitignores_above(_rel(self.root, base))
+        seen: set[tuple[int, int]] = set()
+        yield from self._survey(base, rules, seen)
+
+    def _gitignores_above(self, rel_base: str) -> list[_Gitignore]:
+        """The .gitignore files of the root and of the folders down to (not including)
+        `rel_base`."""
+        rules: list[_Gitignore] = []
+        parts = rel_base.split("/") if rel_base else []
+        for depth in range(len(parts)):
+            rules = self._with_gitignore(rules, "/".join(parts[:depth]))
+        return rules
+
+    def _with_gitignore(self, rules: list[_Gitignore], folder_rel: str) -> list[_Gitignore]:
+        if not self.settings.respectGitignore:
+            return rules
+        spec = _gitignore(self.root / folder_rel if folder_rel else self.root)
+        return [*rules, _Gitignore(folder_rel, spec)] if spec is not None else rules
+
+    def _entry_exclusion(self, rel: str, is_dir: bool, rules: list[_Gitignore]) -> str | None:
+        """The one check per path, for the walk and for single files alike."""
+        reason = self.dir_exclusion(rel) if is_dir else self.file_exclusion(rel)
+        if reason is not None:
+            return reason
+        for rule in rules:
+            if (matched := rule.rule_for(rel + "/" if is_dir else rel)) is not None:
+                return f"ignored by {matched}"
+        return None
+
+    def _survey(self, folder: Path, rules: list[_Gitignore],
+                seen: set[tuple[int, int]]) -> Iterator[Surveyed]:
         try:
             st = folder.stat()
         except OSError:
@@ -139,36 +211,43 @@ class WorkspaceFilter:
         if (st.st_dev, st.st_ino) in seen:  # a symlink loop
             return
         seen.add((st.st_dev, st.st_ino))
-        if self.settings.respectGitignore:
-            spec = _gitignore(folder)
-            if spec is not None:
-                specs = [*specs, (_rel(self.root, folder), spec)]
+        folder_rel = _rel(self.root, folder)
+        rules = self._with_gitignore(rules, folder_rel)
         try:
             with os.scandir(folder) as it:
                 entries = sorted(it, key=lambda e: e.name)
         except OSError as err:
             log.warning("cannot list %s: %s", folder, err)
+            if folder_rel:
+                yield Surveyed(folder_rel, True,
+                               f"unreadable folder: {err.strerror or err}")
             return
         for entry in entries:
             rel = _rel(self.root, Path(entry.path))
             try:
                 is_link = entry.is_symlink()
-                if is_link and (not self.settings.followSymlinks
-                                or not self.contains(Path(entry.path))):
+                if is_link and not self.settings.followSymlinks:
+                    yield Surveyed(rel, entry.is_dir(), "a symbolic link (followSymlinks is off)")
+                    continue
+                if is_link and not self.contains(Path(entry.path)):
+                    yield Surveyed(rel, entry.is_dir(), "a symbolic link out of the workspace")
                     continue
                 is_dir = entry.is_dir()
-                if is_dir:
-                    if (not self.wants_dir(entry.name) or rel in self.nested_roots
-                            or _ignored(specs, rel + "/")):
-                        continue
-                    yield from self._walk(Path(entry.path), specs, seen)
+                if not is_dir and not entry.is_file():
+                    yield Surveyed(rel, False, "not a regular file (a FIFO, socket or device)")
                     continue
-                if not entry.is_file() or not self.wants(rel) or _ignored(specs, rel):
-                    continue
-                stat = entry.stat()
-            except OSError:
-                continue
-            yield FileEntry(Path(entry.path), rel, stat.st_size, stat.st_mtime_ns)
+                reason = self._entry_exclusion(rel, is_dir, rules)
+                if reason is not None:
+                    yield Surveyed(rel, is_dir, reason)
+                elif is_dir:
+                    yield from self._survey(Path(entry.path), rules, seen)
+                else:
+                    stat = entry.stat()
+                    yield Surveyed(rel, False, None,
+                                   FileEntry(Path(entry.path), rel, stat.st_size,
+                                             stat.st_mtime_ns))
+            except OSError as err:
+                yield Surveyed(rel, False, f"unreadable: {err.strerror or err}")
 
 
 def _rel(root: Path, path: Path) -> str:
@@ -176,15 +255,21 @@ def _rel(root: Path, path: Path) -> str:
     return "" if rel == "." else rel.replace(os.sep, "/")
 
 
-def _ignored(specs: list[tuple[str, pathspec.GitIgnoreSpec]], rel: str) -> bool:
-    for base, spec in specs:
-        sub = rel[len(base) + 1:] if base else rel
-        if spec.match_file(sub):
-            return True
-    return False
+def _matching(spec: pathspec.PathSpec[Any] | None, globs: Sequence[str], rel: str) -> str | None:
+    """The glob of `globs` (compiled as `spec`, one pattern per glob) that matches `rel`."""
+    if spec is None:
+        return None
+    result = spec.check_file(rel)
+    if not result.include or result.index is None:
+        return None
+    return globs[result.index] if result.index < len(globs) else "?"
 
 
-_GITIGNORE_CACHE: dict[tuple[str, int], pathspec.GitIgnoreSpec | None] = {}
+#: Parsed .gitignore files by (path, mtime): a bounded LRU, so that a long-lived daemon
+#: walking many workspaces (and every edit of a .gitignore) does not grow it for ever.
+GITIGNORE_CACHE_SIZE = 4096
+_GITIGNORE_CACHE: OrderedDict[tuple[str, int], pathspec.GitIgnoreSpec | None] = OrderedDict()
+_GITIGNORE_LOCK = threading.Lock()
 
 
 def _gitignore(folder: Path) -> pathspec.GitIgnoreSpec | None:
@@ -194,23 +279,24 @@ def _gitignore(folder: Path) -> pathspec.GitIgnoreSpec | None:
     except OSError:
         return None
     key = (str(path), mtime)
-    if key not in _GITIGNORE_CACHE:
-        try:
-            with open_regular(path) as file:  # a FIFO named .gitignore must not block a walk
-                text = file.read().decode("utf-8", errors="replace")
-            _GITIGNORE_CACHE[key] = pathspec.GitIgnoreSpec.from_lines(text.splitlines())
-        except (OSError, SkipFile):
-            _GITIGNORE_CACHE[key] = None
-    return _GITIGNORE_CACHE[key]
-
-
-def canonical_path(path: Path) -> Path | None:
-    """The one absolute, symlink-free name of `path` (None where it cannot be resolved: a
-    symlink loop, a name the OS refuses)."""
+    with _GITIGNORE_LOCK:
+        if key in _GITIGNORE_CACHE:
+            _GITIGNORE_CACHE.move_to_end(key)
+            return _GITIGNORE_CACHE[key]
+    spec: pathspec.GitIgnoreSpec | None
     try:
-        return path.resolve()
-    except (OSError, RuntimeError, ValueError):  # RuntimeError: a symlink loop (Python 3.11)
-        return None
+        with open_regular(path) as file:  # a FIFO named .gitignore must not block a walk
+            text = file.read().decode("utf-8", errors="replace")
+        # A blank line becomes a comment: one pattern per line, so a rule's index is its line.
+        spec = pathspec.GitIgnoreSpec.from_lines(
+            [line if line.strip() else "#" for line in text.splitlines()])
+    except (OSError, SkipFile):
+        spec = None
+    with _GITIGNORE_LOCK:
+        _GITIGNORE_CACHE[key] = spec
+        while len(_GITIGNORE_CACHE) > GITIGNORE_CACHE_SIZE:
+            _GITIGNORE_CACHE.popitem(last=False)
+    return spec
 
 
 def hash_bytes(data: bytes) -> str:
@@ -265,6 +351,16 @@ def read_document(path: Path, max_bytes: int) -> Document:
         return Document(normalise_newlines(text), hash_bytes(data), warning,
                         size=before.st_size, mtime_ns=mtime)
     raise AssertionError("unreachable")
+
+
+def probe(path: Path, max_bytes: int) -> tuple[bool, str | None]:
+    """What the indexer would make of a file the walk takes: (False, why it is skipped) —
+    too large, binary, unreadable, not a regular file — or (True, a warning such as invalid
+    UTF-8 replaced, or None). Reads it as the indexer does (`docs/files` asks this)."""
+    try:
+        return True, read_document(path, max_bytes).warning
+    except SkipFile as skip:
+        return False, str(skip)
 
 
 def open_regular(path: Path) -> BinaryIO:

@@ -93,10 +93,6 @@ class CancelToken:
     def cancel(self) -> None:
         self._event.set()
 
-    @property
-    def cancelled(self) -> bool:
-        return self._event.is_set()
-
     def check(self) -> None:
         if self._event.is_set():
             raise CancelledError("indexing cancelled")
@@ -127,9 +123,8 @@ class WorkspaceIndex:
         self.store = store
         self.embedder = embedder
         self.sparse = sparse
-        self.count_tokens = embedder.token_counter() if embedder else _approx_tokens
-        self.max_tokens = min(settings.chunkTokens,
-                              (embedder.files.max_length - 2) if embedder else 10_000)
+        self.count_tokens = embedder.count_tokens if embedder else _approx_tokens
+        self.max_tokens = min(settings.chunkTokens, embedder.max_tokens if embedder else 10_000)
         # What the store holds per file, read from the payloads on first use (on the index
         # worker's first sync): at 100k chunks that read takes seconds, and search need not
         # wait for it.
@@ -403,7 +398,7 @@ class WorkspaceIndex:
             texts = [p.chunks[k].embedding_text(p.title) for p in group
                      for k, v in enumerate(p.vectors) if v is None]
             if self.embedder is not None and texts:
-                future = self.embedder.executor.submit(self.embedder.embed, texts)
+                future = self.embedder.submit(texts)
             else:
                 future = Future()
                 future.set_result(np.zeros((len(texts), 0), dtype=np.float32))
@@ -430,7 +425,7 @@ class WorkspaceIndex:
             texts = [p.chunks[k].embedding_text(p.title)
                      for k, v in enumerate(p.vectors) if v is None]
             try:
-                matrix = self.embedder.executor.submit(self.embedder.embed, texts).result() \
+                matrix = self.embedder.submit(texts).result() \
                     if texts else np.zeros((0, 0), dtype=np.float32)
             except Exception as err:  # reported; the other files go on
                 report.indexedFiles -= 1

@@ -20,6 +20,7 @@ import signal
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable, Generator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -28,6 +29,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 from cattrs.errors import ClassValidationError
 from cattrs.v import transform_error
 from lsprotocol import types as lsp
+from pygls.capabilities import get_capability
 from pygls.exceptions import (
     JsonRpcException,
     JsonRpcInvalidParams,
@@ -41,10 +43,19 @@ from pygls.protocol.json_rpc import JsonRPCNotification, JsonRPCRequestMessage
 from pygls.uris import to_fs_path
 
 from . import __version__
-from .config import DEFAULT_INCLUDE_EXTENSIONS, Settings, SettingsError, load_settings
-from .errors import CancelledError, ZeroLatencyError
+from .config import (
+    DEFAULT_INCLUDE_EXTENSIONS,
+    DEFAULT_LIMIT,
+    DEFAULT_SEARCH_MODE,
+    MAX_QUERY_CHARS,
+    Settings,
+    SettingsError,
+    load_settings,
+)
+from .errors import CancelledError, InvalidParamsError, ZeroLatencyError
 from .framing import Frame, FrameParser, FramingError
 from .hub import EngineHub
+from .paths import resolves_inside
 
 if TYPE_CHECKING:  # the engine (numpy, Qdrant, ONNX Runtime) loads after `initialize`
     from .engine import Engine
@@ -55,6 +66,8 @@ log = logging.getLogger("zero_latency")
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
 
+#: docs/files: files per page unless the client asks (schema: at most 1000).
+FILES_PAGE = 100
 #: Without file events from the client and without an OS watcher, the server rescans this often.
 POLL_INTERVAL_S = 5.0
 #: How long indexing waits for the client to create a progress token before it starts anyway.
@@ -218,6 +231,7 @@ class ZeroLatencyServer(LanguageServer):
             log.error("background work failed: %s", message)
             if self.engine is not None:
                 self.engine.last_error = message
+            _status_changed(self)
 
     def index_for_uri(self, uri: str) -> tuple[WorkspaceIndex, str] | None:
         engine = self.engine
@@ -248,9 +262,11 @@ class ZeroLatencyServer(LanguageServer):
             begin(token)
         elif _supports(self, "window.work_done_progress"):
             await self._create_progress(f"zero-latency/{next(self.tokens)}", begin)
+        _status_changed(self)
         last = [0.0]
 
         def progress(done: int, total: int, message: str) -> None:
+            _status_changed_threadsafe(loop, self)
             now = time.monotonic()
             if not begun or (now - last[0] < 0.1 and done != total):
                 return
@@ -269,6 +285,7 @@ class ZeroLatencyServer(LanguageServer):
             finished[0] = True
             if begun:
                 self.work_done_progress.end(begun[0], lsp.WorkDoneProgressEnd(message=summary))
+            _status_changed(self)
 
     async def _create_progress(self, token: str,
                                begin: Callable[[lsp.ProgressToken], None]) -> None:
@@ -354,9 +371,11 @@ async def _startup(ls: ZeroLatencyServer) -> None:
     loop = asyncio.get_running_loop()
     ls.engine = await loop.run_in_executor(None, _make_engine, ls, ls.settings)
     ls.engine_created.set()
+    _status_changed(ls)
     engine = ls.engine
     watching = ls.index_on_start and await _register_watchers(ls)
     await asyncio.wrap_future(engine.run(engine.load_model))
+    _status_changed(ls)
     if ls.find_indexed_root:
         found = await loop.run_in_executor(
             None, lambda: [engine.indexed_root(f) for f in ls.folders])
@@ -405,7 +424,7 @@ async def _register_watchers(ls: ZeroLatencyServer) -> bool:
 
 def _watch_disk(ls: ZeroLatencyServer) -> None:
     """The client reports no file events: watch the workspace folders ourselves (native OS
-    notifications through watchdog), or scan them every few seconds where that cannot start."""
+    notifications through watchdog, or its polling observer where those cannot start)."""
     from .chunking import language_for
     from .watcher import DiskWatcher
 
@@ -422,28 +441,12 @@ def _watch_disk(ls: ZeroLatencyServer) -> None:
         loop.call_soon_threadsafe(_rescan, ls, root)
 
     watcher = DiskWatcher(changed, rescan)
-    try:
-        for root in ls.roots():
+    for root in ls.roots():
+        try:
             watcher.watch(root)
-    except OSError as err:
-        log.warning("cannot watch the workspace for changes (%s): scanning it every %.0f s "
-                    "instead", err, POLL_INTERVAL_S)
-        watcher.close()
-        ls.spawn(_poll_disk(ls))
-        return
+        except OSError as err:  # gone since it was opened: nothing there to watch
+            log.warning("cannot watch %s for changes: %s", root, err)
     ls.disk_watcher = watcher
-
-
-async def _poll_disk(ls: ZeroLatencyServer) -> None:
-    """A plain LSP client that watches nothing still gets a fresh index: a cheap stat scan
-    (unchanged files cost one stat each) every few seconds."""
-    engine = ls.require_engine()
-    while not ls.released and ls.roots():
-        await asyncio.sleep(POLL_INTERVAL_S)
-        report = await ls.on_worker(lambda: engine.index(ls.roots()))
-        if report.indexedFiles or report.removedFiles:
-            log.info("disk scan: %d changed, %d removed", report.indexedFiles,
-                     report.removedFiles)
 
 
 @feature(lsp.SHUTDOWN)
@@ -465,7 +468,7 @@ async def docs_index(ls: ZeroLatencyServer, params: Any) -> dict[str, Any]:
     explicit: list[Path] = []
     for uri in args.get("uris") or []:
         path = _uri_path(uri)
-        if path is None or not any(_inside(path, f) for f in folders):
+        if path is None or not any(resolves_inside(path, f) for f in folders):
             raise JsonRpcInvalidParams(f"uris: {_quote(uri)} is not inside a workspace folder")
         explicit.append(path)
     scope = explicit or folders
@@ -475,14 +478,14 @@ async def docs_index(ls: ZeroLatencyServer, params: Any) -> dict[str, Any]:
         root for root, failure in engine.store_errors.items()
         if args.get("force") and failure.kind != "storeLocked"]
     for root in doomed:
-        if any(_inside(t, root) or _inside(root, t) for t in scope):
+        if any(resolves_inside(t, root) or resolves_inside(root, t) for t in scope):
             try:
                 await ls.on_worker(lambda r=root: engine.rebuild_workspace(r))  # type: ignore[misc]
             except ZeroLatencyError as err:
                 raise _rpc_error(err) from err
     for target in scope:  # say why (data.kind) rather than index nothing
         # The innermost folder owns a path: a refused "/" must not block a project inside it.
-        owners = [f for f in folders if _inside(target, f)]
+        owners = [f for f in folders if resolves_inside(target, f)]
         root = max(owners, key=lambda f: len(f.parts)) if owners else target
         failure = engine.store_errors.get(root) or (
             None if root in engine.indexes else ls.folder_errors.get(root))
@@ -518,7 +521,7 @@ async def docs_search(ls: ZeroLatencyServer, params: Any) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
     try:
         return await loop.run_in_executor(ls.search_executor, lambda: engine.search(
-            args["query"], args.get("limit", 10), args.get("mode", "hybrid"),
+            args["query"], args.get("limit", DEFAULT_LIMIT), args.get("mode", DEFAULT_SEARCH_MODE),
             args.get("include", []), args.get("exclude", []),
             languages=args.get("languages"), roots=ls.roots()))
     except ZeroLatencyError as err:
@@ -565,6 +568,106 @@ async def docs_status(ls: ZeroLatencyServer, params: Any) -> dict[str, Any]:
         ls.search_executor, lambda: engine.status(read_manifests=True, roots=roots))
 
 
+@feature("docs/files")
+async def docs_files(ls: ZeroLatencyServer, params: Any) -> dict[str, Any]:
+    """Every file of a folder and its index state, paged (extension: spec.md)."""
+    args = _validated("docs/files", params)
+    engine = await ls.get_engine()
+    await ls.ready.wait()
+    if "uri" in args:
+        folder = _uri_path(args["uri"])
+        if folder is None:
+            raise JsonRpcInvalidParams(f"docs/files: uri: cannot resolve {_quote(args['uri'])}")
+        folders = [folder]
+    else:
+        folders = [f.resolve() for f in ls.folders if f.resolve() in engine.indexes]
+    states, offset = args.get("states") or (), args.get("offset", 0)
+    limit = args.get("limit", FILES_PAGE)
+    try:
+        result: dict[str, Any] = await asyncio.get_running_loop().run_in_executor(
+            ls.search_executor, lambda: engine.files_page(folders, states, offset, limit))
+    except InvalidParamsError as err:
+        raise JsonRpcInvalidParams(f"docs/files: {err.message}") from err
+    except ZeroLatencyError as err:
+        raise _rpc_error(err) from err
+    return result
+
+
+# --- zl/status: the server pushes docs/status when it changes ------------------------------
+
+#: At most one zl/status every this many seconds (the contract's "~2/s").
+STATUS_PUSH_INTERVAL_S = 0.5
+#: docs/status states in which the status will change again without a hook announcing it.
+_BUSY_STATES = frozenset({"loading", "loadingModel", "indexing"})
+
+
+class _StatusPush:
+    """One connection's zl/status pushes: throttled, coalesced and sent only when the object
+    differs from the last one sent. While the status says work is under way (not idle, or
+    files pending) it looks again after the interval, so the end of work nobody announces (an
+    edit's re-index, another client's run) is pushed too; once idle it waits for a hook."""
+
+    def __init__(self, ls: ZeroLatencyServer) -> None:
+        self.ls = ls
+        self.last_sent: dict[str, Any] | None = None
+        self.last_push_at = -STATUS_PUSH_INTERVAL_S
+        self.timer: asyncio.TimerHandle | None = None
+        self.sending = False
+        self.again = False  # a change arrived while a status was being read
+
+    def changed(self) -> None:
+        if self.ls.released or self.ls.engine is None:
+            return
+        if self.sending:
+            self.again = True
+        elif self.timer is None:
+            delay = max(0.0, self.last_push_at + STATUS_PUSH_INTERVAL_S - time.monotonic())
+            self.timer = asyncio.get_running_loop().call_later(delay, self._fire)
+
+    def _fire(self) -> None:
+        self.timer = None
+        self.sending = True
+        self.ls.spawn(self._send())
+
+    async def _send(self) -> None:
+        busy = False
+        try:
+            # The very object docs/status answers (the handler is a plain coroutine).
+            status = await docs_status(self.ls, None)
+            busy = status.get("state") in _BUSY_STATES or bool(status.get("pendingFiles"))
+            if status != self.last_sent and not self.ls.released:
+                self.ls.protocol.notify("zl/status", status)
+                self.last_sent = status
+        except Exception as err:  # a push is best effort: never a failure loop
+            log.debug("zl/status not sent: %r", err)
+        finally:
+            self.last_push_at = time.monotonic()
+            self.sending = False
+            if self.again or busy:
+                self.again = False
+                self.changed()
+
+
+_STATUS_PUSHES: weakref.WeakKeyDictionary[ZeroLatencyServer, _StatusPush] = (
+    weakref.WeakKeyDictionary())
+
+
+def _status_changed(ls: ZeroLatencyServer) -> None:
+    """Hook: something docs/status reports may have changed (an index run began, progressed or
+    ended, the model loaded, background work failed). Event loop thread only: workers hop
+    here with `loop.call_soon_threadsafe`."""
+    push = _STATUS_PUSHES.get(ls)
+    if push is None:
+        push = _STATUS_PUSHES[ls] = _StatusPush(ls)
+    push.changed()
+
+
+def _status_changed_threadsafe(loop: asyncio.AbstractEventLoop, ls: ZeroLatencyServer) -> None:
+    """`_status_changed` from a worker thread; a closed loop (the client left) is ignored."""
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(_status_changed, ls)
+
+
 @feature(lsp.WORKSPACE_SYMBOL)
 async def workspace_symbol(ls: ZeroLatencyServer,
                            params: lsp.WorkspaceSymbolParams) -> list[lsp.SymbolInformation]:
@@ -575,7 +678,8 @@ async def workspace_symbol(ls: ZeroLatencyServer,
     loop = asyncio.get_running_loop()
     try:
         result = await loop.run_in_executor(
-            ls.search_executor, lambda: engine.search(query[:2000], 50, roots=ls.roots()))
+            ls.search_executor,
+            lambda: engine.search(query[:MAX_QUERY_CHARS], 50, roots=ls.roots()))
     except ZeroLatencyError as err:
         raise _rpc_error(err) from err
     symbols = []
@@ -757,7 +861,7 @@ async def did_change_workspace_folders(
             ls.folders = [f for f in ls.folders if f != path]
             if ls.disk_watcher is not None:
                 ls.disk_watcher.unwatch(path.resolve())
-            if any(_inside(path, f) for f in ls.folders):
+            if any(resolves_inside(path, f) for f in ls.folders):
                 # Nested in a folder still open: its files are the outer folder's again.
                 await asyncio.get_running_loop().run_in_executor(
                     None, lambda p=path: engine.close_workspace(p))  # type: ignore[misc]
@@ -818,13 +922,6 @@ def _rpc_error(err: ZeroLatencyError) -> JsonRpcException:
     return JsonRpcException(err.message, code=err.code, data=err.wire_data())
 
 
-def _inside(path: Path, folder: Path) -> bool:
-    from .files import canonical_path
-
-    resolved, base = canonical_path(path), canonical_path(folder)
-    return resolved is not None and (resolved == base or base in resolved.parents)
-
-
 def _uri_path(uri: str) -> Path | None:
     """The canonical path of a file uri: one identity per file however the client spells it
     (percent escapes in either case, `file://localhost/`, `/./`, `..`, symlinks,
@@ -866,12 +963,8 @@ def _disk_state(path: Path, text: str, max_bytes: int) -> str:
 
 
 def _supports(ls: ZeroLatencyServer, dotted: str) -> bool:
-    node: Any = ls.client_capabilities
-    for part in dotted.split("."):
-        node = getattr(node, part, None)
-        if node is None:
-            return False
-    return bool(node)
+    """A client capability, by its dotted snake_case path (False where any part is unset)."""
+    return bool(get_capability(ls.client_capabilities, dotted, False))
 
 
 def _show_threadsafe(ls: ZeroLatencyServer, message: str, kind: lsp.MessageType) -> None:

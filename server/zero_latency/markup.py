@@ -23,6 +23,8 @@ from html.parser import HTMLParser
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
+from .languages import spec
+
 #: mdBook preprocessor directives: `{{#include file.rs}}`, `{{#rustdoc_include …}}`, `{{#title …}}`.
 _MDBOOK_DIRECTIVE = re.compile(r"\{\{#[^{}\n]*\}\}")
 #: Link syntax markdown-it leaves as text when the reference is not defined in the file
@@ -41,25 +43,24 @@ MAX_INLINE_CHARS = 20_000
 
 def readable_lines(text: str, language: str,
                    spans: Sequence[tuple[int, int]] = ()) -> list[str]:
-    """One readable string per line of `text` (newlines already normalised). `spans` are the
-    (start, end) line ranges of Python docstrings; other Python lines read as empty."""
-    if language == "markdown":
-        return markdown_readable(text)
-    if language == "restructuredtext":
-        return rst_readable(text)
-    if language == "python":
-        return python_readable(text, spans)
-    return text.split("\n")
+    """One readable string per line of `text` (newlines already normalised), by the language's
+    spec (languages.py). `spans` are the (start, end) line ranges of Python docstrings; other
+    Python lines read as empty."""
+    return spec(language).readable(text, spans)
 
 
 def readable_heading(title: str, language: str) -> str:
     """A section title as a reader sees it (`Using `Arc<T>`` reads "Using Arc<T>")."""
-    if language == "markdown":
-        inline = _md.parseInline(title)
-        return _clean_text(" ".join(_inline_lines(inline[0].children or []))) if inline else title
-    if language in ("restructuredtext", "python"):
-        return " ".join(_rst_inline(title, {}).split())
-    return title
+    return spec(language).heading(title)
+
+
+def markdown_heading(title: str) -> str:
+    inline = _md.parseInline(title)
+    return _clean_text(" ".join(_inline_lines(inline[0].children or []))) if inline else title
+
+
+def rst_heading(title: str) -> str:
+    return " ".join(_rst_inline(title, {}).split())
 
 
 # --- Markdown --------------------------------------------------------------------------------

@@ -19,11 +19,12 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 
 from .client import ConnectionLost, RpcClient, RpcError, open_session
+from .config import DEFAULT_LIMIT, DEFAULT_SEARCH_MODE, LANGUAGES
+from .config import SearchMode as Mode
 from .daemon import DaemonError
 
 log = logging.getLogger(__name__)
 
-Mode = Literal["hybrid", "semantic", "keyword"]
 Language = Literal["markdown", "restructuredtext", "python", "plaintext"]
 
 INSTRUCTIONS = (
@@ -112,9 +113,8 @@ def build_server(workspace: Path, options: dict[str, Any]) -> tuple[MCPServer, S
         "question or a few words). Returns hits best first: path, 1-based line range, heading "
         "path, a snippet and a score. mode: 'hybrid' (default: meaning + keywords), "
         "'semantic' (meaning only) or 'keyword' (exact words, BM25). include/exclude: "
-        "workspace-relative globs such as 'docs/**'; languages: markdown, "
-        "restructuredtext, python, plaintext."))
-    async def search(query: str, limit: int = 10, mode: Mode = "hybrid",
+        f"workspace-relative globs such as 'docs/**'; languages: {', '.join(LANGUAGES)}."))
+    async def search(query: str, limit: int = DEFAULT_LIMIT, mode: Mode = DEFAULT_SEARCH_MODE,
                      include: list[str] | None = None, exclude: list[str] | None = None,
                      languages: list[Language] | None = None) -> dict[str, Any]:
         params: dict[str, Any] = {"query": query, "limit": limit, "mode": mode,

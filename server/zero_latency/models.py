@@ -20,7 +20,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from .config import BUNDLED_MODEL, DEFAULT_MODEL
+from .config import DEFAULT_MODEL
 from .errors import ModelUnavailableError
 
 log = logging.getLogger(__name__)
@@ -242,4 +242,4 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-__all__ = ["BUNDLED_MODEL", "ModelFiles", "resolve_model"]
+__all__ = ["ModelFiles", "resolve_model"]

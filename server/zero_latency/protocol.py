@@ -21,7 +21,7 @@ from jsonschema.exceptions import ValidationError, best_match
 
 from .errors import InvalidParamsError
 
-METHODS = ("docs/index", "docs/search", "docs/status")
+METHODS = ("docs/index", "docs/search", "docs/status", "docs/files")
 #: How much of a value an error message quotes (a 50 MB query is not sent back).
 QUOTE_CHARS = 80
 #: A whole error message, at most.
@@ -155,6 +155,8 @@ def validate_params(method: str, params: Any) -> dict[str, Any]:
     for n, uri in enumerate(params.get("uris") or []):
         if problem := uri_problem(uri):
             raise InvalidParamsError(f"{method}: uris.{n}: {problem}")
+    if isinstance(params.get("uri"), str) and (problem := uri_problem(params["uri"])):
+        raise InvalidParamsError(f"{method}: uri: {problem}")
     checked: dict[str, Any] = _integral_floats_to_int(params)
     return checked
 

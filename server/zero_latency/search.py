@@ -19,7 +19,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from .config import LANGUAGES
+from .config import LANGUAGES, MAX_LIMIT, MAX_QUERY_CHARS
 from .embedder import Embedder
 from .errors import InvalidParamsError
 from .files import glob_spec
@@ -27,8 +27,6 @@ from .indexer import WorkspaceIndex
 from .sparse import SparseEncoder
 from .store import HYBRID_FUSION, Fusion, Mode, PathFilter, StoredHit, Vector
 
-MAX_QUERY_CHARS = 2000
-MAX_LIMIT = 100
 SNIPPET_CHARS = 240
 _WORD = re.compile(r"\w+", re.UNICODE)
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n\s*\n|\n(?=\s*[-*+#>|]|\s*\d+\.)")

@@ -4,8 +4,8 @@
 // server process) so every assertion lives in one place.
 //
 // Usage: node drive.mjs <config.json>
-//   { "url", "chromium", "expectedFiles", "query", "editText", "editWord", "editQuery", "shots",
-//     "timeoutMs" }
+//   { "scenario": "search" | "related", "url", "chromium", "expectedFiles", "query", "editText",
+//     "editWord", "editQuery", "longQuery", "sidebarWidth", "shots", "timeoutMs" }
 // Before closing the window it prints {"event":"readyToClose"} and waits for a line on stdin,
 // so the test can find the server process while the window is still open.
 import { createInterface } from 'node:readline';
@@ -83,6 +83,83 @@ async function readHits(frame) {
   });
 }
 
+/** Progress items about Zero-Latency on screen now: the extension's status item when it spins,
+ * the window progress entry (where VS Code shows a server's `$/progress`), notification toasts
+ * with a progress bar. */
+async function progressItems(page) {
+  return page.evaluate(() => {
+    const items = [];
+    const ours = document.getElementById('zero-latency.zero-latency.zeroLatency.status');
+    if (ours?.querySelector('.codicon-modifier-spin, [class*="~spin"]')) items.push(`statusItem: ${ours.textContent}`);
+    const windowProgress = document.getElementById('status.progress');
+    const text = `${windowProgress?.getAttribute('aria-label') ?? ''} ${windowProgress?.textContent ?? ''}`;
+    if (windowProgress !== null && /Zero-Latency/.test(text)) items.push(`windowProgress: ${text.trim()}`);
+    for (const toast of document.querySelectorAll('.notification-toast')) {
+      if (/Zero-Latency/.test(toast.textContent ?? '') && toast.querySelector('.monaco-progress-container.active')) {
+        items.push(`notification: ${toast.textContent}`);
+      }
+    }
+    return items;
+  });
+}
+
+/** The cursor as the status bar shows it: "Ln 12, Col 1 (345 selected)". */
+async function cursorText(page) {
+  return ((await page.locator('[id="status.editor.selection"]').textContent({ timeout: 1000 }).catch(() => null)) ?? '').trim();
+}
+
+/** Drags the sash at the sidebar's right edge until the sidebar is `width` px wide. */
+async function setSidebarWidth(page, width) {
+  const sidebar = page.locator('.part.sidebar').first();
+  return until(`the sidebar to be ${width} px wide`, async () => {
+    const box = await sidebar.boundingBox();
+    if (box === null) return undefined;
+    if (Math.abs(box.width - width) < 1) return box.width;
+    const edge = box.x + box.width;
+    await page.mouse.move(edge - 1, box.y + box.height / 2);
+    await page.mouse.down();
+    await page.mouse.move(box.x + width, box.y + box.height / 2, { steps: 5 });
+    await page.mouse.up();
+    return undefined;
+  });
+}
+
+/** Boxes of the file names, count badges and headings in the results (webview pixels). */
+async function resultLayout(frame) {
+  return frame.locator('#results').evaluate((root) => {
+    const box = (el) => {
+      const r = el.getBoundingClientRect();
+      return { left: r.left, right: r.right, width: r.width };
+    };
+    return {
+      viewport: document.documentElement.clientWidth,
+      files: [...root.querySelectorAll('section.file')].map((section) => {
+        const name = section.querySelector('.file-name .name') ?? section.querySelector('.file-name');
+        const count = section.querySelector('.count');
+        return {
+          label: name.textContent,
+          title: name.title,
+          name: box(name),
+          count: box(count),
+          nameClipped: name.scrollWidth > name.clientWidth,
+          headings: [...section.querySelectorAll('.heading')].map((h) => ({
+            text: h.textContent, title: h.title, clipped: h.scrollWidth > h.clientWidth, box: box(h),
+          })),
+        };
+      }),
+    };
+  });
+}
+
+/** The rows of the Related view: label, and the "file:line" description. */
+async function relatedRows(page) {
+  const pane = page.locator('.pane').filter({ has: page.locator('.pane-header', { hasText: /^Related/i }) }).first();
+  return pane.locator('.monaco-list-row').evaluateAll((rows) => rows.map((row) => ({
+    label: row.querySelector('.label-name')?.textContent ?? row.textContent ?? '',
+    description: row.querySelector('.label-description')?.textContent ?? '',
+  })));
+}
+
 /** Runs `query` in the view (typed as a user types it) and waits for results to show. */
 async function search(frame, query, accept) {
   const input = frame.locator('#query');
@@ -98,6 +175,17 @@ async function search(frame, query, accept) {
     const notice = (await frame.locator('#notice').isVisible()) ? await frame.locator('#notice').textContent() : '';
     return accept(hits) ? { hits, summary, notice } : undefined;
   });
+}
+
+/** Waits for a line on stdin, then closes the window the way a user closes the tab (unload
+ * handlers run). */
+async function closeWhenTold(page) {
+  const lines = createInterface({ input: process.stdin });
+  await new Promise((resolve) => lines.once('line', resolve));
+  lines.close();
+  await page.close({ runBeforeUnload: true });
+  await until('the page to close', async () => (page.isClosed() ? true : undefined));
+  report('closed');
 }
 
 async function main() {
@@ -119,10 +207,20 @@ async function main() {
 
     // The status item: idle with every copied file indexed ("0 files" shows before the scan).
     const wanted = new RegExp(`Zero-Latency: ${config.expectedFiles} files · ([\\d,]+) chunks`);
+    // Meanwhile, how many progress items show at once (one: the server's).
+    const progress = { samples: 0, most: [], seen: [] };
     const statusText = await until('the status bar to report the index', async () => {
+      const items = await progressItems(page);
+      progress.samples += 1;
+      if (items.length > progress.most.length) progress.most = items;
+      for (const item of items) {
+        const kind = item.split(':')[0];
+        if (!progress.seen.includes(kind)) progress.seen.push(kind);
+      }
       const text = (await page.locator(STATUS_ITEM).textContent({ timeout: 1000 }).catch(() => null)) ?? '';
       return wanted.test(text) ? text.trim() : undefined;
     });
+    report('progress', progress);
     const tooltip = await page.locator(STATUS_ITEM).getAttribute('aria-label');
     await shot(page, 'indexed'); // before each report: the test may stop at the report
     report('indexed', { status: statusText, ariaLabel: tooltip });
@@ -136,17 +234,54 @@ async function main() {
     await shot(page, 'results');
     report('results', found);
 
-    // Open the first hit; the editor shows its file with the cursor on its line.
+    // Open the first hit; the editor shows its file with the hit's matchRange (else its range)
+    // selected and the cursor at its start.
     const first = found.hits[0];
-    await frame.locator('section.file').first().locator('.hit').first().click();
+    const firstHit = frame.locator('section.file').first().locator('.hit').first();
+    const selection = await firstHit.getAttribute('data-selection');
+    await firstHit.click();
     const opened = await until('the editor to open the hit', async () => {
       const tab = ((await page.locator('.tabs-container .tab.active').first().getAttribute('aria-label').catch(() => null)) ?? '').trim();
-      const cursor = ((await page.locator('[id="status.editor.selection"]').textContent({ timeout: 1000 }).catch(() => null)) ?? '').trim();
-      const match = /Ln (\d+), Col (\d+)/.exec(cursor);
-      return tab.includes(first.file.split('/').pop()) && match !== null ? { tab, cursor, line: Number(match[1]) } : undefined;
+      const cursor = await cursorText(page);
+      const match = /Ln (\d+), Col (\d+)(?: \((\d+) selected\))?/.exec(cursor);
+      // Done once the selection shows (the cursor moves there first).
+      return tab.includes(first.file.split('/').pop()) && match !== null && match[3] !== undefined
+        ? { tab, cursor, line: Number(match[1]), column: Number(match[2]), selected: Number(match[3]), selection }
+        : undefined;
     });
     await shot(page, 'opened');
     report('opened', { hit: first, ...opened });
+
+    if (config.scenario === 'related' && !config.related) {
+      report('readyToClose'); // the server has no docs/related yet: only the log is checked
+      await closeWhenTold(page);
+      return;
+    }
+    if (config.scenario === 'related') {
+      // The Related view follows the cursor: passages from other files; a click opens one.
+      const rows = await until('the Related view to list passages', async () => {
+        const found = await relatedRows(page);
+        return found.length > 0 && found.every((row) => /:\d+$/.test(row.description)) ? found : undefined;
+      });
+      await shot(page, 'related');
+      report('related', { rows });
+      const pane = page.locator('.pane').filter({ has: page.locator('.pane-header', { hasText: /^Related/i }) }).first();
+      await pane.locator('.monaco-list-row').first().click();
+      const target = rows[0].description.replace(/:\d+$/, '').split('/').pop();
+      const relatedOpened = await until('the editor to open the related passage', async () => {
+        const tab = ((await page.locator('.tabs-container .tab.active').first().getAttribute('aria-label').catch(() => null)) ?? '').trim();
+        const cursor = await cursorText(page);
+        const match = /Ln (\d+), Col (\d+)(?: \((\d+) selected\))?/.exec(cursor);
+        return tab.includes(target) && match !== null && match[3] !== undefined
+          ? { tab, cursor, line: Number(match[1]), selected: Number(match[3]) }
+          : undefined;
+      });
+      await shot(page, 'related-opened');
+      report('relatedOpened', { row: rows[0], ...relatedOpened });
+      report('readyToClose');
+      await closeWhenTold(page);
+      return;
+    }
 
     // Type into the open document without saving; the new text must become searchable.
     await page.keyboard.press('Control+1'); // focus the editor group (the click left focus in the view)
@@ -161,14 +296,15 @@ async function main() {
     await shot(page, 'edit-found');
     report('editFound', afterEdit);
 
+    // A 300 px sidebar: long file names are cut short, their count badges stay in view.
+    const sidebarWidth = await setSidebarWidth(page, config.sidebarWidth);
+    const long = await search(frame, config.longQuery, (hits) => hits.some((hit) => hit.file.length > 60));
+    const layout = await resultLayout(frame);
+    await shot(page, 'layout');
+    report('layout', { sidebarWidth, hits: long.hits, ...layout });
+
     report('readyToClose');
-    const lines = createInterface({ input: process.stdin });
-    await new Promise((resolve) => lines.once('line', resolve));
-    lines.close();
-    // Close the window the way a user closes the tab: unload handlers run.
-    await page.close({ runBeforeUnload: true });
-    await until('the page to close', async () => (page.isClosed() ? true : undefined));
-    report('closed');
+    await closeWhenTold(page);
   } catch (error) {
     await shot(page, 'failure');
     report('error', { message: String(error?.stack ?? error) });

@@ -21,3 +21,7 @@ end, { bang = true, nargs = 0, desc = "Zero-Latency: (re)index the workspace (! 
 vim.api.nvim_create_user_command("ZlStatus", function()
   require("zero_latency").status()
 end, { nargs = 0, desc = "Zero-Latency: index, model and store status" })
+
+vim.api.nvim_create_user_command("ZlRelated", function()
+  require("zero_latency").related()
+end, { nargs = 0, desc = "Zero-Latency: passages in other files related to the cursor's paragraph" })

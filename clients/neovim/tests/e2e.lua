@@ -89,6 +89,31 @@ local function main()
     -- init_options = { storePath = "~/.cache/zero-latency" },
     -- picker = "auto",  -- "telescope" | "fzf_lua" | "select" | "quickfix"
   })
+  R.loaded_pickers_after_setup = vim.tbl_filter(function(name)
+    return package.loaded[name] ~= nil
+  end, { "zero_latency.pickers.telescope", "zero_latency.pickers.fzf_lua",
+    "zero_latency.pickers.select", "zero_latency.pickers.quickfix" })
+
+  -- Default filetypes against what the server indexes: the suffixes come from chunking.py.
+  R.filetypes = zl.config.filetypes
+  R.filetype_of_suffix = {}
+  for _, suffix in ipairs(vim.json.decode(os.getenv("ZL_E2E_SUFFIXES") or "[]")) do
+    -- Some detections look at the text (.txt: help file or not); vim.NIL: Neovim knows no
+    -- filetype for the suffix, so there is nothing to attach on.
+    R.filetype_of_suffix[suffix] = vim.filetype.match({ filename = "x" .. suffix,
+      contents = { "Plain words." } }) or vim.NIL
+  end
+
+  -- What a statusline showing require("zero_latency").statusline() shows at each progress event
+  -- (this autocmd is created after the plugin's, so it sees the updated state).
+  R.statusline_samples = {}
+  vim.api.nvim_create_autocmd("LspProgress", {
+    callback = function(args)
+      local value = (args.data.params or {}).value or {}
+      table.insert(R.statusline_samples, { kind = value.kind, percentage = value.percentage or vim.NIL,
+        text = zl.statusline({ raw = true }), escaped = zl.statusline() })
+    end,
+  })
 
   -- 1. Opening a Markdown file starts the server for the workspace (root: the .git folder).
   vim.cmd.edit(vim.fn.fnameescape(ws .. "/docs/keys.md"))
@@ -128,7 +153,7 @@ local function main()
       client_mod.request(c, "docs/status", vim.empty_dict(), done)
     end)
     status = err and { error = err } or result
-    return status.state == "idle" and (status.pendingFiles or 0) == 0
+    return (status.state == "idle" or status.state == "ready") and (status.pendingFiles or 0) == 0
   end)
   R.status = status
   local _, st = await(":ZlStatus", function(done)
@@ -136,6 +161,11 @@ local function main()
   end)
   R.status_line = zl.format_status(st, c)
   step("idle")
+
+  -- :checkhealth once indexed: the workspace's store (where, files, chunks) and the model in use.
+  vim.cmd("checkhealth zero_latency")
+  R.health_indexed = vim.api.nvim_buf_get_lines(0, 0, -1, false)
+  vim.cmd("tabclose")
 
   -- 3. :ZlSearch with the quickfix picker.
   local query = os.getenv("ZL_E2E_QUERY")
@@ -145,6 +175,13 @@ local function main()
     return vim.fn.getqflist({ title = 1 }).title == "Zero-Latency: " .. query
   end)
   R.search_qf = qf_items()
+  -- The same query's hits as the server sent them (matchRange, range), to check where each
+  -- quickfix item points.
+  local _, raw = await("docs/search (raw)", function(done)
+    client_mod.request(c, "docs/search", { query = query, limit = zl.config.search.limit,
+      mode = zl.config.search.mode }, done)
+  end)
+  R.search_hits = raw.hits
   local qf_win = vim.fn.getqflist({ winid = 1 }).winid
   R.qf_window_open = qf_win ~= 0
   step("searched")
@@ -196,7 +233,7 @@ local function main()
   R.select = {
     err = serr or vim.NIL,
     picker = picker,
-    captured = captured,
+    captured = vim.deepcopy(captured), -- the stub writes into `captured` again later
     opened = vim.api.nvim_buf_get_name(0),
     cursor_line = vim.api.nvim_win_get_cursor(0)[1],
   }
@@ -243,7 +280,54 @@ local function main()
   }
   step("edited")
 
-  -- 6. Stop the server cleanly so its store is flushed before Neovim exits.
+  -- 6. :ZlRelated on the key-rotation paragraph of keys.md: hits from the other files only,
+  -- into the quickfix list; :cc lands on the first hit's matchRange (else range) line.
+  vim.cmd.edit(vim.fn.fnameescape(ws .. "/docs/keys.md"))
+  vim.api.nvim_win_set_cursor(0, { tonumber(os.getenv("ZL_E2E_RELATED_LINE")), 0 })
+  vim.fn.setqflist({}, " ", { title = "before" })
+  local rerr, rres, rpicker = await(":ZlRelated", function(done)
+    zl.related({ picker = "quickfix", on_done = done })
+  end)
+  R.related = { err = rerr or vim.NIL, picker = rpicker or vim.NIL,
+    hits = rres and rres.hits or vim.NIL, anchor = rres and rres.anchor or vim.NIL,
+    qf_title = vim.fn.getqflist({ title = 1 }).title, qf = qf_items() }
+  if #R.related.qf > 0 then
+    vim.cmd("cc 1")
+    R.related.jump = { file = vim.api.nvim_buf_get_name(0), line = vim.api.nvim_win_get_cursor(0)[1] }
+  end
+  vim.cmd("cclose")
+  step("related")
+
+  -- 7. Every picker lands on matchRange when a hit has one (whatever this server sends): the
+  -- search hits with a matchRange set to their chunk's last line.
+  local with_match = vim.deepcopy(R.search_hits)
+  for _, hit in ipairs(with_match) do
+    hit.matchRange = { start = { line = hit.range["end"].line, character = 0 },
+      ["end"] = { line = hit.range["end"].line, character = 0 } }
+  end
+  local search_mod = require("zero_latency.search")
+  R.match_jumps = { expected = with_match[1].matchRange.start.line + 1 }
+  search_mod.show_hits({ hits = with_match }, "matchRange", { picker = "quickfix" }, "none")
+  vim.cmd("cc 1")
+  R.match_jumps.quickfix = vim.api.nvim_win_get_cursor(0)[1]
+  vim.cmd.edit(vim.fn.fnameescape(ws .. "/docs/deploy.md"))
+  search_mod.show_hits({ hits = with_match }, "matchRange", { picker = "select" }, "none")
+  R.match_jumps.select = vim.api.nvim_win_get_cursor(0)[1]
+  R.match_jumps.select_file = vim.api.nvim_buf_get_name(0)
+  R.match_jumps.expected_file = vim.uri_to_fname(with_match[1].uri)
+  R.loaded_pickers_at_end = vim.tbl_filter(function(name)
+    return package.loaded[name] ~= nil
+  end, { "zero_latency.pickers.telescope", "zero_latency.pickers.fzf_lua",
+    "zero_latency.pickers.select", "zero_latency.pickers.quickfix" })
+
+  -- 8. A Python file attaches by default (the server indexes .py).
+  vim.cmd.edit(vim.fn.fnameescape(ws .. "/notes/tool.py"))
+  R.python_filetype = vim.bo.filetype
+  R.python_attached = vim.wait(step_ms, function()
+    return #vim.lsp.get_clients({ name = "zero_latency", bufnr = 0 }) == 1
+  end, 50)
+
+  -- 9. Stop the server cleanly so its store is flushed before Neovim exits.
   for _, cl in ipairs(vim.lsp.get_clients({ name = "zero_latency" })) do
     client_mod._call(cl, "stop")
   end

@@ -1,7 +1,8 @@
 // Validation of what the search webview posts. The webview renders server text, so its messages
 // are checked like any untrusted input before they reach a command. No `vscode` import.
 import { isSearchMode, MAX_QUERY_LENGTH } from './requests';
-import type { FromView, Range } from './types';
+import type { Range } from './lspExt';
+import type { FromView } from './types';
 
 function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);

@@ -1,22 +1,20 @@
-// Building and sending the custom `docs/*` requests. No `vscode` import: the extension (through
-// vscode-languageclient) and the e2e test (through vscode-jsonrpc) share exactly this code.
-import type { CancellationToken } from 'vscode-jsonrpc';
+// Building and sending the custom `docs/*` requests (declared once, typed, in lspExt.ts). No
+// `vscode` import: the extension (through vscode-languageclient) and the e2e test (through
+// vscode-jsonrpc) share exactly this code.
+import type { CancellationToken, RequestType } from 'vscode-jsonrpc';
+import * as ext from './lspExt';
 import type {
   ErrorKind,
   IndexParams,
   IndexResult,
   ProgressToken,
+  RelatedParams,
+  RelatedResult,
   SearchMode,
   SearchParams,
   SearchResult,
   StatusResult,
-} from './types';
-
-export const Methods = {
-  index: 'docs/index',
-  search: 'docs/search',
-  status: 'docs/status',
-} as const;
+} from './lspExt';
 
 /** JSON-RPC error codes of the contract (protocol/spec.md, "Errors", revision 1.1). The LSP
  * codes keep their meanings; every application failure is RequestFailed with `data.kind`. */
@@ -35,10 +33,12 @@ export const MAX_QUERY_LENGTH = 2000;
 export const MAX_LIMIT = 100;
 export const DEFAULT_LIMIT = 20;
 
-/** Anything that sends JSON-RPC requests: a LanguageClient or a vscode-jsonrpc connection. */
+/** Anything that sends typed JSON-RPC requests: a LanguageClient or a vscode-jsonrpc connection. */
 export interface RequestSender {
-  sendRequest<R>(method: string, params: unknown, token?: CancellationToken): Promise<R>;
+  sendRequest<P, R, E>(type: RequestType<P, R, E>, params: P, token?: CancellationToken): Promise<R>;
 }
+
+export const DEFAULT_RELATED_LIMIT = 10;
 
 export function isSearchMode(value: unknown): value is SearchMode {
   return typeof value === 'string' && (SEARCH_MODES as readonly string[]).includes(value);
@@ -101,21 +101,34 @@ export function buildIndexParams(options: { uris?: readonly string[]; force?: bo
 }
 
 export function search(sender: RequestSender, params: SearchParams, token?: CancellationToken): Promise<SearchResult> {
-  return send<SearchResult>(sender, Methods.search, params, token);
+  return send(sender, ext.search, params, token);
 }
 
 export function index(sender: RequestSender, params: IndexParams, token?: CancellationToken): Promise<IndexResult> {
-  return send<IndexResult>(sender, Methods.index, params, token);
+  return send(sender, ext.index, params, token);
 }
 
 export function status(sender: RequestSender, token?: CancellationToken): Promise<StatusResult> {
-  return send<StatusResult>(sender, Methods.status, {}, token);
+  return send(sender, ext.status, {}, token);
 }
 
-/** vscode-jsonrpc treats every argument after the method as a parameter unless it is a
- * token: passing `undefined` explicitly would send `[params, null]` instead of `params`. */
-function send<R>(sender: RequestSender, method: string, params: unknown, token: CancellationToken | undefined): Promise<R> {
-  return token === undefined ? sender.sendRequest<R>(method, params) : sender.sendRequest<R>(method, params, token);
+/** Passages in other files related to the paragraph at `position` in `uri`. */
+export function related(sender: RequestSender, params: RelatedParams, token?: CancellationToken): Promise<RelatedResult> {
+  return send(sender, ext.related, params, token);
+}
+
+export function buildRelatedParams(uri: string, line: number, character: number, limit = DEFAULT_RELATED_LIMIT): RelatedParams {
+  return {
+    uri,
+    position: { line: Math.max(0, Math.trunc(line)), character: Math.max(0, Math.trunc(character)) },
+    limit: Math.min(MAX_LIMIT, Math.max(1, Math.trunc(limit))),
+  };
+}
+
+/** Only a real token goes after the params: vscode-jsonrpc takes a trailing `undefined` for one
+ * more parameter (it would send `[params, null]` for an untyped method). */
+function send<P, R>(sender: RequestSender, type: RequestType<P, R, void>, params: P, token: CancellationToken | undefined): Promise<R> {
+  return token === undefined ? sender.sendRequest(type, params) : sender.sendRequest(type, params, token);
 }
 
 /** The JSON-RPC error code of a rejected request, if it is one (ResponseError has `code`). */

@@ -2,7 +2,9 @@
 // server has already ranked the hits; this keeps its order. No `vscode` import.
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { FileGroup, Hit, ViewHit } from './types';
+import { parseRange } from './messages';
+import type { Hit, Range } from './lspExt';
+import type { FileGroup, ViewHit } from './types';
 
 export const HEADING_SEPARATOR = ' › ';
 
@@ -24,14 +26,21 @@ export function groupByFile(hits: readonly Hit[], workspaceFolders: readonly str
 }
 
 export function toViewHit(hit: Hit): ViewHit {
+  const target = targetRange(hit);
   return {
-    line: hit.range.start.line + 1,
-    range: hit.range,
+    line: target.start.line + 1,
+    range: target,
     heading: hit.headingPath.join(HEADING_SEPARATOR),
     snippet: hit.snippet,
     highlights: validHighlights(hit),
     score: hit.score,
   };
+}
+
+/** What opening a hit selects: the best-matching sentence (`matchRange`) when the server sent a
+ * well-formed one, else the whole range ("a hit points at the answer"). */
+export function targetRange(hit: Hit): Range {
+  return parseRange((hit as { matchRange?: unknown }).matchRange) ?? hit.range;
 }
 
 /** The server's workspace-relative `path` when it sends one; else the path under the

@@ -6,7 +6,8 @@ import { parseFromView } from './messages';
 import { buildSearchParams, isCancelled, errorMessage, isSearchMode, search, type RequestSender } from './requests';
 import { groupByFile } from './results';
 import { resultsLine } from './statusText';
-import type { Range, SearchMode, ToView } from './types';
+import type { Range } from './lspExt';
+import type { SearchMode, ToView } from './types';
 
 export const VIEW_ID = 'zeroLatency.search';
 
@@ -170,10 +171,14 @@ export class SearchViewProvider implements vscode.WebviewViewProvider, vscode.Di
   }
 }
 
-/** Opens the file with the chunk in view and the cursor at its start. */
+/** Opens the file with `range` (a hit's matchRange, else its range: results.targetRange)
+ * selected and in view, the cursor at its start. */
 export async function openRange(uri: string, range: Range): Promise<void> {
   const target = new vscode.Range(range.start.line, range.start.character, range.end.line, range.end.character);
+  // showTextDocument takes a range and puts the cursor at its end: open with the cursor at the
+  // start, then extend the selection backwards from the end so the cursor stays there.
   const start = new vscode.Selection(target.start, target.start);
   const editor = await vscode.window.showTextDocument(vscode.Uri.parse(uri), { selection: start, preview: true });
+  editor.selection = new vscode.Selection(target.end, target.start);
   editor.revealRange(target, vscode.TextEditorRevealType.InCenterIfOutsideViewport);
 }

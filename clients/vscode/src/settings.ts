@@ -100,3 +100,23 @@ export function missingServerMessage(command: string): string {
     '(for a virtual environment: <venv>/bin/zl).'
   );
 }
+
+export interface SettingsCommand {
+  command: string;
+  /** An options object: openRemoteSettings ignores a plain query string. */
+  args: [{ query: string }];
+}
+
+/** The settings search that shows `zeroLatency.server.*`. */
+export const SERVER_SETTINGS_QUERY = 'zeroLatency.server';
+
+/**
+ * Where "Open Settings" must go to show `zeroLatency.server.path` / `.args`. They are
+ * machine-overridable: in a remote window (code-server, SSH, WSL, containers; `remoteName` set)
+ * the User tab does not list them and the Remote (machine) tab does; locally, the User tab.
+ */
+export function serverSettingsCommand(remoteName: string | undefined): SettingsCommand {
+  return remoteName !== undefined && remoteName !== ''
+    ? { command: 'workbench.action.openRemoteSettings', args: [{ query: SERVER_SETTINGS_QUERY }] }
+    : { command: 'workbench.action.openSettings', args: [{ query: SERVER_SETTINGS_QUERY }] };
+}

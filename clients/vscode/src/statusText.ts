@@ -1,24 +1,18 @@
 // Status bar and "Show Status" texts. No `vscode` import.
-import type { IndexResult, StatusResult } from './types';
+import type { IndexResult, StatusResult } from './lspExt';
 
 export interface StatusView {
   text: string;
   tooltip: string;
 }
 
-/** What the status bar knows besides the last `docs/status`. */
+/** What the status bar knows besides the last `docs/status` (or `zl/status` push). */
 export type Phase =
   | { kind: 'starting' }
   | { kind: 'stopped'; reason?: string }
   | { kind: 'missing'; command: string }
   | { kind: 'noFolder' }
-  | { kind: 'running'; status?: StatusResult; progress?: ProgressInfo };
-
-export interface ProgressInfo {
-  title?: string;
-  message?: string;
-  percentage?: number;
-}
+  | { kind: 'running'; status?: StatusResult };
 
 const NAME = 'Zero-Latency';
 
@@ -41,37 +35,44 @@ export function statusBar(phase: Phase): StatusView {
     case 'noFolder':
       return { text: `$(search) ${NAME}`, tooltip: `${NAME}: open a folder to index its docs` };
     case 'running':
-      return runningView(phase.status, phase.progress);
+      return runningView(phase.status);
   }
 }
 
-function runningView(status: StatusResult | undefined, progress: ProgressInfo | undefined): StatusView {
-  const tooltip = status === undefined ? `${NAME}: waiting for status` : statusSummary(status);
-  if (progress !== undefined) {
-    const pct = progress.percentage !== undefined ? ` ${Math.round(progress.percentage)}%` : '';
-    const detail = progress.message !== undefined ? `\n${progress.message}` : '';
-    return { text: `$(sync~spin) ${NAME}: indexing${pct}`, tooltip: `${tooltip}${detail}` };
-  }
+/**
+ * Once the server runs, its own `$/progress` is the one progress item (VS Code shows it, with
+ * the rate and ETA the server computes): this item says what the server is doing, with the
+ * counts that grow, and never spins (only "starting" does, before any server progress can be). States are compared as strings: the server may add
+ * states (the contract's "loading" / "ready"), shown here as their nearest known one.
+ */
+function runningView(status: StatusResult | undefined): StatusView {
   if (status === undefined) {
-    return { text: `$(sync~spin) ${NAME}`, tooltip };
+    return { text: `$(database) ${NAME}`, tooltip: `${NAME}: waiting for status` };
   }
-  switch (status.state) {
+  const tooltip = statusSummary(status);
+  const state: string = status.state;
+  switch (state) {
+    case 'loading':
     case 'loadingModel':
-      return { text: `$(sync~spin) ${NAME}: loading model`, tooltip };
+      return { text: `$(database) ${NAME}: loading model`, tooltip };
     case 'indexing': {
       const pending = status.pendingFiles > 0 ? ` (${plural(status.pendingFiles, 'file')} left)` : '';
-      return { text: `$(sync~spin) ${NAME}: indexing${pending}`, tooltip };
+      // No counts before any are known (manifests still loading): never "0 files" while loading.
+      const counts = status.files > 0 || status.chunks > 0 ? ` · ${countsText(status)}` : '';
+      return { text: `$(database) ${NAME}: indexing${counts}${pending}`, tooltip };
     }
     case 'error':
       return { text: `$(warning) ${NAME}: ${countsText(status)}`, tooltip };
-    case 'idle':
+    default:
       return { text: `$(search) ${NAME}: ${countsText(status)}`, tooltip };
   }
 }
 
-const STATE_WORDS: Record<StatusResult['state'], string> = {
+const STATE_WORDS: Readonly<Record<string, string>> = {
   idle: 'ready',
+  ready: 'ready',
   indexing: 'indexing',
+  loading: 'loading the model',
   loadingModel: 'loading the model',
   error: 'error',
 };

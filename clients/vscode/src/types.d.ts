@@ -1,109 +1,21 @@
-// Type declarations shared by the extension host, the plain modules, the tests and the webview
-// script. Declarations only (nothing is emitted), so the webview bundle stays a single file.
-// The wire types mirror protocol/spec.md and protocol/schema.json (v1 plus its extensions).
+// The search view's own types, shared by the extension host, the plain modules, the tests and the
+// webview script. Declarations only (nothing is emitted), so the webview bundle stays a single
+// file. The wire types are not here: src/generated/protocol.d.ts is generated from
+// protocol/schema.json (scripts/generate-types.mjs) and src/lspExt.ts names them.
+import type { Range, SearchParams } from './generated/protocol';
 
-export type SearchMode = 'hybrid' | 'semantic' | 'keyword';
-export type IndexState = 'ready' | 'indexing' | 'empty';
-export type ServerState = 'idle' | 'indexing' | 'loadingModel' | 'error';
-export type ProgressToken = string | number;
-
-export interface Position {
-  line: number;
-  character: number;
-}
-
-export interface Range {
-  start: Position;
-  end: Position;
-}
-
-export interface IndexParams {
-  uris?: string[];
-  force?: boolean;
-  workDoneToken?: ProgressToken;
-}
-
-/** `data.kind` of a RequestFailed (-32803) error (protocol/spec.md, "Errors"). */
-export type ErrorKind = 'modelUnavailable' | 'storeUnavailable' | 'storeLocked' | 'storeIncompatible' | 'storeCorrupt';
-
-export interface IndexError {
-  uri: string;
-  message: string;
-}
-
-export interface IndexResult {
-  files: number;
-  indexedFiles: number;
-  unchangedFiles: number;
-  removedFiles: number;
-  skippedFiles: number;
-  chunks: number;
-  embeddedChunks: number;
-  elapsedMs: number;
-  errors: IndexError[];
-}
-
-export interface SearchParams {
-  query: string;
-  limit?: number;
-  mode?: SearchMode;
-  include?: string[];
-  exclude?: string[];
-}
+export type SearchMode = NonNullable<SearchParams['mode']>;
 
 export interface Highlight {
   start: number;
   length: number;
 }
 
-export interface Hit {
-  uri: string;
-  range: Range;
-  score: number;
-  headingPath: string[];
-  snippet: string;
-  language: string;
-  /** Extension: workspace-relative path. */
-  path?: string;
-  /** Extension: query terms in `snippet`, in UTF-16 code units. */
-  highlights?: Highlight[];
-}
-
-export interface SearchResult {
-  hits: Hit[];
-  elapsedMs: number;
-  indexState: IndexState;
-  /** Extension: the mode actually used. */
-  mode?: SearchMode;
-  /** Extension: why the mode differs from the one asked, for example. */
-  notice?: string;
-}
-
-export interface WorkspaceStatus {
-  uri: string;
-  files: number;
-  chunks: number;
-  store: string;
-}
-
-export interface StatusResult {
-  state: ServerState;
-  files: number;
-  chunks: number;
-  pendingFiles: number;
-  model: { id: string; dimension: number; device: string };
-  store: { kind: 'embedded' | 'server'; location: string };
-  lastError?: string;
-  workspaces?: WorkspaceStatus[];
-  searchModes?: SearchMode[];
-}
-
-// --- the search view -----------------------------------------------------------------------
-
 /** One hit as the view shows it, under its file. */
 export interface ViewHit {
-  /** 1-based, for display. */
+  /** 1-based, for display: the line the hit points at (its matchRange when it has one). */
   line: number;
+  /** What opening the hit selects: the hit's matchRange when present, else its range. */
   range: Range;
   heading: string;
   snippet: string;

@@ -14,14 +14,36 @@ interface Fake {
   commands: string[];
   errors: Array<{ message: string; buttons: string[] }>;
   statusText: string;
+  /** The button the next error message is answered with. */
+  answer: string | undefined;
+  remoteName: string | undefined;
+  executed: unknown[][];
 }
 
-const fake: Fake = { folders: undefined, settings: {}, commands: [], errors: [], statusText: '' };
+const fake: Fake = { folders: undefined, settings: {}, commands: [], errors: [], statusText: '', answer: undefined, remoteName: undefined, executed: [] };
 const disposable = { dispose: (): void => undefined };
 const event = (): typeof disposable => disposable;
 const uri = (fsPath: string) => ({ fsPath, path: fsPath, toString: () => pathToFileURL(fsPath).toString() });
 
+class EventEmitter<T> {
+  private listeners: Array<(value: T) => void> = [];
+  event = (listener: (value: T) => void): typeof disposable => (this.listeners.push(listener), disposable);
+  fire(value: T): void {
+    this.listeners.forEach((listener) => listener(value));
+  }
+  dispose(): void {
+    this.listeners = [];
+  }
+}
+
 const vscodeStub = {
+  EventEmitter,
+  env: {
+    get remoteName() {
+      return fake.remoteName;
+    },
+    clipboard: { writeText: () => Promise.resolve() },
+  },
   StatusBarAlignment: { Left: 1, Right: 2 },
   ProgressLocation: { Notification: 15, Window: 10 },
   Uri: { joinPath: (base: { fsPath: string }, ...parts: string[]) => uri(path.join(base.fsPath, ...parts)), file: uri },
@@ -32,15 +54,18 @@ const vscodeStub = {
       return Object.defineProperty(item, 'text', { get: () => fake.statusText, set: (v: string) => (fake.statusText = v) });
     },
     registerWebviewViewProvider: () => disposable,
+    createTreeView: () => ({ visible: false, description: undefined, onDidChangeVisibility: event, dispose: () => undefined }),
+    onDidChangeTextEditorSelection: event,
+    onDidChangeActiveTextEditor: event,
     showErrorMessage: (message: string, ...buttons: string[]) => {
       fake.errors.push({ message, buttons });
-      return Promise.resolve(undefined);
+      return Promise.resolve(fake.answer);
     },
     showInformationMessage: () => Promise.resolve(undefined),
   },
   commands: {
     registerCommand: (name: string) => (fake.commands.push(name), disposable),
-    executeCommand: () => Promise.resolve(undefined),
+    executeCommand: (...args: unknown[]) => (fake.executed.push(args), Promise.resolve(undefined)),
   },
   workspace: {
     get workspaceFolders() {
@@ -51,6 +76,7 @@ const vscodeStub = {
       inspect: (key: string) => (key in fake.settings ? { globalValue: fake.settings[key] } : {}),
     }),
     onDidChangeConfiguration: event,
+    onDidChangeTextDocument: event,
     onDidChangeWorkspaceFolders: event,
   },
 };
@@ -80,7 +106,8 @@ test('no folder: commands registered, nothing started, no error', async () => {
   extension.activate(context());
   await tick();
   assert.deepEqual([...fake.commands].sort(), [
-    'zeroLatency.quickSearch', 'zeroLatency.reindex', 'zeroLatency.restartServer', 'zeroLatency.searchDocs', 'zeroLatency.showStatus',
+    'zeroLatency.openLocation', 'zeroLatency.quickSearch', 'zeroLatency.reindex', 'zeroLatency.restartServer', 'zeroLatency.searchDocs',
+    'zeroLatency.showStatus',
   ]);
   assert.equal(fake.statusText, '$(search) Zero-Latency');
   assert.deepEqual(fake.errors, []);
@@ -98,4 +125,20 @@ test('missing server: an error with the install command and a settings button', 
   assert.match(fake.errors[0]!.message, /pip install 'zero-latency\[offline\]'/);
   assert.deepEqual(fake.errors[0]!.buttons, ['Open Settings', 'Copy Install Command']);
   await extension.deactivate();
+});
+
+test('missing server in a remote window: "Open Settings" opens the Remote tab, where the setting is', async () => {
+  fake.folders = [{ uri: uri(os.tmpdir()), name: 'tmp' }];
+  fake.settings = { 'server.path': path.join(os.tmpdir(), 'no-such-dir', 'zl') };
+  fake.errors = [];
+  fake.executed = [];
+  fake.answer = 'Open Settings';
+  fake.remoteName = 'ssh-remote';
+  extension.activate(context());
+  await tick();
+  assert.equal(fake.errors.length, 1);
+  assert.deepEqual(fake.executed, [['workbench.action.openRemoteSettings', { query: 'zeroLatency.server' }]]);
+  await extension.deactivate();
+  fake.answer = undefined;
+  fake.remoteName = undefined;
 });

@@ -1,6 +1,7 @@
 import * as assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { buildIndexParams, buildSearchParams, ErrorCodes, errorCode, errorKind, errorMessage, index, isCancelled, Methods, rebuildFixes, search, status, type RequestSender } from '../src/requests';
+import { buildIndexParams, buildRelatedParams, buildSearchParams, ErrorCodes, errorCode, errorKind, errorMessage, index, isCancelled, rebuildFixes, related, search, status, type RequestSender } from '../src/requests';
+import * as ext from '../src/lspExt';
 
 test('search params: trimmed query, only the fields given', () => {
   assert.deepEqual(buildSearchParams('  rotate keys \n'), { query: 'rotate keys' });
@@ -35,7 +36,7 @@ test('index params: plain reindex is an empty object', () => {
   });
 });
 
-test('senders use the contract method names', async () => {
+test('senders use the typed request of each contract method', async () => {
   const calls: unknown[][] = [];
   const sender: RequestSender = {
     sendRequest<R>(...args: unknown[]): Promise<R> {
@@ -47,13 +48,23 @@ test('senders use the contract method names', async () => {
   await status(sender);
   const token = { isCancellationRequested: false, onCancellationRequested: () => ({ dispose: () => undefined }) };
   await index(sender, {}, token);
+  await related(sender, buildRelatedParams('file:///ws/a.md', 3, 1));
   // No trailing `undefined`: vscode-jsonrpc would send it as a second positional parameter.
   assert.deepEqual(calls, [
-    [Methods.search, { query: 'q' }],
-    [Methods.status, {}],
-    [Methods.index, {}, token],
+    [ext.search, { query: 'q' }],
+    [ext.status, {}],
+    [ext.index, {}, token],
+    [ext.related, { uri: 'file:///ws/a.md', position: { line: 3, character: 1 }, limit: 10 }],
   ]);
-  assert.equal(Methods.index, 'docs/index');
+  assert.deepEqual(
+    [ext.index, ext.search, ext.status, ext.related, ext.statusChanged].map((t) => t.method),
+    ['docs/index', 'docs/search', 'docs/status', 'docs/related', 'zl/status'],
+  );
+});
+
+test('related params are clamped to the contract', () => {
+  assert.deepEqual(buildRelatedParams('file:///a.md', -1, 2.7, 500), { uri: 'file:///a.md', position: { line: 0, character: 2 }, limit: 100 });
+  assert.equal(buildRelatedParams('file:///a.md', 0, 0, 0).limit, 1);
 });
 
 test('error helpers read JSON-RPC errors', () => {

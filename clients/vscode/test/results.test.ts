@@ -1,8 +1,8 @@
 import * as assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { pathToFileURL } from 'node:url';
-import { fileLabel, groupByFile, HEADING_SEPARATOR } from '../src/results';
-import type { Hit } from '../src/types';
+import { fileLabel, groupByFile, HEADING_SEPARATOR, targetRange, toViewHit } from '../src/results';
+import type { Hit } from '../src/lspExt';
 
 const ws = pathToFileURL('/ws').toString();
 const uri = (rel: string): string => pathToFileURL(`/ws/${rel}`).toString();
@@ -63,4 +63,17 @@ test('highlights outside the snippet or overlapping are dropped, the rest sorted
 test('a hit without headings has an empty heading', () => {
   const [group] = groupByFile([hit('a.md', 0, 1, { headingPath: [] })]);
   assert.equal(group!.hits[0]!.heading, '');
+});
+
+test('a hit points at the answer: its matchRange when sent, else its range', () => {
+  const plain = hit('a.md', 10, 0.9);
+  assert.deepEqual(targetRange(plain), plain.range);
+  const matchRange = { start: { line: 12, character: 4 }, end: { line: 12, character: 40 } };
+  const matched = { ...plain, matchRange } as Hit;
+  assert.deepEqual(targetRange(matched), matchRange);
+  assert.deepEqual(toViewHit(matched).range, matchRange);
+  assert.equal(toViewHit(matched).line, 13);
+  // A malformed matchRange (end before start) is ignored, not followed.
+  const broken = { ...plain, matchRange: { start: { line: 12, character: 4 }, end: { line: 11, character: 0 } } } as Hit;
+  assert.deepEqual(targetRange(broken), plain.range);
 });

@@ -8,6 +8,7 @@ import {
   INIT_OPTION_SETTINGS,
   missingServerMessage,
   serverCommand,
+  serverSettingsCommand,
   userValue,
   type InspectedValue,
 } from '../src/settings';
@@ -93,4 +94,14 @@ test('server-affecting settings restart it, search settings do not', () => {
   assert.equal(affectsServer(changed(['zeroLatency.chunkTokens'])), true);
   assert.equal(affectsServer(changed(['zeroLatency.search.limit'])), false);
   assert.equal(affectsServer(changed(['zeroLatency.trace.server'])), false);
+});
+
+test('"Open Settings" lands where zeroLatency.server.* are listed: the Remote tab in a remote window', () => {
+  // machine-overridable settings are not on the User tab of a remote window (code-server, SSH, WSL, containers)
+  for (const remote of ['ssh-remote', 'wsl', 'dev-container', '127.0.0.1:8080']) {
+    assert.deepEqual(serverSettingsCommand(remote), { command: 'workbench.action.openRemoteSettings', args: [{ query: 'zeroLatency.server' }] });
+  }
+  for (const local of [undefined, '']) {
+    assert.deepEqual(serverSettingsCommand(local), { command: 'workbench.action.openSettings', args: [{ query: 'zeroLatency.server' }] });
+  }
 });

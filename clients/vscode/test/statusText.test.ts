@@ -1,7 +1,7 @@
 import * as assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { countsText, indexSummary, resultsLine, statusBar, statusSummary } from '../src/statusText';
-import type { StatusResult } from '../src/types';
+import type { StatusResult } from '../src/lspExt';
 
 const base: StatusResult = {
   state: 'idle',
@@ -17,16 +17,25 @@ test('idle: "Zero-Latency: N files · M chunks"', () => {
   assert.equal(countsText({ files: 1, chunks: 1 }), '1 file · 1 chunk');
 });
 
-test('progress wins over the last status', () => {
-  const view = statusBar({ kind: 'running', status: base, progress: { percentage: 41.6, message: '10/24 docs/a.md' } });
-  assert.equal(view.text, '$(sync~spin) Zero-Latency: indexing 42%');
-  assert.match(view.tooltip, /10\/24 docs\/a\.md/);
-  assert.equal(statusBar({ kind: 'running', progress: {} }).text, '$(sync~spin) Zero-Latency: indexing');
+test('indexing: growing counts, no spinner (the server\'s $/progress is the one progress item)', () => {
+  const view = statusBar({ kind: 'running', status: { ...base, state: 'indexing' } });
+  assert.equal(view.text, '$(database) Zero-Latency: indexing · 12 files · 1,340 chunks');
+  assert.doesNotMatch(view.text, /~spin/);
+  // Before the first counts are known: no "0 files".
+  assert.equal(statusBar({ kind: 'running', status: { ...base, state: 'indexing', files: 0, chunks: 0 } }).text, '$(database) Zero-Latency: indexing');
+});
+
+test('states the contract adds show as their nearest known one', () => {
+  const loading = { ...base, state: 'loading' } as unknown as StatusResult;
+  assert.equal(statusBar({ kind: 'running', status: loading }).text, '$(database) Zero-Latency: loading model');
+  const ready = { ...base, state: 'ready' } as unknown as StatusResult;
+  assert.equal(statusBar({ kind: 'running', status: ready }).text, '$(search) Zero-Latency: 12 files · 1,340 chunks');
+  assert.match(statusSummary(ready), /^Zero-Latency: ready · /);
 });
 
 test('server states', () => {
-  assert.equal(statusBar({ kind: 'running', status: { ...base, state: 'loadingModel' } }).text, '$(sync~spin) Zero-Latency: loading model');
-  assert.equal(statusBar({ kind: 'running', status: { ...base, state: 'indexing', pendingFiles: 3 } }).text, '$(sync~spin) Zero-Latency: indexing (3 files left)');
+  assert.equal(statusBar({ kind: 'running', status: { ...base, state: 'loadingModel' } }).text, '$(database) Zero-Latency: loading model');
+  assert.equal(statusBar({ kind: 'running', status: { ...base, state: 'indexing', pendingFiles: 3 } }).text, '$(database) Zero-Latency: indexing · 12 files · 1,340 chunks (3 files left)');
   const error = statusBar({ kind: 'running', status: { ...base, state: 'error', lastError: 'store locked' } });
   assert.match(error.text, /^\$\(warning\)/);
   assert.match(error.tooltip, /Last error: store locked/);

@@ -1,5 +1,6 @@
 -- Starting, finding and talking to the sidecar: one `vim.lsp` client per workspace root,
--- reused by every buffer under that root.
+-- reused by every buffer under that root. The wire contract (docs/* requests, zl/status,
+-- errors) is protocol/spec.md in the project's repository.
 local M = {}
 
 local NAME = "zero_latency"
@@ -84,6 +85,86 @@ local function executable_ok()
   return false, ("Zero-Latency: server command %q not found. %s"):format(tostring(cmd[1]), M.INSTALL_HINT)
 end
 
+-- What the server told each client with window/showMessage, in full (the echo area shows a
+-- shortened line; :checkhealth lists these). By client id, the last MAX_MESSAGES each.
+M.messages = {}
+local MAX_MESSAGES = 20
+
+---Is vim.notify Neovim's own (an echo: long text raises a hit-enter prompt), not a
+---notification plugin's (nvim-notify, snacks, noice, fidget... show any length)?
+---@return boolean
+function M.notify_is_builtin()
+  local info = debug.getinfo(vim.notify, "S")
+  return info ~= nil and info.source ~= nil and info.source:match("vim/_editor%.lua$") ~= nil
+end
+
+---vim.notify that never raises a hit-enter prompt below ERROR: with Neovim's own vim.notify the
+---text is cut to one line that fits the echo area (the full text is in the LSP log and in
+---:checkhealth zero_latency); a notification plugin gets it whole.
+---@param msg string
+---@param level integer vim.log.levels
+function M.notify(msg, level)
+  if level >= vim.log.levels.ERROR or not M.notify_is_builtin() then
+    vim.notify(msg, level, { title = "Zero-Latency" })
+    return
+  end
+  local line = msg:gsub("%s*\n%s*", " ")
+  local room = math.max(vim.v.echospace - 1, 20)
+  if vim.fn.strdisplaywidth(line) > room then
+    local hint = "… :checkhealth zero_latency"
+    line = vim.fn.strcharpart(line, 0, math.max(room - vim.fn.strdisplaywidth(hint), 10)) .. hint
+  end
+  vim.notify(line, level)
+end
+
+-- LSP MessageType → vim.log.levels (Log and Debug go to the LSP log only).
+local MESSAGE_LEVELS = {
+  [1] = vim.log.levels.ERROR,
+  [2] = vim.log.levels.WARN,
+  [3] = vim.log.levels.INFO,
+}
+
+---window/showMessage: the server's warnings (a model fallback at startup, a store problem).
+---Neovim's default handler echoes the whole text, which at startup is a hit-enter prompt.
+local function show_message(_, params, ctx)
+  local text = "Zero-Latency: " .. tostring(params.message)
+  local kept = M.messages[ctx.client_id] or {}
+  M.messages[ctx.client_id] = kept
+  table.insert(kept, { type = params.type, message = params.message })
+  if #kept > MAX_MESSAGES then
+    table.remove(kept, 1)
+  end
+  local level = MESSAGE_LEVELS[params.type]
+  local log = require("vim.lsp.log")
+  if level == vim.log.levels.ERROR then
+    log.error(text)
+  elseif level ~= nil then
+    log.warn(text)
+  else
+    log.info(text)
+    return vim.NIL
+  end
+  -- Handlers run inside the RPC callback: notify from the main loop, as the built-in one does.
+  vim.schedule(function()
+    M.notify(text, level)
+  end)
+  return vim.NIL
+end
+
+-- The last zl/status each client pushed (the docs/status object), by client id.
+M.last_status = {}
+
+---zl/status: the server's status when it changes (state, growing counts).
+local function on_status(_, params, ctx)
+  if type(params) == "table" then
+    M.last_status[ctx.client_id] = params
+    vim.schedule(function()
+      vim.cmd("redrawstatus!")
+    end)
+  end
+  return vim.NIL
+end
+
 ---@param root string
 local function client_config(root)
   local cfg = config()
@@ -93,6 +174,10 @@ local function client_config(root)
     root_dir = root,
     workspace_folders = { { uri = vim.uri_from_fname(root), name = root } },
     init_options = cfg.init_options,
+    handlers = {
+      ["window/showMessage"] = show_message,
+      ["zl/status"] = on_status,
+    },
     on_init = function(client)
       -- on_init runs once `initialize` returned; requests made before that wait here.
       local queue = pending[client.id] or {}
@@ -105,6 +190,7 @@ local function client_config(root)
     end,
     on_exit = function(code, signal, client_id)
       pending[client_id] = nil
+      M.last_status[client_id] = nil
       if code ~= 0 and vim.v.exiting == vim.NIL then
         vim.schedule(function()
           vim.notify(("Zero-Latency: server for %s exited (code %d, signal %d); see %s")
@@ -246,6 +332,7 @@ end
 -- JSON-RPC codes with an LSP meaning (protocol/spec.md, "Errors", revision 1.1).
 local CODES = {
   [-32002] = "server not initialized",
+  [-32601] = "not supported by this server version: update zero-latency",
   [-32602] = "invalid params",
   [-32800] = "cancelled",
 }
@@ -289,7 +376,9 @@ end
 ---@param method string
 ---@param err table JSON-RPC error
 function M.notify_error(method, err)
-  local level = err.code == -32800 and vim.log.levels.WARN or vim.log.levels.ERROR
+  -- Cancelled, or a method an older server does not have: nothing the user did wrong.
+  local level = (err.code == -32800 or err.code == -32601) and vim.log.levels.WARN
+    or vim.log.levels.ERROR
   vim.notify(M.error_text(method, err), level)
 end
 

@@ -14,17 +14,23 @@ M.defaults = {
   root_markers = { ".git", ".zero-latency.toml" },
   -- No root marker above a buffer: use the current directory if the file is under it.
   fallback_to_cwd = true,
-  -- Buffers of these file types attach to the server (for live, unsaved-buffer search).
-  filetypes = { "markdown", "markdown.mdx", "mdx", "rst", "text", "asciidoc", "asciidoctor", "org" },
+  -- Buffers of these file types attach to the server (for live, unsaved-buffer search): every
+  -- type the server indexes (server/zero_latency/chunking.py: .md .markdown .mdx .rst .py
+  -- .txt .text .adoc .org).
+  filetypes = { "markdown", "markdown.mdx", "mdx", "rst", "python", "text", "asciidoc",
+    "asciidoctor", "org" },
   -- Start/attach automatically on FileType; false: only the commands start the server.
   auto_attach = true,
   -- Where :ZlSearch shows hits: "auto" | "telescope" | "fzf_lua" | "select" | "quickfix".
   picker = "auto",
   -- Passed through to docs/search.
   search = { limit = 20, mode = "hybrid", include = nil, exclude = nil },
+  -- Passed through to docs/related (:ZlRelated).
+  related = { limit = 10 },
   -- Open the quickfix window after filling it.
   open_quickfix = true,
-  -- Echo a short line when the server's `$/progress` work ends (indexing done).
+  -- Echo the server's `$/progress` (indexing: percentage, counts, rate, ETA) as one short line,
+  -- at most once a second, and when it ends. The statusline component works either way.
   progress = true,
   -- Milliseconds to wait for a reply in synchronous paths (:checkhealth).
   timeout_ms = 10000,
@@ -72,31 +78,30 @@ function M.setup(opts)
       end
     end
   end
-  if M.config.progress then
-    -- `end` carries no title: remember it from `begin`, per client and token.
-    local titles = {}
-    vim.api.nvim_create_autocmd("LspProgress", {
-      group = group,
-      pattern = { "begin", "end" },
-      callback = function(args)
-        local client = vim.lsp.get_client_by_id(args.data.client_id)
-        if not client or client.name ~= M.NAME then
-          return
-        end
-        local params = args.data.params or {}
-        local value = params.value or {}
-        local key = client.id .. ":" .. tostring(params.token)
-        if value.kind == "begin" then
-          titles[key] = value.title
-        elseif value.kind == "end" then
-          local title = titles[key] or "Zero-Latency"
-          titles[key] = nil
-          vim.api.nvim_echo({ { ("%s: %s"):format(title, value.message or "done") } }, false, {})
-        end
-      end,
-      desc = "zero_latency: report finished indexing",
-    })
-  end
+  -- Progress is tracked even with config.progress off: the statusline component shows it.
+  vim.api.nvim_create_autocmd("LspProgress", {
+    group = group,
+    pattern = { "begin", "report", "end" },
+    callback = function(args)
+      local client = vim.lsp.get_client_by_id(args.data.client_id)
+      if not client or client.name ~= M.NAME then
+        return
+      end
+      require("zero_latency.progress").on_progress(client.id, args.data.params or {},
+        M.config.progress and true or false)
+    end,
+    desc = "zero_latency: indexing progress for the statusline and the echo area",
+  })
+end
+
+---Statusline component: indexing progress with its percentage ("Zero-Latency: indexing 37%
+---412/26,100 chunks embedded · 57/s · ~7 min left"), the server's state while it is not ready,
+---else "". For 'statusline': `%{%v:lua.require'zero_latency'.statusline()%}`; lualine:
+---`function() return require("zero_latency").statusline({ raw = true }) end`.
+---@param opts? { raw?: boolean, bufnr?: integer }
+---@return string
+function M.statusline(opts)
+  return require("zero_latency.progress").statusline(opts)
 end
 
 -- Commands work without setup() (defaults), so a bare `set rtp+=` install is usable.
@@ -109,6 +114,13 @@ end
 ---@param opts? table
 function M.search(query, opts)
   require("zero_latency.search").run(query, opts)
+end
+
+---Passages from other files related to the paragraph or section at the cursor (:ZlRelated).
+---`opts`: picker, limit, on_done(err, result, picker).
+---@param opts? table
+function M.related(opts)
+  require("zero_latency.related").run(opts)
 end
 
 ---Re-index the workspace (force: re-embed unchanged content too).
@@ -162,14 +174,62 @@ function M.status(on_done)
   end)
 end
 
+local function sum_workspaces(s, key)
+  if type(s[key]) == "number" then
+    return s[key]
+  end
+  local total, seen = 0, false
+  for _, ws in ipairs(s.workspaces or {}) do
+    if type(ws[key]) == "number" then
+      total, seen = total + ws[key], true
+    end
+  end
+  return seen and total or nil
+end
+
+---Group digits: 26100 → "26,100".
+local function count(n)
+  local digits = tostring(math.floor(n or 0))
+  return (digits:reverse():gsub("(%d%d%d)", "%1,"):reverse():gsub("^,", ""))
+end
+
+---One status line. While the server is loading or indexing and has no counts yet, it says so
+---instead of "0 files, 0 chunks" (the workspace may well be indexed).
 ---@param s table docs/status result
 ---@param c? vim.lsp.Client
 function M.format_status(s, c)
   local model = s.model or {}
   local store = s.store or {}
-  local line = ("Zero-Latency [%s] %d files, %d chunks"):format(s.state or "?", s.files or 0, s.chunks or 0)
+  local state = s.state or "?"
+  local busy = state ~= "ready" and state ~= "idle" and state ~= "error"
+  local files, chunks = s.files or 0, s.chunks or 0
+  -- A server that has not opened this client's workspace yet (its first moments) counts
+  -- nothing for it: that is not an empty workspace either.
+  local opened = c == nil or c.root_dir == nil
+  for _, ws in ipairs(s.workspaces or {}) do
+    if not opened and type(ws.uri) == "string" and vim.uri_to_fname(ws.uri) == c.root_dir then
+      opened = true
+    end
+  end
+  local line
+  if files == 0 and chunks == 0 and (busy or not opened) then
+    line = ("Zero-Latency [%s] %s"):format(state, state == "indexing" and "counting the index..."
+      or not opened and "opening the workspace..." or "reading the index...")
+  else
+    line = ("Zero-Latency [%s] %s files, %s chunks"):format(state, count(files), count(chunks))
+    local embedded = sum_workspaces(s, "embeddedChunks")
+    local keyword = sum_workspaces(s, "keywordChunks")
+    if embedded and keyword and embedded < keyword then
+      line = line .. (" (%s/%s embedded)"):format(count(embedded), count(keyword))
+    end
+  end
   if (s.pendingFiles or 0) > 0 then
     line = line .. (", %d pending"):format(s.pendingFiles)
+  end
+  local progress = require("zero_latency.progress")
+  local work = progress.current()
+  if work then
+    line = line .. " | " .. progress.format(work)
   end
   line = line .. (" | model %s (%s, %s) | store %s: %s"):format(model.id or "?",
     tostring(model.dimension or "?"), model.device or "?", store.kind or "?", store.location or "?")

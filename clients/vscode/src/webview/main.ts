@@ -91,11 +91,15 @@ function hitNode(group: FileGroup, hit: ViewHit): HTMLElement {
   const heading = document.createElement('span');
   heading.className = 'heading';
   heading.textContent = hit.heading !== '' ? hit.heading : '(no heading)';
+  heading.title = heading.textContent; // the full path when the line cuts it short
   const line = document.createElement('span');
   line.className = 'line';
   line.textContent = `line ${hit.line}`;
   head.append(heading, line);
   item.append(head, snippetNode(hit));
+  // Where opening selects (the hit's matchRange, else its range): read by the real-VS-Code test.
+  const { start, end } = hit.range;
+  item.dataset.selection = `${start.line}:${start.character}-${end.line}:${end.character}`;
   item.addEventListener('click', () => vscode.postMessage({ type: 'open', uri: group.uri, range: hit.range }));
   return item;
 }
@@ -106,12 +110,15 @@ function render(groups: FileGroup[]): void {
     section.className = 'file';
     const title = document.createElement('div');
     title.className = 'file-name';
-    title.textContent = group.label;
-    title.title = group.label;
+    // The name shrinks (ellipsized, full on hover); the count badge keeps its size.
+    const name = document.createElement('span');
+    name.className = 'name';
+    name.textContent = group.label;
+    name.title = group.label;
     const count = document.createElement('span');
     count.className = 'count';
     count.textContent = String(group.hits.length);
-    title.append(count);
+    title.append(name, count);
     section.append(title, ...group.hits.map((hit) => hitNode(group, hit)));
     return section;
   });

@@ -21,7 +21,7 @@ import { buildIndexParams, buildSearchParams, errorCode, ErrorCodes, index, sear
 import { groupByFile } from '../../src/results';
 import { buildInitializationOptions, DEFAULT_SERVER_ARGS, type InspectedValue } from '../../src/settings';
 import { statusBar } from '../../src/statusText';
-import type { IndexResult, SearchResult } from '../../src/types';
+import { statusChanged, type IndexResult, type SearchResult, type StatusResult } from '../../src/lspExt';
 
 const CLIENT_ROOT = path.resolve(__dirname, '..', '..', '..');
 const TIMEOUT_MS = 300_000;
@@ -139,6 +139,7 @@ describe('zl serve over vscode-jsonrpc', { timeout: TIMEOUT_MS }, () => {
   let connection: MessageConnection | undefined;
   let stderr = '';
   const logs: string[] = [];
+  const pushedStatus: StatusResult[] = []; // zl/status notifications, in order
   const progress = new Map<string | number, ProgressValue[]>();
   const protocolErrors: string[] = [];
 
@@ -171,6 +172,7 @@ describe('zl serve over vscode-jsonrpc', { timeout: TIMEOUT_MS }, () => {
     c.onRequest('client/unregisterCapability', () => null);
     c.onRequest('workspace/configuration', (params: { items: unknown[] }) => params.items.map(() => null));
     c.onNotification('window/logMessage', (p: { message: string }) => logs.push(p.message));
+    c.onNotification(statusChanged, (pushed) => pushedStatus.push(pushed));
     c.onNotification('window/showMessage', (p: { message: string }) => logs.push(`showMessage: ${p.message}`));
     c.onUnhandledProgress((p: { token: string | number; value: ProgressValue }) => {
       progress.set(p.token, [...(progress.get(p.token) ?? []), p.value]);
@@ -248,6 +250,12 @@ describe('zl serve over vscode-jsonrpc', { timeout: TIMEOUT_MS }, () => {
     if (result.state === 'idle') {
       assert.match(text, /Zero-Latency: 5 files · \d+ chunks$/);
     }
+  });
+
+  it('zl/status pushes the docs/status object as it changes (the status bar listens to it)', async () => {
+    const settled = await waitFor(() => pushedStatus.find((s) => s.state === 'idle' && s.files === 5 && s.pendingFiles === 0), 60_000);
+    assert.ok(settled !== undefined, `no idle zl/status with 5 files: ${JSON.stringify(pushedStatus.map((s) => [s.state, s.files]))}`);
+    assert.deepEqual(await status(conn()), pushedStatus[pushedStatus.length - 1]);
   });
 
   it('docs/search finds the right file and line range (hybrid)', async () => {

@@ -1,0 +1,268 @@
+// The server's lifecycle: finds and starts `zl serve` through vscode-languageclient, restarts it
+// when a setting it starts with changes, stops it, and passes on what it pushes (zl/status).
+// Commands, the status bar and the views ask this module for a running client.
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import * as readline from 'node:readline';
+import * as vscode from 'vscode';
+import { LanguageClient, State, type LanguageClientOptions, type StreamInfo } from 'vscode-languageclient/node';
+import { findExecutable } from './executable';
+import { statusChanged, type StatusResult } from './lspExt';
+import { errorMessage, status, type RequestSender } from './requests';
+import {
+  affectsServer,
+  buildInitializationOptions,
+  INSTALL_COMMAND,
+  missingServerMessage,
+  serverCommand,
+  serverSettingsCommand,
+} from './settings';
+import { isMirroredLogLine } from './serverLog';
+import type { Phase } from './statusText';
+
+/** Typing a path in the settings UI fires one change per keystroke. */
+const RESTART_DEBOUNCE_MS = 750;
+/** After `exit`, a server that has not gone by then is killed. */
+const EXIT_GRACE_MS = 5000;
+
+export class Server implements vscode.Disposable {
+  private client: LanguageClient | undefined;
+  /** The `zl serve` process this window started (spawnServer), while it runs. */
+  private process: ChildProcessWithoutNullStreams | undefined;
+  private starting: Promise<LanguageClient | undefined> | undefined;
+  private phaseValue: Phase = { kind: 'starting' };
+  private restartTimer: ReturnType<typeof setTimeout> | undefined;
+  /** The missing-server notification shows once until the settings change, not per keystroke. */
+  private missingShown = false;
+  private readonly phaseEmitter = new vscode.EventEmitter<Phase>();
+  /** The phase changed, or the server pushed (or answered) a new status. */
+  readonly onDidChangePhase = this.phaseEmitter.event;
+  readonly output: vscode.OutputChannel;
+
+  constructor() {
+    this.output = vscode.window.createOutputChannel('Zero-Latency');
+  }
+
+  get phase(): Phase {
+    return this.phaseValue;
+  }
+
+  /** The running client; starts it if needed. Rejects with a readable message otherwise. */
+  async sender(): Promise<RequestSender> {
+    const client = this.client?.isRunning() === true ? this.client : await this.start();
+    if (client === undefined) {
+      throw new Error(this.notRunningMessage());
+    }
+    return client;
+  }
+
+  start(): Promise<LanguageClient | undefined> {
+    this.starting ??= this.doStart().finally(() => {
+      this.starting = undefined;
+    });
+    return this.starting;
+  }
+
+  private async doStart(): Promise<LanguageClient | undefined> {
+    if (this.client !== undefined) {
+      return this.client.isRunning() ? this.client : undefined;
+    }
+    const folders = vscode.workspace.workspaceFolders ?? [];
+    if (folders.length === 0) {
+      this.setPhase({ kind: 'noFolder' });
+      return undefined;
+    }
+    const config = vscode.workspace.getConfiguration('zeroLatency');
+    const { command, args } = serverCommand(config.get('server.path'), config.get('server.args'));
+    const resolved = findExecutable(command, {
+      PATH: process.env.PATH,
+      PATHEXT: process.env.PATHEXT,
+      platform: process.platform,
+      cwd: folders[0]!.uri.fsPath,
+    });
+    if (resolved === undefined) {
+      this.setPhase({ kind: 'missing', command });
+      if (!this.missingShown) {
+        this.missingShown = true;
+        void this.showMissingServer(command);
+      }
+      return undefined;
+    }
+    this.setPhase({ kind: 'starting' });
+    const clientOptions: LanguageClientOptions = {
+      // Every file document: the server decides what it indexes (include/exclude, .gitignore).
+      documentSelector: [{ scheme: 'file' }],
+      initializationOptions: () =>
+        buildInitializationOptions((key) => vscode.workspace.getConfiguration('zeroLatency').inspect(key)),
+      outputChannel: this.output,
+      // A rejected `initialize` (e.g. a setting of the wrong type) will not fix itself by
+      // retrying: give up, and let start()'s rejection below show the server's message.
+      initializationFailedHandler: () => false,
+    };
+    const client = new LanguageClient('zeroLatency', 'Zero-Latency', () => this.spawnServer(resolved, args), clientOptions);
+    client.onDidChangeState((event) => {
+      if (event.newState === State.Running) {
+        this.setPhase({ kind: 'running' });
+        void this.fetchStatus(client); // the pushes start with the next change
+      } else if (event.newState === State.Stopped) {
+        this.setPhase({ kind: 'stopped' });
+      }
+    });
+    // The server pushes docs/status when it changes: nothing polls.
+    client.onNotification(statusChanged, (pushed) => this.setStatus(client, pushed));
+    this.client = client;
+    try {
+      await client.start();
+      return client;
+    } catch (error) {
+      this.client = undefined;
+      const message = errorMessage(error);
+      this.setPhase({ kind: 'stopped', reason: message });
+      void this.showError(`Zero-Latency: the server failed to start: ${message}`, true);
+      await client.dispose().catch(() => undefined);
+      return undefined;
+    }
+  }
+
+  /**
+   * Starts the server process. Its stderr goes to the output channel line by line, less the
+   * server's own log records that it also sends as window/logMessage (which the client writes
+   * there too): each log line shows once. Tracebacks, debug lines and anything else stay.
+   */
+  private spawnServer(command: string, args: string[]): Promise<StreamInfo> {
+    const child = spawn(command, args, { stdio: ['pipe', 'pipe', 'pipe'], cwd: vscode.workspace.workspaceFolders?.[0]?.uri.fsPath });
+    const lines = readline.createInterface({ input: child.stderr, crlfDelay: Infinity });
+    lines.on('line', (line) => {
+      if (!isMirroredLogLine(line)) {
+        this.output.appendLine(line);
+      }
+    });
+    child.on('error', (error) => this.output.appendLine(`zl serve: ${error.message}`));
+    child.once('exit', () => {
+      if (this.process === child) {
+        this.process = undefined;
+      }
+    });
+    this.process = child;
+    return Promise.resolve({ reader: child.stdout, writer: child.stdin });
+  }
+
+  private async fetchStatus(client: LanguageClient): Promise<void> {
+    try {
+      this.setStatus(client, await status(client));
+    } catch (error) {
+      this.output.appendLine(`docs/status failed: ${errorMessage(error)}`);
+    }
+  }
+
+  private setStatus(client: LanguageClient, value: StatusResult): void {
+    if (client === this.client && this.phaseValue.kind === 'running') {
+      this.setPhase({ kind: 'running', status: value });
+    }
+  }
+
+  /** Asks the server for its status now (the pushes keep it current otherwise). */
+  async refreshStatus(): Promise<StatusResult | undefined> {
+    const client = this.client;
+    if (client === undefined || !client.isRunning()) {
+      return undefined;
+    }
+    await this.fetchStatus(client);
+    return this.phaseValue.kind === 'running' ? this.phaseValue.status : undefined;
+  }
+
+  async stop(): Promise<void> {
+    const client = this.client;
+    const child = this.process;
+    this.client = undefined;
+    if (client !== undefined) {
+      await client.dispose().catch((error: unknown) => this.output.appendLine(`stop: ${errorMessage(error)}`));
+    }
+    // The client sent `exit` (the client does not own a process it did not spawn): one that
+    // has not gone after a grace period is stopped.
+    if (child !== undefined && child.exitCode === null && child.signalCode === null) {
+      const timer = setTimeout(() => child.kill(), EXIT_GRACE_MS);
+      child.once('exit', () => clearTimeout(timer));
+      child.stdin.end();
+    }
+  }
+
+  async restart(): Promise<void> {
+    this.missingShown = false;
+    await this.starting;
+    await this.stop();
+    await this.start();
+  }
+
+  /** Settings that go to `initialize` only apply to a new server process. */
+  onConfigurationChanged(event: vscode.ConfigurationChangeEvent): void {
+    if (!affectsServer((section) => event.affectsConfiguration(section))) {
+      return;
+    }
+    if (this.restartTimer !== undefined) {
+      clearTimeout(this.restartTimer);
+    }
+    this.restartTimer = setTimeout(() => {
+      this.restartTimer = undefined;
+      void this.restart();
+    }, RESTART_DEBOUNCE_MS);
+  }
+
+  onFoldersChanged(): void {
+    // The client forwards folder changes itself; only the "no folder yet" case needs a start.
+    if (this.client === undefined && (vscode.workspace.workspaceFolders ?? []).length > 0) {
+      void this.start();
+    }
+  }
+
+  notRunningMessage(): string {
+    switch (this.phaseValue.kind) {
+      case 'missing':
+        return missingServerMessage(this.phaseValue.command);
+      case 'noFolder':
+        return 'Zero-Latency: open a folder to search its docs.';
+      case 'stopped':
+        return `Zero-Latency: the server is not running${this.phaseValue.reason !== undefined ? `: ${this.phaseValue.reason}` : ''}.`;
+      default:
+        return 'Zero-Latency: the server is not running.';
+    }
+  }
+
+  async showMissingServer(command: string): Promise<void> {
+    const choice = await vscode.window.showErrorMessage(missingServerMessage(command), 'Open Settings', 'Copy Install Command');
+    if (choice === 'Open Settings') {
+      await openServerSettings();
+    } else if (choice === 'Copy Install Command') {
+      await vscode.env.clipboard.writeText(INSTALL_COMMAND);
+    }
+  }
+
+  async showError(message: string, withSettings: boolean): Promise<void> {
+    const buttons = withSettings ? ['Show Log', 'Open Settings'] : ['Show Log'];
+    const choice = await vscode.window.showErrorMessage(message, ...buttons);
+    if (choice === 'Show Log') {
+      this.output.show(true);
+    } else if (choice === 'Open Settings') {
+      await openServerSettings();
+    }
+  }
+
+  private setPhase(phase: Phase): void {
+    this.phaseValue = phase;
+    this.phaseEmitter.fire(phase);
+  }
+
+  dispose(): void {
+    if (this.restartTimer !== undefined) {
+      clearTimeout(this.restartTimer);
+    }
+    this.phaseEmitter.dispose();
+    this.output.dispose();
+  }
+}
+
+/** The settings UI where `zeroLatency.server.*` are listed: the Remote tab in a remote window
+ * (they are machine-overridable), else the User tab. */
+export function openServerSettings(): Thenable<unknown> {
+  const { command, args } = serverSettingsCommand(vscode.env.remoteName);
+  return vscode.commands.executeCommand(command, ...args);
+}
