@@ -112,7 +112,8 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
-        if (action.default not in (None, False, [], argparse.SUPPRESS)
+        unset = action.default is None or action.default is False or action.default == []
+        if (not unset and action.default is not argparse.SUPPRESS  # 0 is a value: shown
                 and "%(default)" not in text and "default:" not in text):
             text += " (default: %(default)s)"
         return text
