@@ -28,8 +28,9 @@ TokenCount = Callable[[str], int]
 MAX_CHUNKS_PER_FILE = 2000
 #: Bumped when the same file would chunk differently (2: readable text, markup.py). The
 #: indexer records it with each file, so an index built by an older version is re-chunked on
-#: the next run (vectors of unchanged chunk text are reused, not re-embedded).
-CHUNKER_VERSION = 2
+#: the next run (vectors of unchanged chunk text are reused, not re-embedded). 3: a chunk
+#: starts at its first readable line (its text's lines map to file lines one to one).
+CHUNKER_VERSION = 3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -291,4 +292,8 @@ MAX_CHUNK_CHARS = 8000
 
 
 def _make_chunk(lines: list[str], start: int, end: int, heading_path: tuple[str, ...]) -> Chunk:
+    # The chunk starts at its first readable line, so line i of its text is file line start+i
+    # (search.py maps the snippet's sentence back to its line: a hit's matchRange).
+    while start < end - 1 and lines[start] == "":
+        start += 1
     return Chunk(start, end, heading_path, _text(lines, start, end).strip("\n")[:MAX_CHUNK_CHARS])

@@ -10,10 +10,12 @@ as the docs/index, docs/search and docs/status results of the wire contract
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
 import re
+import shutil
 import sys
 import time
 from collections.abc import Sequence
@@ -56,13 +58,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     # pygls logs every message it sends at INFO: keep stderr readable.
     logging.getLogger("pygls").setLevel(logging.WARNING)
     if args.command == "serve":
-        if not args.no_daemon:
-            from .bridge import run_bridge
+        try:  # Ctrl-C while it starts (the daemon, the model) ends it quietly too
+            if args.no_daemon and sys.stdin.isatty():  # the bridge says so for the daemon
+                print("zl serve: the Zero-Latency language server, speaking LSP (JSON-RPC) on "
+                      "stdin/stdout for an editor. Editors start it themselves; Ctrl-C ends "
+                      "it.", file=sys.stderr)
+            if not args.no_daemon:
+                from .bridge import run_bridge
 
-            return run_bridge()
-        from .lsp import serve
+                return run_bridge()
+            from .lsp import serve
 
-        return serve()
+            return serve()
+        except KeyboardInterrupt:
+            return 130
     from .client import RpcError
     from .daemon import DaemonError
 
@@ -97,74 +106,139 @@ class _TerminalSafeFormatter(logging.Formatter):
         return terminal_safe(super().format(record))
 
 
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Examples kept as written, and every option's default shown beside it (a default that
+    is not a value, like "all languages", is said in the option's own help)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        unset = action.default is None or action.default is False or action.default == []
+        if (not unset and action.default is not argparse.SUPPRESS  # 0 is a value: shown
+                and "%(default)" not in text and "default:" not in text):
+            text += " (default: %(default)s)"
+        return text
+
+
+EXAMPLES = {
+    "index": "examples:\n  zl index                     index the current folder\n"
+             "  zl index ~/notes --force      re-embed everything in ~/notes",
+    "search": "examples:\n  zl search how do I share data between threads\n"
+              "  zl search --mode keyword --language markdown --open 1 Arc Mutex\n"
+              "  zl search rotate keys --editor 'code -g {path}:{line}:{col}' --open 2\n\n"
+              "Hits print as path:line:col (relative to the current folder) at the sentence\n"
+              "that matched, then their section and a 0-1 relevance; nothing below the\n"
+              "relevance floor.",
+    "status": "examples:\n  zl status\n  zl status --workspace ~/notes --json",
+    "serve": "examples:\n  zl serve                 what an editor runs (not for a terminal)\n"
+             "  zl serve --no-daemon     a server of its own, for debugging",
+    "mcp": "examples:\n  zl mcp\n  zl mcp --workspace ~/notes --model bundled",
+    "daemon": "examples:\n  zl daemon status\n  zl daemon run --idle-timeout 60",
+}
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="zl", description="Local, private, semantic search for your documents.")
+        prog="zl", description="Local, private, semantic search for your documents.",
+        formatter_class=_HelpFormatter,
+        epilog="examples:\n  zl index ~/notes\n  zl search --workspace ~/notes key rotation\n\n"
+               "zl <command> --help describes each command.")
     parser.add_argument("--version", action="version", version=f"zero-latency {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logs on stderr")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="debug logs on stderr (default: warnings only)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="<command>")
+
+    def command(name: str, summary: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=summary, description=summary[:1].upper() + summary[1:],
+                              epilog=EXAMPLES[name], formatter_class=_HelpFormatter)
 
     def common(p: argparse.ArgumentParser) -> None:
         settings_flags(p)
-        p.add_argument("--json", action="store_true", help="print the wire-contract JSON shape")
+        p.add_argument("--json", action="store_true", help="print the wire-contract JSON shape "
+                                                           "(default: readable text)")
         p.add_argument("--no-daemon", action="store_true",
-                       help="run the engine in this process instead of the shared daemon")
+                       help="run the engine in this process instead of the shared daemon "
+                            "(default: the daemon, started when none runs)")
 
     def settings_flags(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--model", help="Hub repo id, model folder, or 'bundled'")
-        p.add_argument("--device", choices=["cpu", "cuda"])
-        p.add_argument("--store-path", help="folder for the embedded stores")
+        p.add_argument("--model", help="embedding model: a Hugging Face repo id, a model folder, "
+                                       "or 'bundled' (default: the config file's, else the default "
+                                       "with the bundled model as its fallback)")
+        p.add_argument("--device", choices=["cpu", "cuda"],
+                       help="where the model runs (default: the config file's, else cpu)")
+        p.add_argument("--store-path", help="folder for the embedded stores (default: the config "
+                                            "file's, else the user data folder)")
         p.add_argument("--store-url", help="a Qdrant server or cluster instead of the embedded "
-                                           "store (API key: $ZL_STORE_API_KEY)")
+                                           "store (API key: $ZL_STORE_API_KEY; default: the "
+                                           "config file's, else the embedded store)")
 
-    p = sub.add_parser("index", help="index (or re-index) a folder")
-    p.add_argument("path", nargs="?", default=".", help="workspace folder (default: .)")
-    p.add_argument("--force", action="store_true", help="re-embed even unchanged content")
+    p = command("index", "index (or re-index) a folder")
+    p.add_argument("path", nargs="?", default=".", help="workspace folder")
+    p.add_argument("--force", action="store_true",
+                   help="re-embed even unchanged content (default: only what changed)")
     p.add_argument("--rebuild", action="store_true",
-                   help="delete this workspace's store first (after a model change or damage)")
+                   help="delete this workspace's store first, after a model change or damage "
+                        "(default: keep it)")
     common(p)
     p.set_defaults(handler=cmd_index)
 
-    p = sub.add_parser("search", help="search the index of the current workspace")
-    p.add_argument("query", nargs="+")
-    p.add_argument("--limit", "-n", type=int, default=DEFAULT_LIMIT)
-    p.add_argument("--mode", choices=SEARCH_MODES, default=DEFAULT_SEARCH_MODE)
+    p = command("search", "search the index of the current workspace")
+    p.add_argument("query", nargs="+", help="what to look for, in your own words")
+    p.add_argument("--limit", "-n", type=int, default=DEFAULT_LIMIT,
+                   help="at most this many hits (1-100)")
+    p.add_argument("--mode", choices=SEARCH_MODES, default=DEFAULT_SEARCH_MODE,
+                   help="hybrid: meaning and words; semantic: meaning only; keyword: words only")
     p.add_argument("--path", action="append", default=[], metavar="GLOB",
-                   help="only files matching this workspace-relative glob (repeatable)")
-    p.add_argument("--exclude", action="append", default=[], metavar="GLOB")
+                   help="only files matching this workspace-relative glob (repeatable; "
+                        "default: every file)")
+    p.add_argument("--exclude", action="append", default=[], metavar="GLOB",
+                   help="leave out files matching this workspace-relative glob (repeatable; "
+                        "default: none)")
     p.add_argument("--language", action="append", dest="languages", metavar="LANG",
-                   choices=LANGUAGES, help="only files in this language (repeatable)")
-    p.add_argument("--workspace", help="workspace folder (default: the indexed folder "
+                   choices=LANGUAGES, help="only files in this language (repeatable): "
+                                           f"{', '.join(LANGUAGES)} (default: all of them)")
+    p.add_argument("--workspace", help="an indexed workspace folder (default: the indexed folder "
                                        "holding the current directory)")
+    p.add_argument("--open", type=int, metavar="N", help="open hit N (1 is the first) in "
+                                                         "$VISUAL or $EDITOR at its line "
+                                                         "(default: open nothing)")
+    p.add_argument("--editor", metavar="TEMPLATE",
+                   help="with --open: the command to run, with {path}, {line} and {col} "
+                        "(e.g. 'code -g {path}:{line}:{col}'; default: $VISUAL, then $EDITOR)")
+    p.add_argument("--color", choices=["auto", "always", "never"], default="auto",
+                   help="mark the query's words in colour (auto: on a colour terminal, unless "
+                        "NO_COLOR is set)")
     common(p)
     p.set_defaults(handler=cmd_search)
 
-    p = sub.add_parser("status", help="what is indexed, with which model, where")
-    p.add_argument("--workspace")
+    p = command("status", "what is indexed, with which model, where")
+    p.add_argument("--workspace", help="an indexed workspace folder (default: the indexed folder "
+                                       "holding the current directory)")
     p.add_argument("--files", action="store_true",
                    help="each file and its state: indexed, keywordOnly, pending, or skipped "
-                        "with the reason (why is my file not found?)")
+                        "with the reason (why is my file not found?; default: totals only)")
     p.add_argument("--state", action="append", dest="states", default=[],
                    choices=FILE_STATES, help="with --files: only files in this state "
-                                             "(repeatable)")
+                                             "(repeatable; default: every state)")
     p.add_argument("--offset", type=int, default=0, help="with --files: the page's first file")
     p.add_argument("--limit", type=int, default=100, help="with --files: files per page "
                                                            "(1-1000)")
     common(p)
     p.set_defaults(handler=cmd_status)
 
-    p = sub.add_parser("serve", help="the language server on stdio, for editors (forwards to "
-                                     "the shared daemon)")
+    p = command("serve", "the language server on stdio, for editors (forwards to the shared "
+                         "daemon)")
     p.add_argument("--no-daemon", action="store_true",
-                   help="serve from this process, with an engine of its own")
+                   help="serve from this process, with an engine of its own (default: forward "
+                        "to the shared daemon)")
 
-    p = sub.add_parser("mcp", help="a Model Context Protocol server on stdio, for AI agents")
+    p = command("mcp", "a Model Context Protocol server on stdio, for AI agents")
     p.add_argument("--workspace", help="workspace folder (default: the current directory)")
     settings_flags(p)
     p.set_defaults(handler=cmd_mcp)
 
-    p = sub.add_parser("daemon", help="the shared per-user engine: run, status, stop")
-    p.add_argument("action", choices=["run", "status", "stop"])
+    p = command("daemon", "the shared per-user engine: run, status, stop")
+    p.add_argument("action", choices=["run", "status", "stop"],
+                   help="run it in the foreground, say whether one runs, or stop it")
     p.add_argument("--idle-timeout", type=float, default=None, metavar="SECONDS",
                    help="exit after this long with no client (default: "
                         "$ZL_DAEMON_IDLE_SECONDS or 300)")
@@ -194,7 +268,52 @@ def _engine(args: argparse.Namespace, workspace: Path) -> Engine:
         log.warning("%s", warning)
     from .engine import Engine
 
-    return Engine(settings)
+    return Engine(settings, warn=lambda message: None if args.model and _MODEL_FAILED in message
+                  else _warn(message))
+
+
+#: What the engine's message says when a model fails to load (engine.load_model).
+_MODEL_FAILED = "Keyword search still works; semantic search is off."
+#: Where the last model fallback warning shown is remembered (once per model change).
+_FALLBACK_SEEN = "model-fallback-warned.txt"
+
+
+def _warn(message: str) -> None:
+    """A warning on stderr; the default model's fallback (models.resolve_model: "Default
+    model … is unavailable") only when it differs from the last one shown, remembered in the
+    user cache folder: it holds until the model setting or what is installed changes."""
+    if message.startswith("Default model "):
+        import platformdirs
+
+        seen = Path(platformdirs.user_cache_dir("zero-latency", appauthor=False)) / _FALLBACK_SEEN
+        with contextlib.suppress(OSError):
+            if seen.read_text(encoding="utf-8") == message:
+                return
+        with contextlib.suppress(OSError):
+            seen.parent.mkdir(parents=True, exist_ok=True)
+            seen.write_text(message, encoding="utf-8")
+    print(f"zl: {terminal_safe(message)}", file=sys.stderr)
+
+
+def _model_loaded(client: RpcClient) -> dict[str, Any]:
+    """docs/status once the daemon's engine has its model, or has given up on it (a download
+    can take minutes: no time limit but the user's Ctrl-C)."""
+    from .engine import KEYWORD_ONLY_ID
+
+    while True:
+        status: dict[str, Any] = client.request("docs/status")
+        if status["model"]["dimension"] or status["model"]["id"] == KEYWORD_ONLY_ID:
+            return status
+        time.sleep(0.1)
+
+
+def _check_model(args: argparse.Namespace, model_id: str, error: str | None) -> None:
+    """An explicit --model that did not load is an error (the engine would go on with
+    keyword search only, which is right for an editor and wrong for a command)."""
+    from .engine import KEYWORD_ONLY_ID
+
+    if args.model and model_id == KEYWORD_ONLY_ID:
+        raise ZeroLatencyError(error or f"--model {args.model}: the model could not be loaded")
 
 
 def _session(args: argparse.Namespace, folder: Path, find_root: bool,
@@ -205,7 +324,10 @@ def _session(args: argparse.Namespace, folder: Path, find_root: bool,
 
     def notified(method: str, params: Any) -> None:
         if method == "window/showMessage" and isinstance(params, dict):
-            print(f"zl: {terminal_safe(str(params.get('message', '')))}", file=sys.stderr)
+            message = str(params.get("message", ""))
+            if args.model and _MODEL_FAILED in message:
+                return  # an explicit model that fails is the command's error, said once
+            _warn(message)
         elif method == "$/progress" and on_progress is not None and isinstance(params, dict):
             on_progress(params.get("value") or {})
 
@@ -253,6 +375,8 @@ def _index_here(args: argparse.Namespace, root: Path, progress: ProgressFn) -> d
     engine = _engine(args, root)
     engine.load_model()
     try:
+        _check_model(args, engine.model_id,
+                     engine.model_error.message if engine.model_error else None)
         if args.rebuild:
             engine.rebuild_workspace(root)
         else:
@@ -274,6 +398,9 @@ def _index_in_daemon(args: argparse.Namespace, root: Path,
 
     client = _session(args, root, find_root=False, on_progress=on_progress)
     try:
+        if args.model:
+            status = _model_loaded(client)
+            _check_model(args, status["model"]["id"], status.get("lastError"))
         result: dict[str, Any] = client.request("docs/index", {
             "workDoneToken": "zl-index", "force": args.force, "rebuild": args.rebuild})
         return result
@@ -302,20 +429,36 @@ def _print_report(root: Path, report: dict[str, Any]) -> None:
 
 
 def _workspace(args: argparse.Namespace) -> tuple[Engine, Path]:
-    start = Path(args.workspace or os.getcwd()).expanduser().resolve()
+    start = _start_folder(args)
     engine = _engine(args, start)
     engine.load_model()
-    root = start if args.workspace else engine.indexed_root(start)
-    if root is None:
+    try:
+        _check_model(args, engine.model_id,
+                     engine.model_error.message if engine.model_error else None)
+        root = engine.indexed_root(start)  # never a new, empty store
+        if root is None:
+            raise _no_index(args, start, engine.model_id)
+        engine.open_workspace(root)
+    except BaseException:
         engine.close()
-        raise ZeroLatencyError(
-            f"no index for {start} or any folder above it (model {engine.model_id}). "
-            "Run `zl index <folder>` first, or pass --workspace.")
-    engine.open_workspace(root)
+        raise
     return engine, root
 
 
-def _no_index(start: Path, model: str) -> ZeroLatencyError:
+def _start_folder(args: argparse.Namespace) -> Path:
+    """--workspace (which must be a folder), else the current one."""
+    start = Path(args.workspace or os.getcwd()).expanduser().resolve()
+    if args.workspace and not start.is_dir():
+        raise ZeroLatencyError(f"--workspace {args.workspace}: "
+                               f"{'not a folder' if start.exists() else 'no such folder'}")
+    return start
+
+
+def _no_index(args: argparse.Namespace, start: Path, model: str) -> ZeroLatencyError:
+    if args.workspace:
+        return ZeroLatencyError(
+            f"--workspace {start} has never been indexed (no index there or in a folder above "
+            f"it, for model {model}). Run `zl index {start}` first.")
     return ZeroLatencyError(
         f"no index for {start} or any folder above it (model {model}). "
         "Run `zl index <folder>` first, or pass --workspace.")
@@ -334,12 +477,13 @@ def _ask_daemon(args: argparse.Namespace, method: str | None = None,
                 params: Any = None) -> tuple[dict[str, Any], Any]:
     """docs/status, then `method`, in the indexed workspace holding --workspace or the current
     folder (an error when there is none)."""
-    start = Path(args.workspace or os.getcwd()).expanduser().resolve()
+    start = _start_folder(args)
     client = _session(args, start, find_root=True)
     try:
         status: dict[str, Any] = client.request("docs/status")
+        _check_model(args, status["model"]["id"], status.get("lastError"))
         if not status["workspaces"]:
-            raise _no_index(start, status["model"]["id"])
+            raise _no_index(args, start, status["model"]["id"])
         return status, client.request(method, params) if method else None
     finally:
         client.close()
@@ -356,20 +500,136 @@ def cmd_search(args: argparse.Namespace) -> int:
             engine.close()
     else:
         _status, result = _ask_daemon(args, "docs/search", params)
+    hits = result["hits"]
+    if args.open is not None and not 1 <= args.open <= len(hits):
+        print(f"zl: error: --open {args.open}: there are {len(hits)} hits", file=sys.stderr)
+        return 2
     if args.json:
         print(json.dumps(result))
-        return 0
-    if not result["hits"]:
-        print("no results", file=sys.stderr)
+    elif not hits:
+        below = result.get("belowFloor", 0)
+        print("no good match" + (f" ({below} weaker passages left out; try other words or "
+                                 "--mode keyword)" if below else ""), file=sys.stderr)
         return 1
-    for hit in result["hits"]:  # file names and text come from the files: never raw
-        line = hit["range"]["start"]["line"] + 1
-        heading = " > ".join(hit["headingPath"])
-        print(terminal_safe(f"{hit['path']}:{line}  {heading}  ({hit['score']:.3f})"))
-        print(f"    {terminal_safe(hit['snippet'])}")
-    print(f"{len(result['hits'])} hits in {result['elapsedMs']:.1f} ms ({result['mode']})",
-          file=sys.stderr)
+    else:
+        _print_hits(hits, _colour(args.color))
+        below = result.get("belowFloor")
+        print(f"{len(hits)} hits in {result['elapsedMs']:.1f} ms ({result['mode']})"
+              + (f", {below} below the relevance floor left out" if below else ""),
+              file=sys.stderr)
+    if args.open is not None:
+        return _open_hit(hits[args.open - 1], args.editor)
     return 0
+
+
+#: A hit's score, as a word (protocol/spec.md: Scores).
+def _label(score: float) -> str:
+    return "strong" if score >= 0.6 else "good" if score >= 0.35 else "weak"
+
+
+def _where(hit: dict[str, Any]) -> tuple[str, int, int]:
+    """The file (relative to the current folder where that reads shorter), and the 1-based
+    line and column of the sentence that matched."""
+    path = _path_of(hit["uri"])
+    with contextlib.suppress(ValueError):
+        relative = os.path.relpath(path)
+        if not relative.startswith(os.pardir + os.sep + os.pardir + os.sep + os.pardir):
+            path = relative
+    start = hit.get("matchRange", hit["range"])["start"]
+    return path, start["line"] + 1, start["character"] + 1
+
+
+def _print_hits(hits: list[dict[str, Any]], colour: bool) -> None:
+    """`N  path:line:col  section  score`, then the snippet wrapped under it, query terms
+    marked in colour. File names and text come from the files: never raw to a terminal."""
+    width = max(40, min(shutil.get_terminal_size((100, 24)).columns, 120))
+    for number, hit in enumerate(hits, 1):
+        path, line, col = _where(hit)
+        heading = " › ".join(hit["headingPath"])
+        score = f"{hit['score']:.2f} {_label(hit['score'])}"
+        location = terminal_safe(f"{path}:{line}:{col}")
+        if colour:
+            location, score = f"\x1b[1m{location}\x1b[0m", f"\x1b[2m{score}\x1b[0m"
+        print(f"{number:>2}  {location}  {terminal_safe(heading)}  {score}".rstrip())
+        for row in _wrapped(hit["snippet"], hit.get("highlights", []), width - 6, colour):
+            print(f"      {row}")
+
+
+def _wrapped(snippet: str, marks: list[dict[str, int]], width: int, colour: bool) -> list[str]:
+    """The snippet in lines of at most `width`, each mark (UTF-16 offsets) in bold yellow."""
+    import textwrap
+
+    marked = _utf16_marked(snippet, marks) if colour else snippet
+    # Marks become \x01 … \x02 before wrapping (one character each, never a word break) and
+    # escape sequences after terminal_safe, which would otherwise show them as text.
+    rows = textwrap.wrap(terminal_safe(marked.replace("\x01", "\ue000").replace("\x02", "\ue001")),
+                         width=width, break_on_hyphens=False) or [""]
+    return [row.replace("\ue000", "\x1b[1;33m").replace("\ue001", "\x1b[0m") for row in rows]
+
+
+def _utf16_marked(text: str, marks: list[dict[str, int]]) -> str:
+    """`text` with \x01/\x02 around each mark (offsets in UTF-16 code units)."""
+    index_of: dict[int, int] = {}
+    units = 0
+    for i, char in enumerate(text):
+        index_of[units] = i
+        units += 2 if ord(char) > 0xFFFF else 1
+    index_of[units] = len(text)
+    out, last = [], 0
+    for mark in sorted(marks, key=lambda m: m["start"]):
+        start, end = index_of.get(mark["start"]), index_of.get(mark["start"] + mark["length"])
+        if start is None or end is None or start < last:
+            continue
+        out += [text[last:start], "\x01", text[start:end], "\x02"]
+        last = end
+    out.append(text[last:])
+    return "".join(out)
+
+
+def _colour(choice: str) -> bool:
+    """Colour on a terminal that has it, unless NO_COLOR (no-color.org) says no."""
+    if choice != "auto":
+        return choice == "always"
+    return (sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+            and os.environ.get("TERM", "") != "dumb")
+
+
+#: How editors take a line: `+LINE FILE` (vi family, emacs, nano, micro…) unless listed.
+_EDITOR_STYLES = {"code": "-g {path}:{line}:{col}", "code-insiders": "-g {path}:{line}:{col}",
+                  "codium": "-g {path}:{line}:{col}", "cursor": "-g {path}:{line}:{col}",
+                  "subl": "{path}:{line}:{col}", "zed": "{path}:{line}:{col}",
+                  "hx": "{path}:{line}:{col}", "kak": "+{line}:{col} {path}"}
+
+
+def _open_hit(hit: dict[str, Any], template: str | None) -> int:
+    """Run the editor on the hit's file at its line: `template` ({path} {line} {col}), else
+    $VISUAL or $EDITOR with the line argument that editor takes."""
+    import shlex
+    import subprocess
+
+    path, line, col = _where(hit)
+    if template is None:
+        editor = os.environ.get("VISUAL") or os.environ.get("EDITOR")
+        if not editor:
+            print("zl: error: --open needs $VISUAL or $EDITOR, or --editor "
+                  "'code -g {path}:{line}:{col}'", file=sys.stderr)
+            return 2
+        words = shlex.split(editor)
+        style = _EDITOR_STYLES.get(Path(words[0]).name, "+{line} {path}")
+        command = words + [part.format(path=path, line=line, col=col) for part in style.split()]
+    else:
+        try:
+            command = [part.format(path=path, line=line, col=col)
+                       for part in shlex.split(template)]
+        except (KeyError, IndexError, ValueError) as err:
+            print(f"zl: error: --editor {template!r}: {err} (use {{path}}, {{line}}, {{col}})",
+                  file=sys.stderr)
+            return 2
+    try:
+        return subprocess.call(command)
+    except OSError as err:
+        print(f"zl: error: cannot run {command[0]!r}: {err.strerror or err}", file=sys.stderr)
+        return 2
 
 
 def cmd_status(args: argparse.Namespace) -> int:

@@ -20,6 +20,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+from .chunking import normalise_newlines
 from .config import (
     KEYWORD_ONLY_MODES,
     SEARCH_MODES,
@@ -41,7 +42,7 @@ from .errors import (
 from .files import FileEntry, canonical_path, probe
 from .indexer import CancelToken, IndexReport, ProgressFn, WorkspaceIndex
 from .models import resolve_model
-from .search import search
+from .search import related, search
 from .sparse import SparseEncoder
 from .stores import (
     HYBRID_FUSION,
@@ -463,6 +464,56 @@ class Engine:
         result["indexState"] = self.index_state()
         return result
 
+    def related(self, path: Path, line: int, limit: int = 10, text: str | None = None,
+                roots: Sequence[Path] | None = None) -> dict[str, Any]:
+        """docs/related: passages from other files (in the workspaces of `roots`, default every
+        open one) most like the chunk of `path` at `line`. Its text is `text` (an editor's
+        buffer), else the indexed buffer, else the file; its vector is the stored one when the
+        index holds that chunk unchanged, else embedded now."""
+        from .chunking import chunk_document, document_title, language_for
+        from .files import SkipFile, read_document
+
+        started = time.perf_counter()
+        embedder = self.load_model()
+        if embedder is None:
+            raise self.model_error or ModelUnavailableError("no embedding model is loaded")
+        index = self.index_for(path)
+        rel = index.uri_to_rel(path) if index is not None else None
+        if text is None and index is not None and rel:
+            text = index.overlays.get(rel)
+        if text is None:
+            try:
+                text = read_document(path, self.settings.maxFileBytes).text
+            except SkipFile as skip:
+                raise InvalidParamsError(f"uri: {path}: {skip}") from skip
+        text = normalise_newlines(text)
+        name = rel or path.name
+        max_tokens = (index.max_tokens if index is not None else
+                      min(self.settings.chunkTokens, embedder.max_tokens))
+        chunks = chunk_document(text, language_for(name) or "plaintext",
+                                embedder.count_tokens, max_tokens, self.settings.chunkOverlap)
+        if not chunks:
+            anchor = {"start": {"line": line, "character": 0},
+                      "end": {"line": line, "character": 0}}
+            return {"hits": [], "elapsedMs": _ms_since(started), "anchor": anchor}
+        # The chunk holding the line; between chunks (a blank line), the nearest one.
+        chunk = min(chunks, key=lambda c: (0 if c.start_line <= line < c.end_line else 1,
+                                           min(abs(line - c.start_line),
+                                               abs(line - (c.end_line - 1)))))
+        title = document_title(name, chunks)
+        wanted = chunk.content_hash(title)
+        vector = None
+        if index is not None:
+            vector = index.store.vectors_by_hash([wanted]).get(wanted)
+        if vector is None:
+            vector = embedder.embed([chunk.embedding_text(title)])[0]
+        own = (index, rel) if index is not None and rel else None
+        result = related(self._scoped(roots), vector, own, limit)
+        result["elapsedMs"] = _ms_since(started)
+        result["anchor"] = {"start": {"line": chunk.start_line, "character": 0},
+                            "end": {"line": chunk.end_line, "character": 0}}
+        return result
+
     def _scoped(self, roots: Sequence[Path] | None) -> list[WorkspaceIndex]:
         if roots is None:
             return list(self.indexes.values())
@@ -667,3 +718,7 @@ def _duration(seconds: float) -> str:
     if seconds < 3600:
         return f"{round(seconds / 60)} min"
     return f"{seconds / 3600:.1f} h"
+
+
+def _ms_since(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 2)

@@ -68,6 +68,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 #: docs/files: files per page unless the client asks (schema: at most 1000).
 FILES_PAGE = 100
+#: Without file events from the client and without an OS watcher, the server rescans this often.
+POLL_INTERVAL_S = 5.0
+#: How long indexing waits for the client to create a progress token before it starts anyway.
+PROGRESS_CREATE_WAIT_S = 5.0
 WATCH_GLOB = "**/*.{" + ",".join(e.lstrip(".") for e in DEFAULT_INCLUDE_EXTENSIONS) + "}"
 
 
@@ -245,26 +249,30 @@ class ZeroLatencyServer(LanguageServer):
         """Run `work(progress)` on the index worker, reporting `$/progress` on `token` (the
         client's) or on a server-created token where the client supports that."""
         loop = asyncio.get_running_loop()
-        if token is None and _supports(self, "window.work_done_progress"):
-            token = f"zero-latency/{next(self.tokens)}"
-            try:
-                await asyncio.wait_for(self.work_done_progress.create_async(token), 5)
-            except (TimeoutError, JsonRpcException):
-                token = None
+        begun: list[lsp.ProgressToken] = []  # the token, once `begin` went out on it
+        finished = [False]
+
+        def begin(on: lsp.ProgressToken) -> None:
+            if not finished[0] and not begun:
+                begun.append(on)
+                self.work_done_progress.begin(on, lsp.WorkDoneProgressBegin(
+                    title=title, cancellable=False, percentage=0))
+
         if token is not None:
-            self.work_done_progress.begin(token, lsp.WorkDoneProgressBegin(
-                title=title, cancellable=False, percentage=0))
+            begin(token)
+        elif _supports(self, "window.work_done_progress"):
+            await self._create_progress(f"zero-latency/{next(self.tokens)}", begin)
         _status_changed(self)
         last = [0.0]
 
         def progress(done: int, total: int, message: str) -> None:
             _status_changed_threadsafe(loop, self)
             now = time.monotonic()
-            if token is None or (now - last[0] < 0.1 and done != total):
+            if not begun or (now - last[0] < 0.1 and done != total):
                 return
             last[0] = now
             pct = int(done * 100 / total) if total else 100
-            loop.call_soon_threadsafe(self.work_done_progress.report, token,
+            loop.call_soon_threadsafe(self.work_done_progress.report, begun[0],
                                       lsp.WorkDoneProgressReport(
                                           message=f"{done:,}/{total:,} {message}",
                                           percentage=pct))
@@ -275,9 +283,29 @@ class ZeroLatencyServer(LanguageServer):
             summary = _summary(result)
             return result
         finally:
-            if token is not None:
-                self.work_done_progress.end(token, lsp.WorkDoneProgressEnd(message=summary))
+            finished[0] = True
+            if begun:
+                self.work_done_progress.end(begun[0], lsp.WorkDoneProgressEnd(message=summary))
             _status_changed(self)
+
+    async def _create_progress(self, token: str,
+                               begin: Callable[[lsp.ProgressToken], None]) -> None:
+        """Ask the client to create `token` and `begin` on it once it has. The answer is
+        awaited up to PROGRESS_CREATE_WAIT_S, never cancelled: a client held up by a prompt
+        (Neovim's "Press ENTER") answers late, and a cancelled request would turn its answer
+        into an internal error. The work goes on meanwhile; progress starts when the answer
+        comes, or never when it comes after the work is done (or is an error)."""
+        request = self.protocol.send_request(lsp.WINDOW_WORK_DONE_PROGRESS_CREATE,
+                                             lsp.WorkDoneProgressCreateParams(token=token))
+
+        answer = asyncio.wrap_future(request)
+
+        def answered(future: asyncio.Future[Any]) -> None:  # retrieves an error answer too
+            if not future.cancelled() and future.exception() is None:
+                begin(token)
+
+        answer.add_done_callback(answered)
+        await asyncio.wait([answer], timeout=PROGRESS_CREATE_WAIT_S)
 
 
 #: Every handler of a connection, registered on each new server by `create_server`.
@@ -511,6 +539,28 @@ async def docs_search(ls: ZeroLatencyServer, params: Any) -> dict[str, Any]:
             args["query"], args.get("limit", DEFAULT_LIMIT), args.get("mode", DEFAULT_SEARCH_MODE),
             args.get("include", []), args.get("exclude", []),
             languages=args.get("languages"), roots=ls.roots()))
+    except ZeroLatencyError as err:
+        raise _rpc_error(err) from err
+
+
+@feature("docs/related")
+async def docs_related(ls: ZeroLatencyServer, params: Any) -> dict[str, Any]:
+    """Passages from other files like the paragraph or section at the cursor; an open
+    document's text is this client's buffer (saved or not)."""
+    args = _validated("docs/related", params)
+    path = _uri_path(args["uri"])
+    if path is None:
+        raise JsonRpcInvalidParams(f"docs/related: uri: {_quote(args['uri'])} is not a file uri")
+    engine = await ls.get_engine()
+    with contextlib.suppress(TimeoutError):  # the model and folders load at startup
+        await asyncio.wait_for(ls.ready.wait(), 30)
+    document = ls.workspace.text_documents.get(args["uri"])
+    text = document.source if document is not None else None
+    line = args["position"]["line"]
+    try:
+        return await asyncio.get_running_loop().run_in_executor(
+            ls.search_executor, lambda: engine.related(
+                path, line, args.get("limit", 10), text, roots=ls.roots()))
     except ZeroLatencyError as err:
         raise _rpc_error(err) from err
 

