@@ -73,8 +73,23 @@ def chunk_document(text: str, language: str, count_tokens: TokenCount,
     else:
         readable, blocks = readable_blocks(text, language,
                                            list(language_spec.chunker(text, lines)))
-    chunks = pack(blocks, readable, count_tokens, max_tokens, overlap_tokens)
+    chunks = pack(blocks, readable, _memoised(count_tokens), max_tokens, overlap_tokens)
     return chunks[:MAX_CHUNKS_PER_FILE]
+
+
+def _memoised(count_tokens: TokenCount) -> TokenCount:
+    """One document's token counts, each text counted once: the packer asks for every block
+    and heading path twice or more (three quarters of the tokenizer calls on the tldr pages).
+    Per document, so the memory goes with it."""
+    counts: dict[str, int] = {}
+
+    def count(text: str) -> int:
+        found = counts.get(text)
+        if found is None:
+            found = counts[text] = count_tokens(text)
+        return found
+
+    return count
 
 
 def readable_blocks(text: str, language: str, blocks: list[Block],
