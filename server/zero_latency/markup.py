@@ -87,7 +87,8 @@ def markdown_readable(text: str, tokens: list[Token] | None = None,
             prefix = f"{token.info}{token.markup} "
         elif token.type == "inline" and token.map is not None:
             children = token.children
-            if not children and len(token.content) <= MAX_INLINE_CHARS:
+            if (not children and len(token.content) <= MAX_INLINE_CHARS
+                    and _INLINE_MARKUP.search(token.content)):
                 children = _parse_inline(token.content, env)
             parts = (_inline_lines(children) if children
                      else token.content.split("\n"))
@@ -129,6 +130,13 @@ def _beyond_nesting(lines: list[str], tokens: list[Token], out: list[str]) -> No
                 rest = _CONTAINER_MARKERS.sub("", lines[i], count=1)
                 if not _REFERENCE_DEFINITION.match(rest):
                     _put(out, i, _clean_text(rest))
+
+
+#: The characters that start inline markup in commonmark mode (escapes, code spans, emphasis,
+#: links, images, autolinks, inline HTML, entities). Content without any parses to its own
+#: lines (line breaks' surrounding spaces aside, which _clean_text collapses anyway): it is
+#: read as is, without the inline parser.
+_INLINE_MARKUP = re.compile(r"[\\`*_\[\]!<&]")
 
 
 def _parse_inline(content: str, env: dict[str, object]) -> list[Token]:
