@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import PurePosixPath
 
 from markdown_it import MarkdownIt
+from markdown_it.token import Token
 
 from .languages import language_for as language_for  # the indexer's and server's lookup
 from .languages import spec
@@ -66,20 +67,42 @@ def chunk_document(text: str, language: str, count_tokens: TokenCount,
                    max_tokens: int = 256, overlap_tokens: int = 32) -> list[Chunk]:
     """Split a document (newlines already normalised) into chunks that fit `max_tokens`."""
     lines = text.split("\n")
-    blocks = list(spec(language).chunker(text, lines))
-    readable, blocks = readable_blocks(text, language, blocks)
-    chunks = pack(blocks, readable, count_tokens, max_tokens, overlap_tokens)
+    language_spec = spec(language)
+    if language_spec.analyse is not None:
+        blocks, readable = language_spec.analyse(text, lines)
+        readable, blocks = readable_blocks(text, language, blocks, readable)
+    else:
+        readable, blocks = readable_blocks(text, language,
+                                           list(language_spec.chunker(text, lines)))
+    chunks = pack(blocks, readable, _memoised(count_tokens), max_tokens, overlap_tokens)
     return chunks[:MAX_CHUNKS_PER_FILE]
 
 
-def readable_blocks(text: str, language: str,
-                    blocks: list[Block]) -> tuple[list[str], list[Block]]:
-    """The document's readable lines (markup.py: what is embedded, indexed and shown) and the
-    blocks that have any readable text: a region that is only markup (HTML comments, anchors,
-    include directives) never becomes a chunk. Line numbers are unchanged."""
+def _memoised(count_tokens: TokenCount) -> TokenCount:
+    """One document's token counts, each text counted once: the packer asks for every block
+    and heading path twice or more (three quarters of the tokenizer calls on the tldr pages).
+    Per document, so the memory goes with it."""
+    counts: dict[str, int] = {}
+
+    def count(text: str) -> int:
+        found = counts.get(text)
+        if found is None:
+            found = counts[text] = count_tokens(text)
+        return found
+
+    return count
+
+
+def readable_blocks(text: str, language: str, blocks: list[Block],
+                    readable: list[str] | None = None) -> tuple[list[str], list[Block]]:
+    """The document's readable lines (markup.py: what is embedded, indexed and shown; pass
+    them when already read) and the blocks that have any readable text: a region that is only
+    markup (HTML comments, anchors, include directives) never becomes a chunk. Line numbers
+    are unchanged."""
     from .markup import readable_heading, readable_lines
 
-    readable = readable_lines(text, language, [(b.start_line, b.end_line) for b in blocks])
+    if readable is None:
+        readable = readable_lines(text, language, [(b.start_line, b.end_line) for b in blocks])
     titles: dict[str, str] = {}  # each heading once: a section has many blocks
 
     def heading(title: str) -> str:
@@ -108,10 +131,11 @@ def document_title(path: str, chunks: list[Chunk]) -> str:
 _md = MarkdownIt("commonmark").enable("table").disable("inline")
 
 
-def markdown_blocks(text: str) -> Iterator[Block]:
-    """Top-level Markdown blocks with line maps from markdown-it-py (a CommonMark parser)."""
+def markdown_blocks(text: str, tokens: list[Token] | None = None) -> Iterator[Block]:
+    """Top-level Markdown blocks with line maps from markdown-it-py (a CommonMark parser);
+    `tokens`: its block tokens of `text` when already parsed (markup.markdown_parse)."""
     path: list[tuple[int, str]] = []  # (level, title)
-    tokens = _md.parse(text)
+    tokens = tokens if tokens is not None else _md.parse(text)
     i = 0
     while i < len(tokens):
         token = tokens[i]

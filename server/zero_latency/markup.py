@@ -66,20 +66,30 @@ def rst_heading(title: str) -> str:
 # --- Markdown --------------------------------------------------------------------------------
 
 
-def markdown_readable(text: str, tokens: list[Token] | None = None) -> list[str]:
-    """Readable Markdown lines from markdown-it-py's tokens (pass them when already parsed)."""
+def markdown_parse(text: str) -> tuple[list[Token], dict[str, object]]:
+    """markdown-it-py's block tokens and env (the reference definitions it collected): one
+    parse serves both the chunk boundaries (chunking.markdown_blocks) and the readable text."""
+    env: dict[str, object] = {}
+    return _md_blocks.parse(text, env), env
+
+
+def markdown_readable(text: str, tokens: list[Token] | None = None,
+                      env: dict[str, object] | None = None) -> list[str]:
+    """Readable Markdown lines from markdown-it-py's block tokens (pass them and their env
+    when already parsed)."""
     lines = text.split("\n")
     out = [""] * len(lines)
-    env: dict[str, object] = {}  # reference definitions, collected by the block pass
-    tokens = tokens if tokens is not None else _md_blocks.parse(text, env)
+    if tokens is None or env is None:
+        tokens, env = markdown_parse(text)
     prefix = ""  # an ordered list item's number, put before its first line
     for token in tokens:
         if token.type == "list_item_open" and token.info:
             prefix = f"{token.info}{token.markup} "
         elif token.type == "inline" and token.map is not None:
             children = token.children
-            if not children and len(token.content) <= MAX_INLINE_CHARS:
-                children = _md.parseInline(token.content, env)[0].children
+            if (not children and len(token.content) <= MAX_INLINE_CHARS
+                    and _INLINE_MARKUP.search(token.content)):
+                children = _parse_inline(token.content, env)
             parts = (_inline_lines(children) if children
                      else token.content.split("\n"))
             for k, line in enumerate(parts):
@@ -122,6 +132,25 @@ def _beyond_nesting(lines: list[str], tokens: list[Token], out: list[str]) -> No
                     _put(out, i, _clean_text(rest))
 
 
+#: The characters that start inline markup in commonmark mode (escapes, code spans, emphasis,
+#: links, images, autolinks, inline HTML, entities). Content without any parses to its own
+#: lines (line breaks' surrounding spaces aside, which _clean_text collapses anyway): it is
+#: read as is, without the inline parser.
+_INLINE_MARKUP = re.compile(r"[\\`*_\[\]!<&]")
+
+
+def _parse_inline(content: str, env: dict[str, object]) -> list[Token]:
+    """The inline tokens of one block's content: markdown-it's inline parser called directly
+    (what `parseInline` runs, without building a core state and running the core chain per
+    paragraph, a third of the keyword pass on the tldr pages). The core chain's only other
+    effects in commonmark mode: newline/NUL normalisation (the block parse already did it) and
+    `text_join`, which turns `text_special` (escapes) into text: `_inline_lines` reads
+    `text_special` as text instead."""
+    children: list[Token] = []
+    _md.inline.parse(content, _md, env, children)
+    return children
+
+
 def _inline_lines(children: list[Token]) -> list[str]:
     """The text of an inline token, split where the source line breaks: emphasis, link and
     image syntax dropped (their text kept), inline HTML (comments, anchors, spans) dropped."""
@@ -129,7 +158,7 @@ def _inline_lines(children: list[Token]) -> list[str]:
     for child in children:
         if child.type in ("softbreak", "hardbreak"):
             lines.append("")
-        elif child.type in ("text", "code_inline"):
+        elif child.type in ("text", "text_special", "code_inline"):
             lines[-1] += child.content
         elif child.type == "image":
             lines[-1] += " ".join(_inline_lines(child.children or []))

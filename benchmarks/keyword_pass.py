@@ -1,0 +1,77 @@
+"""The keyword pass alone (issue 14's "every file keyword-searchable"), in process: an Engine
+with the bundled model on an empty store in a temp dir, then `WorkspaceIndex.sync(embed=False)`
+on the corpus, timed; `--profile` prints the top functions by cumulative time (cProfile).
+Also times chunking alone (read + chunk_document for every file) to show its share.
+
+    python benchmarks/keyword_pass.py --corpus ../shared/data/corpora/tldr-pages
+    python benchmarks/keyword_pass.py --corpus ../shared/data/corpora/tldr-pages --profile
+
+The machine this runs on may be shared: say so next to the figures, and compare runs made
+back to back.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import json
+import pstats
+import tempfile
+import time
+from pathlib import Path
+
+from zero_latency.chunking import chunk_document, language_for, normalise_newlines
+from zero_latency.config import Settings
+from zero_latency.engine import Engine
+
+
+def chunk_all(corpus: Path, engine: Engine) -> tuple[int, int]:
+    """Read and chunk every indexable file as the indexer would: (files, chunks)."""
+    assert engine.embedder is not None
+    count, limit = engine.embedder.count_tokens, min(256, engine.embedder.max_tokens)
+    files = chunks = 0
+    for path in sorted(corpus.rglob("*")):
+        language = language_for(path.name)
+        if language is None or not path.is_file():
+            continue
+        text = normalise_newlines(path.read_text(encoding="utf-8", errors="replace"))
+        chunks += len(chunk_document(text, language, count, limit, 32))
+        files += 1
+    return files, chunks
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--corpus", type=Path, required=True)
+    parser.add_argument("--profile", action="store_true", help="cProfile the keyword pass")
+    args = parser.parse_args()
+    corpus = args.corpus.resolve()
+    with tempfile.TemporaryDirectory() as work:
+        engine = Engine(Settings(model="bundled", storePath=work))
+        try:
+            index = engine.open_workspace(corpus)
+            started = time.perf_counter()
+            files, chunks = chunk_all(corpus, engine)
+            chunking_s = time.perf_counter() - started
+            profiler = cProfile.Profile() if args.profile else None
+            started = time.perf_counter()
+            if profiler:
+                profiler.enable()
+            report = index.sync(embed=False)
+            if profiler:
+                profiler.disable()
+            keyword_s = time.perf_counter() - started
+        finally:
+            engine.close()
+    if profiler:
+        pstats.Stats(profiler).sort_stats("cumulative").print_stats(35)
+    print(json.dumps({"corpus": corpus.name, "files": files, "chunks": chunks,
+                      "chunkingSeconds": round(chunking_s, 2),
+                      "keywordPassSeconds": round(keyword_s, 2),
+                      "indexedFiles": report.indexedFiles}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
