@@ -223,7 +223,8 @@ def test_zl_search_neutralises_escape_sequences(tmp_path: Path,
     for control in ("\x1b", "\x07", "\u202e"):
         assert control not in human.stdout and control not in human.stderr
     lines = human.stdout.splitlines()
-    assert lines[0].startswith(r"\x1b]0;pwned\x07\x1b[2Jnotes\u202e.md:1  Heading"), lines
+    # " 1  <path relative to here>:line:col  Heading …": the name's controls shown escaped
+    assert r"/\x1b]0;pwned\x07\x1b[2Jnotes\u202e.md:3:1  Heading \x1b]0;pwned" in lines[0], lines
     assert r"aardvark \x1b]0;pwned\x07\x1b[2J digs" in lines[1], lines
     exact = json.loads(zl("search", "aardvark", "--workspace", str(ws), "--json").stdout)
     assert exact["hits"][0]["path"] == name  # --json stays exact (JSON escapes it)

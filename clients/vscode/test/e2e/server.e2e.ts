@@ -18,7 +18,7 @@ import {
 } from 'vscode-jsonrpc/node';
 import { findExecutable } from '../../src/executable';
 import { buildIndexParams, buildSearchParams, errorCode, ErrorCodes, index, search, status } from '../../src/requests';
-import { groupByFile } from '../../src/results';
+import { groupByFile, targetRange } from '../../src/results';
 import { buildInitializationOptions, DEFAULT_SERVER_ARGS, type InspectedValue } from '../../src/settings';
 import { statusBar } from '../../src/statusText';
 import { statusChanged, type IndexResult, type SearchResult, type StatusResult } from '../../src/lspExt';
@@ -271,7 +271,11 @@ describe('zl serve over vscode-jsonrpc', { timeout: TIMEOUT_MS }, () => {
     assert.deepEqual(best.headingPath, ['Operations', 'Key rotation']);
     const groups = groupByFile(result.hits, [pathToFileURL(workspace).toString()]);
     assert.equal(groups[0]!.label, 'docs/keys.md');
-    assert.equal(groups[0]!.hits[0]!.line, best.range.start.line + 1);
+    // The row points at the answer (matchRange), inside the hit's range.
+    const answer = targetRange(best);
+    assert.ok(best.matchRange !== undefined, 'the server sends matchRange');
+    assert.ok(best.range.start.line <= answer.start.line && answer.start.line <= best.range.end.line, JSON.stringify(best));
+    assert.equal(groups[0]!.hits[0]!.line, answer.start.line + 1);
   });
 
   it('docs/search keyword mode finds a rare word', async () => {
