@@ -4,7 +4,9 @@ the whole index/search path without a model (fast tests, benchmarks/scale.py).""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -81,3 +83,39 @@ def test_the_onnx_model_implements_the_protocol() -> None:
         model.close()
     with pytest.raises(RuntimeError):  # closed: the worker takes no more work
         model.submit(["late"]).result()
+
+
+def test_urgent_work_runs_before_the_rest_of_a_background_job(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """An opened file's embedding does not wait for the backfill's group, nor for the group
+    queued behind it: the model runs it at the group's next text. The first text of the
+    background job is held (a wrapper around the real ONNX run, which still runs) until the
+    urgent job is queued: that ordering is what is tested, not the machine's speed."""
+    model = OnnxEmbedder(resolve_bundled(), threads=2)
+    try:
+        real_run = model._run
+        urgent_queued = threading.Event()
+
+        def held(batch: list[list[int]]) -> Any:
+            if threading.current_thread().name == "zl-embed":
+                assert urgent_queued.wait(120)
+            return real_run(batch)
+
+        monkeypatch.setattr(model, "_run", held)
+        finished: list[str] = []
+        background = model.submit([f"backfill text number {i}" for i in range(20)])
+        queued = model.submit(["the next backfill group"])
+        urgent = model.submit(["the file the user just opened"], urgent=True)
+        for name, future in (("background", background), ("queued", queued),
+                             ("urgent", urgent)):
+            future.add_done_callback(lambda _f, name=name: finished.append(name))
+        urgent_queued.set()
+        vectors = {name: f.result(timeout=300) for name, f in
+                   (("urgent", urgent), ("background", background), ("queued", queued))}
+        assert finished == ["urgent", "background", "queued"]
+        assert np.allclose(vectors["urgent"], model.embed(["the file the user just opened"]),
+                           atol=1e-5), "an urgent job's vectors are the model's own"
+        assert np.allclose(vectors["background"][3], model.embed(["backfill text number 3"])[0],
+                           atol=1e-5), "the interrupted job's vectors are unharmed"
+    finally:
+        model.close()

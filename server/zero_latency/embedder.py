@@ -5,8 +5,10 @@ the benchmarks never depend on how a model runs (a new runtime is one new class 
 with truncation at the model's limit, sorted by length and run in batches padded only to the
 longest member (padding is wasted work: see benchmarks/embed.py), pooled by the model's pooling
 strategy (`POOLINGS`, as fastembed picks one per model) and L2-normalised. Repeated texts
-(queries, mostly) come from an LRU cache. Inference runs in a dedicated single-thread executor
-(`submit`) so that neither the asyncio loop nor pygls's own pool (which reads stdin) blocks.
+(queries, mostly) come from an LRU cache. Inference runs on the model's own thread
+(`ModelWorker`, through `submit`) so that neither the asyncio loop nor pygls's own pool (which
+reads stdin) blocks; urgent work (an edited or opened file) goes before background work (the
+backfill) and interrupts it between batches.
 
 `HashingEmbedder` is a deterministic test double (hashed unit vectors, no model) for
 benchmarks and fast tests.
@@ -18,9 +20,9 @@ import hashlib
 import logging
 import os
 import threading
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -72,9 +74,11 @@ class Embedder(Protocol):
     def embed_query(self, text: str) -> Vector:
         """Embed one search query (blocking): a [dimension] vector."""
 
-    def submit(self, texts: Sequence[str]) -> Future[Matrix]:
+    def submit(self, texts: Sequence[str], urgent: bool = False) -> Future[Matrix]:
         """Embed passages on the model's own worker, so the caller can prepare the next
-        group meanwhile."""
+        group meanwhile. `urgent` work (what the user is looking at: an edit, an opened
+        file) runs before background work (the backfill), which yields to it between
+        batches."""
 
     def close(self) -> None:
         """Stop: work in progress ends at its next batch with CancelledError."""
@@ -113,6 +117,89 @@ def normalise(vectors: Matrix) -> Matrix:
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     normalised: Matrix = (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
     return normalised
+
+
+_Job = tuple[Sequence[str], "Future[Matrix]"]
+
+
+class ModelWorker:
+    """The one thread that runs a model (ONNX Runtime already uses every core inside a run),
+    fed by two queues: urgent jobs go before background ones, and a background job in progress
+    runs the urgent jobs that arrive meanwhile at its next batch (`yield_to_urgent`), so an
+    opened file waits for one text of the backfill's group, not for the group (or the one
+    queued behind it). Hand-rolled because `concurrent.futures` has neither priorities nor a
+    way for a running job to let another one in."""
+
+    def __init__(self, run: Callable[[Sequence[str]], Matrix], name: str) -> None:
+        self._run = run
+        self._ready = threading.Condition()
+        self._urgent: deque[_Job] = deque()
+        self._background: deque[_Job] = deque()
+        self._closed = False
+        self._in_background = False  # read and written on the worker thread only
+        self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
+        self._thread.start()
+
+    def submit(self, texts: Sequence[str], urgent: bool = False) -> Future[Matrix]:
+        future: Future[Matrix] = Future()
+        with self._ready:
+            if self._closed:
+                raise RuntimeError("the model was closed: it takes no more work")
+            (self._urgent if urgent else self._background).append((texts, future))
+            self._ready.notify()
+        return future
+
+    def yield_to_urgent(self) -> None:
+        """Between two batches of a job: if it is background work on this worker, run the
+        urgent jobs waiting first (a no-op on any other thread, and inside urgent work)."""
+        if not self._in_background or threading.current_thread() is not self._thread:
+            return
+        while True:
+            with self._ready:
+                if not self._urgent or self._closed:
+                    return
+                job = self._urgent.popleft()
+            self._in_background = False
+            try:
+                self._execute(job)
+            finally:
+                self._in_background = True
+
+    def close(self) -> None:
+        """Take no more work; what is queued is cancelled (the job running ends at its next
+        batch, when the model's own close flag is seen)."""
+        with self._ready:
+            self._closed = True
+            queued = [*self._urgent, *self._background]
+            self._urgent.clear()
+            self._background.clear()
+            self._ready.notify_all()
+        for _texts, future in queued:
+            future.cancel()
+
+    def _serve(self) -> None:
+        while True:
+            with self._ready:
+                while not (self._urgent or self._background or self._closed):
+                    self._ready.wait()
+                if self._closed:
+                    return
+                urgent = bool(self._urgent)
+                job = (self._urgent if urgent else self._background).popleft()
+            self._in_background = not urgent
+            try:
+                self._execute(job)
+            finally:
+                self._in_background = False
+
+    def _execute(self, job: _Job) -> None:
+        texts, future = job
+        if not future.set_running_or_notify_cancel():
+            return
+        try:
+            future.set_result(self._run(texts))
+        except BaseException as err:  # delivered to whoever waits on the future
+            future.set_exception(err)
 
 
 class OnnxEmbedder:
@@ -169,13 +256,17 @@ class OnnxEmbedder:
         # A graph that already pools has a 2-D output: nothing left to pool.
         self._pooling: PoolingFn | None = (
             None if len(output.shape) == 2 else POOLINGS[files.pooling])
-        self.dimension = 0
-        self.dimension = int(self.embed(["dimension probe"]).shape[1])
         self._cache: OrderedDict[str, Vector] = OrderedDict()
         self._cache_size = cache_size
         self._cache_lock = threading.Lock()
-        # One worker: ORT already uses every core inside a run.
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="zl-embed")
+        # Through the attribute, so that a test's stand-in for `embed` is what runs.
+        self._worker = ModelWorker(lambda texts: self.embed(texts), "zl-embed")
+        self.dimension = 0
+        try:
+            self.dimension = int(self.embed(["dimension probe"]).shape[1])
+        except BaseException:
+            self._worker.close()
+            raise
 
     @property
     def model_id(self) -> str:
@@ -202,6 +293,7 @@ class OnnxEmbedder:
         for start in range(0, len(order), self.batch_size):
             if self._closed.is_set():
                 raise CancelledError("the model was closed")
+            self._worker.yield_to_urgent()
             idx = order[start : start + self.batch_size]
             vectors = self._run([encodings[i].ids for i in idx])
             if out is None:
@@ -226,13 +318,12 @@ class OnnxEmbedder:
                 self._cache.popitem(last=False)
         return vector
 
-    def submit(self, texts: Sequence[str]) -> Future[Matrix]:
-        # Through the attribute, so that a test's stand-in for `embed` is what runs.
-        return self._executor.submit(lambda: self.embed(texts))
+    def submit(self, texts: Sequence[str], urgent: bool = False) -> Future[Matrix]:
+        return self._worker.submit(texts, urgent)
 
     def close(self) -> None:
         self._closed.set()
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._worker.close()
 
     def _run(self, batch_ids: list[list[int]]) -> Matrix:
         width = max(len(ids) for ids in batch_ids)
@@ -295,7 +386,7 @@ class HashingEmbedder:
         vector: Vector = self.embed([text])[0]
         return vector
 
-    def submit(self, texts: Sequence[str]) -> Future[Matrix]:
+    def submit(self, texts: Sequence[str], urgent: bool = False) -> Future[Matrix]:
         """Embeds at once (hashing is cheap): the returned future is already done."""
         future: Future[Matrix] = Future()
         try:

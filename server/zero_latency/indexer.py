@@ -67,13 +67,17 @@ WRITE_GROUP_FILES = 64
 #: first files become searchable.
 KEYWORD_GROUP = 64
 ProgressFn = Callable[[int, int, str], None]
-#: Chunks the backfill embeds at a time. An opened file waits for the group being embedded
-#: and the one queued behind it (~0.3 s at 60 chunks/s): 32 made that 13 s on a loaded
-#: machine (benchmarks/first_run.py). The model runs one text at a time on CPU anyway
-#: (config.batchSize), so small groups cost only a store read and write each.
+#: Chunks the backfill embeds at a time: what a kill loses at most, and the grain of its
+#: progress. An opened file or an edit does not wait for the group (its embedding is urgent:
+#: the model runs it at the group's next text). The model runs one text at a time on CPU
+#: anyway (config.batchSize), so small groups cost only a store read and write each.
 BACKFILL_GROUP = 8
 #: Files whose pending chunks one store read of the backfill asks for (in priority order).
 BACKFILL_WINDOW = 256
+#: Chunks of opened files embedded at a time, ahead of the backfill's own groups.
+OPENED_GROUP = 32
+#: How often the backfill, while a group embeds, looks for edits and opened files to serve.
+ATTEND_EVERY_S = 0.02
 #: Recently opened files remembered for the backfill's priority.
 RECENT_FILES = 256
 #: How long a count of stored / embedded chunks is reused (status is asked ~2/s).
@@ -172,6 +176,8 @@ class WorkspaceIndex:
         self._cancel: CancelToken | None = None  # of the run in progress
         # Files the editor opened or showed, newest last: embedded first by the backfill.
         self._recent: dict[str, None] = {}
+        # Opened since the backfill last looked: it embeds them at once, even mid-group.
+        self._just_opened: list[str] = []
         self._counts: tuple[float, StoreCounts] | None = None
 
     def read_manifest(self) -> dict[str, FileState]:
@@ -263,6 +269,7 @@ class WorkspaceIndex:
             self._recent[rel] = None
             while len(self._recent) > RECENT_FILES:
                 del self._recent[next(iter(self._recent))]
+            self._just_opened.append(rel)
 
     def counts(self) -> StoreCounts:
         """Chunks stored and how many have their dense vector (briefly cached)."""
@@ -459,7 +466,9 @@ class WorkspaceIndex:
             texts = [p.chunks[k].embedding_text(p.title) for p in group
                      for k, v in enumerate(p.vectors) if v is None] if embed else []
             if self.embedder is not None and texts:
-                future = self.embedder.submit(texts)
+                # Only edits and file events embed in a sync (a full run's sync is the
+                # keyword pass): they go before, and interrupt, the backfill's work.
+                future = self.embedder.submit(texts, urgent=True)
             else:
                 future = Future()
                 future.set_result(np.zeros((len(texts), 0), dtype=np.float32))
@@ -486,7 +495,7 @@ class WorkspaceIndex:
             texts = [p.chunks[k].embedding_text(p.title)
                      for k, v in enumerate(p.vectors) if v is None]
             try:
-                matrix = self.embedder.submit(texts).result() \
+                matrix = self.embedder.submit(texts, urgent=True).result() \
                     if texts else np.zeros((0, 0), dtype=np.float32)
             except Exception as err:  # reported; the other files go on
                 report.indexedFiles -= 1
@@ -506,15 +515,19 @@ class WorkspaceIndex:
         finally:
             self._cancel = outer
 
-    def _embedded(self, future: Future[Matrix]) -> Matrix:
+    def _embedded(self, future: Future[Matrix],
+                  attend: Callable[[], None] | None = None) -> Matrix:
         """A group's vectors; a cancelled run stops waiting for them (the group is not
-        written, so the next run embeds it: nothing half-done is recorded)."""
+        written, so the next run embeds it: nothing half-done is recorded). `attend` runs
+        while waiting (the backfill serves edits and opened files there)."""
         while True:
             try:
-                return future.result(timeout=0.1)
+                return future.result(timeout=ATTEND_EVERY_S if attend else 0.1)
             except TimeoutError:
                 if self._cancel is not None:
                     self._cancel.check()
+                if attend is not None:
+                    attend()
 
     def _write(self, group: list[_Prepared], matrix: Matrix, report: IndexReport,
                embed: bool) -> None:
@@ -575,8 +588,9 @@ class WorkspaceIndex:
         Resumable by construction: what lacks a vector is read from the store each group
         (Qdrant's `has_vector`), and a group's vectors are written in one update, so after a
         restart or a kill nothing that has a vector is embedded again. The group being
-        embedded overlaps with reading the next one; edits (`between_groups`) run between
-        groups, so they never wait for the backfill."""
+        embedded overlaps with reading the next one. Edits (`between_groups`) and files the
+        editor opens are served while a group embeds, not after it: their embedding is
+        urgent work, which the model runs before the rest of the group (`ModelWorker`)."""
         if self.embedder is None:
             return 0
         started = time.perf_counter()
@@ -587,6 +601,15 @@ class WorkspaceIndex:
             order = self._backfill_order()
             cursor = 0
             in_flight: tuple[list[PendingChunk], Future[Matrix]] | None = None
+            submitted: tuple[list[PendingChunk], Future[Matrix]] | None = None
+
+            def attend() -> None:
+                nonlocal done
+                if between_groups is not None:
+                    between_groups()
+                busy = {c.id for queued in (in_flight, submitted) if queued for c in queued[0]}
+                done += self._embed_opened(busy | failed, failed, report)
+
             while True:
                 if self._cancel is not None:
                     self._cancel.check()
@@ -599,13 +622,13 @@ class WorkspaceIndex:
                     future = self.embedder.submit([c.text for c in group])
                     submitted = (group, future)
                 if in_flight is not None:
-                    done += self._finish_group(*in_flight, failed, report)
+                    done += self._finish_group(*in_flight, failed, report, attend)
                     total = max(total, done)
                     self._counts = None
                     if progress is not None:
                         progress(done, total, time.perf_counter() - started)
                     if chunks_per_second:
-                        self._hold_rate(started, done, chunks_per_second, between_groups)
+                        self._hold_rate(started, done, chunks_per_second, attend)
                 if submitted is None and in_flight is None:
                     return done
                 in_flight = submitted
@@ -636,11 +659,32 @@ class WorkspaceIndex:
         found = [c for c in self.store.pending(None, want) if c.id not in skip]
         return found[:BACKFILL_GROUP], cursor
 
+    def _embed_opened(self, skip: set[str], failed: set[str],
+                      report: IndexReport | None) -> int:
+        """Embed now the pending chunks of the files opened since the last look (not those in
+        `skip`: already queued), as urgent work: the user is looking at them."""
+        with self._edits_lock:
+            opened, self._just_opened = self._just_opened, []
+        done = 0
+        tried = set(skip)  # a chunk gone meanwhile stays pending in no file: asked once
+        while opened:
+            group = [c for c in self.store.pending(opened, OPENED_GROUP + len(tried))
+                     if c.id not in tried][:OPENED_GROUP]
+            if not group:
+                break
+            tried.update(c.id for c in group)
+            assert self.embedder is not None  # the backfill runs only with a model
+            future = self.embedder.submit([c.text for c in group], urgent=True)
+            done += self._finish_group(group, future, failed, report, urgent=True)
+        return done
+
     def _finish_group(self, group: list[PendingChunk], future: Future[Matrix],
-                      failed: set[str], report: IndexReport | None) -> int:
-        """Write a group's vectors once embedded; a group the model rejects, chunk by chunk."""
+                      failed: set[str], report: IndexReport | None,
+                      attend: Callable[[], None] | None = None, urgent: bool = False) -> int:
+        """Write a group's vectors once embedded (running `attend` while waiting); a group the
+        model rejects, chunk by chunk."""
         try:
-            return self._add_vectors(group, self._embedded(future))
+            return self._add_vectors(group, self._embedded(future, attend))
         except CancelledError:
             raise
         except Exception as err:  # any chunk's text can break a batch
@@ -651,7 +695,7 @@ class WorkspaceIndex:
         refused: dict[str, str] = {}  # path -> why
         for chunk in group:
             try:
-                matrix = self.embedder.submit([chunk.text]).result()
+                matrix = self.embedder.submit([chunk.text], urgent).result()
             except Exception as err:  # reported; the other chunks go on
                 failed.add(chunk.id)
                 refused.setdefault(chunk.path, f"cannot embed this file's text: {err!r}")
@@ -687,14 +731,14 @@ class WorkspaceIndex:
         return len(vectors)
 
     def _hold_rate(self, started: float, done: int, chunks_per_second: int,
-                   between_groups: Callable[[], None] | None) -> None:
-        """Stay under `chunks_per_second`, still taking edits and cancels while waiting."""
+                   attend: Callable[[], None]) -> None:
+        """Stay under `chunks_per_second`, still taking edits, opened files and cancels while
+        waiting."""
         while time.perf_counter() - started < done / chunks_per_second:
             if self._cancel is not None:
                 self._cancel.check()
-            if between_groups is not None:
-                between_groups()
-            time.sleep(0.05)
+            attend()
+            time.sleep(ATTEND_EVERY_S)
 
 
 #: The backfill's progress: (chunks embedded, chunks to embed, seconds since it began).
