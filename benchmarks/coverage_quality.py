@@ -109,7 +109,8 @@ def main() -> int:
                         help="first N labelled queries (0: all)")
     parser.add_argument("--distractors", type=int, default=700,
                         help="documents besides the relevant ones (0: the whole corpus)")
-    parser.add_argument("--coverages", type=float, nargs="+", default=[0.0, 0.5, 1.0],
+    parser.add_argument("--coverages", type=float, nargs="+",
+                        default=[0.0, 0.25, 0.5, 0.75, 1.0],
                         help="shares of chunks embedded to measure at, ascending")
     args = parser.parse_args()
     if not (args.data / "corpus.jsonl").is_file():
@@ -117,7 +118,10 @@ def main() -> int:
         return 2
     corpus, queries, qrels = load(args.data)
     corpus, qrels = subset(corpus, qrels, args.queries, args.distractors)
-    rows: list[tuple[float, int, int, dict[str, Any]]] = []
+    # tune: the even-numbered labelled queries, holdout: the odd ones (as quality.py --subset):
+    # the partial fusion was chosen on the first and is confirmed on the second.
+    halves = {"tune": dict(list(qrels.items())[0::2]), "holdout": dict(list(qrels.items())[1::2])}
+    rows: list[tuple[float, int, int, dict[str, Any], dict[str, dict[str, Any]]]] = []
     with tempfile.TemporaryDirectory() as tmp:
         workspace = Path(tmp) / "scifact"
         workspace.mkdir()
@@ -135,6 +139,8 @@ def main() -> int:
             print(f"keyword pass: {report.files} docs, {report.chunks} chunks in "
                   f"{time.perf_counter() - started:.0f} s", file=sys.stderr)
             keyword = evaluate(engine, queries, qrels, "keyword")
+            keyword_halves = {name: evaluate(engine, queries, half, "keyword")
+                              for name, half in halves.items()}
             for share in sorted(args.coverages):
                 started = time.perf_counter()
                 backfill_until(index, share)
@@ -142,18 +148,23 @@ def main() -> int:
                 print(f"backfill to {counts.embedded}/{counts.chunks} chunks took "
                       f"{time.perf_counter() - started:.0f} s", file=sys.stderr)
                 rows.append((share, counts.embedded, counts.chunks,
-                             evaluate(engine, queries, qrels, "hybrid")))
+                             evaluate(engine, queries, qrels, "hybrid"),
+                             {name: evaluate(engine, queries, half, "hybrid")
+                              for name, half in halves.items()}))
         finally:
             engine.close()
     print(f"\nSciFact train: {keyword['queries']:.0f} queries over {len(corpus)} documents "
           f"({rows[0][2]} chunks), model {args.model}; the partial share is a random half of "
           "the documents (random backfill order)")
-    print(f"{'dense coverage':<24} {'hybrid nDCG@10':>14} {'R@10':>7} {'p50 ms':>7}")
-    for _share, embedded, chunks, m in rows:
+    print(f"{'dense coverage':<24} {'hybrid nDCG@10':>14} {'R@10':>7} {'p50 ms':>7} "
+          f"{'tune':>7} {'holdout':>7}")
+    for _share, embedded, chunks, m, by_half in rows:
         label = f"{embedded / chunks:.1%} ({embedded}/{chunks})"
-        print(f"{label:<24} {m['ndcg@10']:>14.4f} {m['recall@10']:>7.4f} {m['p50_ms']:>7.1f}")
+        print(f"{label:<24} {m['ndcg@10']:>14.4f} {m['recall@10']:>7.4f} {m['p50_ms']:>7.1f} "
+              f"{by_half['tune']['ndcg@10']:>7.4f} {by_half['holdout']['ndcg@10']:>7.4f}")
     print(f"{'keyword only':<24} {keyword['ndcg@10']:>14.4f} {keyword['recall@10']:>7.4f} "
-          f"{keyword['p50_ms']:>7.1f}")
+          f"{keyword['p50_ms']:>7.1f} {keyword_halves['tune']['ndcg@10']:>7.4f} "
+          f"{keyword_halves['holdout']['ndcg@10']:>7.4f}")
     return 0
 
 
