@@ -19,8 +19,9 @@ It runs through the real engine and the real two passes:
     python benchmarks/coverage_quality.py                       # 300 queries, ~1,000 docs
     python benchmarks/coverage_quality.py --queries 100 --distractors 200   # quicker
 
-Measured 2026-11-25 (bundled int8 MiniLM, defaults: 300 queries, 927 documents, 1,655 chunks;
-10 min on the shared 2-core machine at load ~5, the backfill at ~4.7 chunks/s):
+Before search fused partial coverage itself (the store's DBSF at every coverage), measured
+2026-11-25 (bundled int8 MiniLM, defaults then 0/50/100 %: 300 queries, 927 documents, 1,655
+chunks; 10 min on the shared 2-core machine at load ~5, the backfill at ~4.7 chunks/s):
 
     dense coverage           hybrid nDCG@10    R@10
     0.0% (0/1655)                    0.8090  0.8878   (= keyword: no dense candidates)
@@ -30,6 +31,26 @@ Measured 2026-11-25 (bundled int8 MiniLM, defaults: 300 queries, 927 documents, 
 
 A random half embedded is worse than none: the fusion lifts embedded documents by their dense
 rank, which the relevant documents still waiting for their vector cannot get.
+
+With search.fuse_partial (while chunks are pending: DBSF in Python, an un-embedded chunk's
+dense share imputed from the embedded BM25 candidates of the query; nothing pending: the
+store's fusion, unchanged). tune / holdout: the even / odd labelled queries; the method was
+chosen on tune. p50 ms was taken while tests ran beside it (load ~4): compare within a row
+only roughly (keyword-only 54 ms on the same machine):
+
+    dense coverage           hybrid nDCG@10    R@10  p50 ms    tune holdout
+    0.0% (0/1655)                    0.8090  0.8878   136.4  0.8183  0.7997
+    25.1% (416/1655)                 0.8071  0.8820   119.5  0.8113  0.8030
+    50.0% (828/1655)                 0.8210  0.8893    94.6  0.8286  0.8135
+    75.0% (1241/1655)                0.8344  0.8993    90.0  0.8394  0.8295
+    100.0% (1655/1655)               0.8437  0.9127    62.3  0.8522  0.8353
+    keyword only                     0.8090  0.8878    53.7  0.8183  0.7997
+
+Alternatives, scored offline on the same candidate lists (25/50/75 %, tune): the chunk's own
+BM25 share as its dense share 0.823/0.822/0.829 (holdout 0.803/0.804/0.821); that share
+clipped to [0, 1] 0.788/0.774/0.782; half of it 0.810/0.808/0.829; the mean dense share of
+the 10 embedded candidates nearest in BM25 rank 0.809/0.806/0.823; the line (chosen)
+0.826/0.826/0.837 (holdout 0.803/0.814/0.829).
 """
 
 from __future__ import annotations
