@@ -173,3 +173,17 @@ def test_clear_flush_and_reopen(opener: Opener) -> None:
         assert again.counts().chunks == 1
     finally:
         again.close()
+
+
+def test_candidate_lists_without_payload_then_payloads_by_id(store: Store) -> None:
+    """What hybrid fuses itself during the backfill: ids and scores only, then the payloads
+    of the hits it keeps (an id not stored is left out)."""
+    store.upsert(SAMPLE)
+    dense = store.query(unit(1, 0, 0, 0), None, "semantic", 3, PathFilter(), payload=False)
+    assert dense[0].id == ALPHA.id and dense[0].payload == {}
+    keyword = store.query(None, SparseVec([4], [1.0]), "keyword", 3, PathFilter(),
+                          payload=False)
+    assert ids(keyword) == [GAMMA.id] and keyword[0].score > 0 and keyword[0].payload == {}
+    found = store.payloads([GAMMA.id, BETA.id, "00000000-0000-0000-0000-000000000000"])
+    assert set(found) == {GAMMA.id, BETA.id}
+    assert found[GAMMA.id]["text"] == "gamma" and found[BETA.id]["path"] == "b.md"

@@ -29,6 +29,7 @@ from .base import (
     StoreCounts,
     StoredHit,
     Vector,
+    candidate_depth,
     file_marker_id,
     plan_query,
     point_id,
@@ -39,8 +40,8 @@ __all__ = [
     "DENSE", "HYBRID_FUSION", "MARKER_HASH", "SPARSE", "ChunkPayload", "ChunkPoint",
     "EdgeStore", "FileState", "Fusion", "Mode", "PathFilter", "PendingChunk", "QueryPlan",
     "SparseVec", "Store", "StoreCounts", "StoreIdentity", "StoredHit", "Vector",
-    "discard_store", "edge_path", "file_marker_id", "index_exists", "open_store", "plan_query",
-    "point_id", "store_dir",
+    "candidate_depth", "discard_store", "edge_path", "file_marker_id", "index_exists",
+    "open_store", "plan_query", "point_id", "store_dir",
 ]
 
 

@@ -174,27 +174,36 @@ class QueryPlan:
     using: str | None  # DENSE or SPARSE for a single list; None when fused
     fusion: Fusion
     depth: int
+    payload: bool = True  # False: ids and scores only (a candidate list fused by the caller)
 
     @property
     def fused(self) -> bool:
         return self.using is None
 
 
+def candidate_depth(limit: int) -> int:
+    """How deep each of hybrid's two candidate lists goes for `limit` fused hits (the store's
+    prefetches, and the lists search fuses itself while the backfill runs)."""
+    return max(limit * 5, 50)
+
+
 def plan_query(dense: Vector | None, sparse: SparseVec | None, mode: Mode, limit: int,
-               where: PathFilter, fusion: Fusion = HYBRID_FUSION) -> QueryPlan | None:
+               where: PathFilter, fusion: Fusion = HYBRID_FUSION,
+               payload: bool = True) -> QueryPlan | None:
     """What to ask the store for `mode`; None when there is nothing to search with (a
-    keyword query whose words are all unknown to BM25, say)."""
+    keyword query whose words are all unknown to BM25, say). `payload=False`: the hits come
+    back with ids and scores only (cheaper: search reads the payloads of the few it keeps)."""
     sparse_q = sparse if sparse is not None and sparse.indices else None
     dense_q = dense.tolist() if dense is not None else None
     conditions = where.conditions()
-    depth = max(limit * 5, 50)
+    depth = candidate_depth(limit)
     if mode == "hybrid" and dense_q is not None and sparse_q is not None:
-        return QueryPlan(limit, conditions, dense_q, sparse_q, None, fusion, depth)
+        return QueryPlan(limit, conditions, dense_q, sparse_q, None, fusion, depth, payload)
     if mode != "keyword" and dense_q is not None:
-        return QueryPlan(limit, conditions, dense_q, None, DENSE, fusion, depth)
+        return QueryPlan(limit, conditions, dense_q, None, DENSE, fusion, depth, payload)
     if sparse_q is None:
         return None
-    return QueryPlan(limit, conditions, None, sparse_q, SPARSE, fusion, depth)
+    return QueryPlan(limit, conditions, None, sparse_q, SPARSE, fusion, depth, payload)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -230,7 +239,12 @@ class Store(Protocol):
     def vectors(self, ids: Sequence[str]) -> dict[str, Vector]: ...
     def vectors_by_hash(self, hashes: Sequence[str]) -> dict[str, Vector]: ...
     def query(self, dense: Vector | None, sparse: SparseVec | None, mode: Mode, limit: int,
-              where: PathFilter, fusion: Fusion = HYBRID_FUSION) -> list[StoredHit]: ...
+              where: PathFilter, fusion: Fusion = HYBRID_FUSION,
+              payload: bool = True) -> list[StoredHit]:
+        """`plan_query`'s search; `payload=False`: hits with an empty payload (ids and scores
+        only), for a candidate list the caller fuses itself."""
+    def payloads(self, ids: Sequence[str]) -> dict[str, ChunkPayload]:
+        """The payloads of these stored chunks (ids not stored are left out)."""
     def pending(self, paths: Sequence[str] | None, limit: int) -> list[PendingChunk]:
         """Chunks that still lack their dense vector (of `paths` only, unless None)."""
     def add_dense(self, vectors: dict[str, Vector]) -> None:

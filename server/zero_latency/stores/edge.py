@@ -38,6 +38,7 @@ from .base import (
     MARKER_HASH,
     SCHEMA_VERSION,
     SPARSE,
+    ChunkPayload,
     ChunkPoint,
     Conditions,
     FileState,
@@ -365,9 +366,16 @@ class EdgeStore:
             with_payload=qe.PayloadSelector.Include(["chunk_hash"]), with_vector=[DENSE]))
         return vectors_by_chunk_hash(records)
 
+    def payloads(self, ids: Sequence[str]) -> dict[str, ChunkPayload]:
+        if not ids:
+            return {}
+        records = self._shard.retrieve(list(ids), with_payload=True, with_vector=False)
+        return {str(r.id): as_payload(r.payload) for r in records}
+
     def query(self, dense: Vector | None, sparse: SparseVec | None, mode: Mode, limit: int,
-              where: PathFilter, fusion: Fusion = HYBRID_FUSION) -> list[StoredHit]:
-        plan = plan_query(dense, sparse, mode, limit, where, fusion)
+              where: PathFilter, fusion: Fusion = HYBRID_FUSION,
+              payload: bool = True) -> list[StoredHit]:
+        plan = plan_query(dense, sparse, mode, limit, where, fusion, payload)
         if plan is None:
             return []
         flt = _filter(plan.conditions)
@@ -383,11 +391,12 @@ class EdgeStore:
                 query=(qe.Fusion.Rrf(k=fusion.k,  # type: ignore[arg-type]
                                      weights=[fusion.dense_weight, fusion.sparse_weight])
                        if fusion.method == "rrf" else qe.Fusion.Dbsf()),
-                filter=flt, with_payload=True)
+                filter=flt, with_payload=plan.payload)
         else:
             request = qe.QueryRequest(limit=limit, query=dense_q if plan.using == DENSE
-                                      else sparse_q, filter=flt, with_payload=True)
-        return [StoredHit(str(p.id), float(p.score), as_payload(p.payload))
+                                      else sparse_q, filter=flt, with_payload=plan.payload)
+        return [StoredHit(str(p.id), float(p.score),
+                          as_payload(p.payload if plan.payload else None))
                 for p in self._shard.query(request)]
 
     def pending(self, paths: Sequence[str] | None, limit: int) -> list[PendingChunk]:

@@ -48,6 +48,7 @@ from .base import (
     MARKER_HASH,
     SCHEMA_VERSION,
     SPARSE,
+    ChunkPayload,
     ChunkPoint,
     Conditions,
     FileState,
@@ -366,9 +367,25 @@ class ServerStore:
             with_payload=["chunk_hash"], with_vectors=[DENSE]))
         return vectors_by_chunk_hash(records)
 
+    def payloads(self, ids: Sequence[str]) -> dict[str, ChunkPayload]:
+        if not ids:
+            return {}
+        by_sid = {self._sid(i): i for i in ids}
+        records = self._call("read chunks", lambda: self.client.retrieve(
+            self.collection, ids=list(by_sid), with_payload=True, with_vectors=False))
+        out: dict[str, ChunkPayload] = {}
+        for r in records:
+            if str(r.id) in by_sid:
+                payload = dict(r.payload or {})
+                for field in INTERNAL_FIELDS:
+                    payload.pop(field, None)
+                out[by_sid[str(r.id)]] = as_payload(payload)
+        return out
+
     def query(self, dense: Vector | None, sparse: SparseVec | None, mode: Mode, limit: int,
-              where: PathFilter, fusion: Fusion = HYBRID_FUSION) -> list[StoredHit]:
-        plan = plan_query(dense, sparse, mode, limit, where, fusion)
+              where: PathFilter, fusion: Fusion = HYBRID_FUSION,
+              payload: bool = True) -> list[StoredHit]:
+        plan = plan_query(dense, sparse, mode, limit, where, fusion, payload)
         if plan is None:
             return []
         flt = self._where(plan.conditions)
@@ -376,6 +393,8 @@ class ServerStore:
                                         values=list(plan.sparse.values))
                     if plan.sparse is not None else None)
         name = self.collection
+        # Without the payload, still the chunk's own id (the point id is derived from it).
+        wanted: bool | list[str] = True if plan.payload else [ID_FIELD]
         if plan.fused:
             fused: models.Query = (
                 models.RrfQuery(rrf=models.Rrf(
@@ -387,19 +406,19 @@ class ServerStore:
                                         filter=flt)]
             response = self._call("search", lambda: self.client.query_points(
                 name, prefetch=prefetch, query=fused, query_filter=flt, limit=limit,
-                with_payload=True))
+                with_payload=wanted))
         else:
             single = plan.dense if plan.using == DENSE else sparse_q
             response = self._call("search", lambda: self.client.query_points(
                 name, query=single, using=plan.using, query_filter=flt, limit=limit,
-                with_payload=True))
+                with_payload=wanted))
         hits = []
         for p in response.points:
-            payload = dict(p.payload or {})
-            pid = str(payload.get(ID_FIELD, p.id))
+            fields = dict(p.payload or {})
+            pid = str(fields.get(ID_FIELD, p.id))
             for field in INTERNAL_FIELDS:
-                payload.pop(field, None)
-            hits.append(StoredHit(pid, float(p.score), as_payload(payload)))
+                fields.pop(field, None)
+            hits.append(StoredHit(pid, float(p.score), as_payload(fields)))
         return hits
 
     def pending(self, paths: Sequence[str] | None, limit: int) -> list[PendingChunk]:
