@@ -68,6 +68,12 @@ class Embedder(Protocol):
         """Tokens in `text` as the model counts them, without truncation (the chunker's
         budget: a truncating count would hide an oversized chunk)."""
 
+    @property
+    def tokenizer_file(self) -> str | None:
+        """A tokenizer.json that, loaded untruncated, counts as `count_tokens` does: other
+        processes (the keyword pass's chunking workers) count with it. None: only this
+        object can count."""
+
     def embed(self, texts: Sequence[str]) -> Matrix:
         """Embed passages (blocking): an [n, dimension] matrix."""
 
@@ -283,6 +289,10 @@ class OnnxEmbedder:
     def count_tokens(self, text: str) -> int:
         return len(self._counter.encode(text, add_special_tokens=False).ids)
 
+    @property
+    def tokenizer_file(self) -> str | None:
+        return str(self.files.tokenizer_path)
+
     def embed(self, texts: Sequence[str]) -> Matrix:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
@@ -372,6 +382,10 @@ class HashingEmbedder:
 
     def count_tokens(self, text: str) -> int:
         return self._count(text)
+
+    @property
+    def tokenizer_file(self) -> str | None:
+        return None  # its counter may be any function: chunk in this process
 
     def embed(self, texts: Sequence[str]) -> Matrix:
         if self._closed.is_set():

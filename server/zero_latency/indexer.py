@@ -19,7 +19,8 @@ import logging
 import stat
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections import deque
+from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from . import chunking
+from .chunk_pool import ChunkPool, ChunkSettings, ReadResult, approx_tokens
 from .chunking import Chunk, chunk_document, document_title, language_for, normalise_newlines
 from .config import Settings
 from .embedder import Embedder, Matrix
@@ -66,6 +68,13 @@ WRITE_GROUP_FILES = 64
 #: Chunks the keyword pass writes at a time: what a kill loses at most, and how soon the
 #: first files become searchable.
 KEYWORD_GROUP = 64
+#: A keyword pass over at least this many files reads and chunks them in worker processes
+#: (chunk_pool.py); fewer are done here (starting the workers costs about a second).
+POOL_MIN_FILES = 256
+#: Files handed to the workers ahead of the one being written (bounds memory and what a
+#: cancel leaves running), in tasks of READ_BATCH files (one message each way per task).
+READ_AHEAD = 64
+READ_BATCH = 8
 ProgressFn = Callable[[int, int, str], None]
 #: Chunks the backfill embeds at a time: what a kill loses at most, and the grain of its
 #: progress. An opened file or an edit does not wait for the group (its embedding is urgent:
@@ -157,7 +166,7 @@ class WorkspaceIndex:
         self.store = store
         self.embedder = embedder
         self.sparse = sparse
-        self.count_tokens = embedder.count_tokens if embedder else _approx_tokens
+        self.count_tokens = embedder.count_tokens if embedder else approx_tokens
         self.max_tokens = min(settings.chunkTokens, embedder.max_tokens if embedder else 10_000)
         # What the store holds per file, read from the payloads on first use (on the index
         # worker's first sync): at 100k chunks that read takes seconds, and search need not
@@ -229,23 +238,22 @@ class WorkspaceIndex:
             to_embed = 0  # texts in `group` that need the model (kept as a running count:
             # rescanning the group per file was quadratic when files add nothing to embed)
             in_flight: tuple[list[_Prepared], Future[Matrix]] | None = None
-            for entry in entries:
-                if cancel:
-                    cancel.check()
-                prepared = self._prepare_or_report(entry, force, report)
-                done += 1
-                if progress and (done % 10 == 0 or done == total):
-                    progress(done, total, entry.rel)
-                if prepared is None:
-                    continue
-                group.append(prepared)
-                to_embed += sum(v is None for v in prepared.vectors)
-                if (to_embed >= (EMBED_GROUP if embed else KEYWORD_GROUP)
-                        or len(group) >= WRITE_GROUP_FILES):
-                    in_flight = self._rotate(in_flight, group, report, embed)
-                    group, to_embed = [], 0
-                    if between_groups:
-                        between_groups()
+            files = self._prepare_all(entries, force, report, cancel, parallel=not embed)
+            with contextlib.closing(files):  # its workers stop however this ends
+                for entry, prepared in files:
+                    done += 1
+                    if progress and (done % 10 == 0 or done == total):
+                        progress(done, total, entry.rel)
+                    if prepared is None:
+                        continue
+                    group.append(prepared)
+                    to_embed += sum(v is None for v in prepared.vectors)
+                    if (to_embed >= (EMBED_GROUP if embed else KEYWORD_GROUP)
+                            or len(group) >= WRITE_GROUP_FILES):
+                        in_flight = self._rotate(in_flight, group, report, embed)
+                        group, to_embed = [], 0
+                        if between_groups:
+                            between_groups()
             in_flight = self._rotate(in_flight, group, report, embed)
             self._rotate(in_flight, [], report, embed)
             if gone:  # last, so that a moved file could reuse their vectors by content hash
@@ -261,6 +269,78 @@ class WorkspaceIndex:
                                 if e.rel in self.files)
         report.elapsedMs = round((time.perf_counter() - started) * 1000, 1)
         return report
+
+    def _prepare_all(self, entries: list[FileEntry], force: bool, report: IndexReport,
+                     cancel: CancelToken | None,
+                     parallel: bool) -> Generator[tuple[FileEntry, _Prepared | None]]:
+        """Each entry with what `_prepare_or_report` makes of it, in the walk's order. With
+        `parallel` (the keyword pass) and enough files, worker processes read and chunk the
+        files ahead of the one being prepared; the rest of the work stays here."""
+        pool = self._chunk_pool() if parallel and len(entries) >= POOL_MIN_FILES else None
+        ahead: deque[tuple[FileEntry, Future[ReadResult | None] | None]] = deque()
+        unsent: list[tuple[Path, str]] = []  # the task being filled, and its files' futures
+        unsent_results: list[Future[ReadResult | None]] = []
+
+        def send(needed: Future[ReadResult | None] | None = None) -> None:
+            """Send the task being filled (only if it holds `needed`, when given)."""
+            if needed is not None and not any(f is needed for f in unsent_results):
+                return
+            if unsent and pool is not None:
+                pool.submit(unsent.copy(), unsent_results.copy())
+                unsent.clear()
+                unsent_results.clear()
+
+        try:
+            for entry in entries:
+                reading: Future[ReadResult | None] | None = None
+                if pool is None:
+                    if cancel:
+                        cancel.check()
+                    yield entry, self._prepare_or_report(entry, force, report)
+                    continue
+                if self._reads_from_disk(entry, force):
+                    reading = Future()
+                    unsent.append((entry.path, language_for(entry.rel) or "plaintext"))
+                    unsent_results.append(reading)
+                    if len(unsent) >= READ_BATCH:
+                        send()
+                ahead.append((entry, reading))
+                if len(ahead) >= READ_AHEAD:
+                    yield self._prepare_next(ahead, force, report, cancel, send)
+            while ahead:
+                yield self._prepare_next(ahead, force, report, cancel, send)
+        finally:
+            if pool is not None:
+                pool.close()
+
+    def _prepare_next(self, ahead: deque[tuple[FileEntry, Future[ReadResult | None] | None]],
+                      force: bool, report: IndexReport, cancel: CancelToken | None,
+                      send: Callable[[Future[ReadResult | None]], None]
+                      ) -> tuple[FileEntry, _Prepared | None]:
+        """The oldest file read ahead, prepared (its task sent first, if it is still being
+        filled)."""
+        if cancel:
+            cancel.check()
+        entry, reading = ahead.popleft()
+        if reading is not None:
+            send(reading)
+        return entry, self._prepare_or_report(entry, force, report, reading)
+
+    def _chunk_pool(self) -> ChunkPool | None:
+        """Workers that chunk as this index does (None: the model's counter cannot be
+        loaded elsewhere, as a test double's)."""
+        tokenizer = self.embedder.tokenizer_file if self.embedder is not None else None
+        if self.embedder is not None and tokenizer is None:
+            return None
+        return ChunkPool(ChunkSettings(tokenizer, self.max_tokens, self.settings.chunkOverlap,
+                                       self.settings.maxFileBytes))
+
+    def _reads_from_disk(self, entry: FileEntry, force: bool) -> bool:
+        """`_prepare` will read `entry` from disk (no editor buffer stands for it, and the
+        store does not hold it as it is)."""
+        with self._edits_lock:
+            buffered = entry.rel in self.overlays
+        return not buffered and (force or not self._unchanged_on_disk(entry))
 
     def note_opened(self, rel: str) -> None:
         """The editor opened or showed `rel`: the backfill embeds its chunks next."""
@@ -352,8 +432,9 @@ class WorkspaceIndex:
 
     # --- per file ----------------------------------------------------------------------------
 
-    def _prepare_or_report(self, entry: FileEntry, force: bool,
-                           report: IndexReport) -> _Prepared | None:
+    def _prepare_or_report(self, entry: FileEntry, force: bool, report: IndexReport,
+                           reading: Future[ReadResult | None] | None = None
+                           ) -> _Prepared | None:
         """One file that cannot be handled (an odd name, a parser that gives up) is reported
         and skipped: it never costs the rest of the workspace its index. Store failures and
         cancellation are not about the file and go up."""
@@ -365,7 +446,7 @@ class WorkspaceIndex:
                 "file name is not valid UTF-8: not indexed (rename it to index it)")})
             return None
         try:
-            return self._prepare(entry, force, report)
+            return self._prepare(entry, force, report, reading)
         except (ZeroLatencyError, KeyboardInterrupt):
             raise
         except Exception as err:  # a bug or a limit hit by this one file's content
@@ -376,12 +457,24 @@ class WorkspaceIndex:
                                              f"{str(err)[:200]}): skipped"})
             return None
 
-    def _prepare(self, entry: FileEntry, force: bool, report: IndexReport) -> _Prepared | None:
+    def _unchanged_on_disk(self, entry: FileEntry) -> bool:
+        """The store holds this file as it is on disk (same stat, same chunker): not read."""
+        old = self.files.get(entry.rel)
+        return (old is not None and old.consistent and old.source == "disk"
+                and old.size == entry.size and old.mtime_ns == entry.mtime_ns
+                and old.file_hash.endswith(_chunked_by()))
+
+    def _prepare(self, entry: FileEntry, force: bool, report: IndexReport,
+                 reading: Future[ReadResult | None] | None = None) -> _Prepared | None:
+        """What to write for one file, or None (unchanged, skipped). `reading`: the file as a
+        chunking worker read it, when one did (used unless an editor buffer now stands for
+        it)."""
         rel = entry.rel
         old = self.files.get(rel)
         with self._edits_lock:  # the text and its generation, read together
             overlay = self.overlays.get(rel)
             generation = self.generations.get(rel, 0)
+        chunks: list[Chunk] | None = None  # made by a worker, when one read the file
         if overlay is not None:
             try:
                 doc = _buffer_document(entry.path, overlay, self.settings.maxFileBytes)
@@ -390,13 +483,17 @@ class WorkspaceIndex:
                 return None
             source, size, mtime = "buffer", len(overlay), -1
         else:
-            if (not force and old is not None and old.consistent and old.source == "disk"
-                    and old.size == entry.size and old.mtime_ns == entry.mtime_ns
-                    and old.file_hash.endswith(_chunked_by())):
+            if not force and self._unchanged_on_disk(entry):
                 report.unchangedFiles += 1
                 return None
+            read = _worker_read(reading)
             try:
-                doc = read_document(entry.path, self.settings.maxFileBytes)
+                if read is None:
+                    doc = read_document(entry.path, self.settings.maxFileBytes)
+                elif read.document is None:
+                    raise SkipFile(read.skipped or "not read")
+                else:
+                    doc, chunks = read.document, read.chunks
             except SkipFile as skip:
                 self._skip(entry, str(skip), report)
                 return None
@@ -414,8 +511,9 @@ class WorkspaceIndex:
             report.unchangedFiles += 1
             return None
         language = language_for(rel) or "plaintext"
-        chunks = chunk_document(doc.text, language, self.count_tokens, self.max_tokens,
-                                self.settings.chunkOverlap)
+        if chunks is None:
+            chunks = chunk_document(doc.text, language, self.count_tokens, self.max_tokens,
+                                    self.settings.chunkOverlap)
         title = document_title(rel, chunks)
         hashes = [c.content_hash(title) for c in chunks]
         seen: dict[str, int] = {}
@@ -764,13 +862,19 @@ def _buffer_document(path: Path, text: str, max_bytes: int) -> Document:
     return Document(normalise_newlines(text), hash_bytes(data))
 
 
+def _worker_read(reading: Future[ReadResult | None] | None) -> ReadResult | None:
+    """A chunking worker's result; None when there is none, or it failed, or its process died
+    (the file is then read here, and a failure of its own comes up as it would in process)."""
+    if reading is None:
+        return None
+    try:
+        return reading.result()
+    except Exception:  # the pool's failure (said once, by ChunkPool), not the file's
+        return None
+
+
 def _under(rel: str, scope: str) -> bool:
     return scope == "" or rel == scope or rel.startswith(scope + "/")
-
-
-def _approx_tokens(text: str) -> int:
-    """Without a model, budget chunks by words (about 1.3 tokens each)."""
-    return int(len(text.split()) * 1.3) + 1
 
 
 def _chunked_by() -> str:

@@ -1,0 +1,171 @@
+"""The keyword pass of a big workspace reads and chunks files in worker processes
+(chunk_pool.py): what it stores is exactly what chunking in process stores, files it cannot
+index are reported the same way, a worker that dies costs no file, a cancel stops the workers,
+and a server killed with -9 leaves no worker behind. Real files, the real model's tokenizer,
+the real store and real processes; the faults are real too (SIGKILL), never mocked."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from zero_latency import indexer
+from zero_latency.chunk_pool import ChunkPool
+from zero_latency.config import Settings
+from zero_latency.engine import Engine
+from zero_latency.errors import CancelledError
+from zero_latency.indexer import CancelToken, IndexReport
+
+from .conftest import need_corpus
+from .rpc import RawServer, init_params
+
+T = TypeVar("T")
+NO_DAEMON = [sys.executable, "-m", "zero_latency", "serve", "--no-daemon"]
+PAGES = 400  # above indexer.POOL_MIN_FILES: the pool is used
+
+
+def wait_for(check: Callable[[], T | None], seconds: float, what: str) -> T:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"timed out after {seconds:.0f} s waiting for {what}")
+
+
+@pytest.fixture
+def big(tmp_path: Path) -> Path:
+    """PAGES real tldr pages, plus files the indexer skips or warns about."""
+    src = need_corpus("tldr-pages") / "common"
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    for page in sorted(src.glob("*.md"))[:PAGES]:
+        shutil.copy(page, ws / page.name)
+    (ws / "binary.md").write_bytes(b"# title\n\x00\x01\x02 binary")
+    (ws / "huge.md").write_text("# big\n\n" + "word " * 5000)
+    (ws / "latin1.md").write_bytes("# caf\xe9\n\nna\xefve text".encode("latin-1"))
+    return ws
+
+
+def keyword_pass(ws: Path, store: Path, in_process: bool, monkeypatch: pytest.MonkeyPatch,
+                 progress: indexer.ProgressFn | None = None,
+                 cancel: CancelToken | None = None) -> tuple[IndexReport, dict[str, Any], int]:
+    """One keyword pass: its report, every stored payload by point id, and how many tasks
+    went to the workers (ChunkPool.submit, wrapped to count: it still runs)."""
+    monkeypatch.setattr(indexer, "POOL_MIN_FILES", 10**9 if in_process else 256)
+    tasks = 0
+    real_submit = ChunkPool.submit
+
+    def counted(pool: ChunkPool, *args: Any) -> None:
+        nonlocal tasks
+        tasks += 1
+        real_submit(pool, *args)
+
+    monkeypatch.setattr(ChunkPool, "submit", counted)
+    engine = Engine(Settings(model="bundled", storePath=str(store), maxFileBytes=20_000))
+    try:
+        index = engine.open_workspace(ws)
+        report = index.sync(embed=False, progress=progress, cancel=cancel)
+        ids = sorted(i for state in index.store.manifest().values() for i in state.chunk_ids)
+        stored = {pid: json.dumps(payload, sort_keys=True)
+                  for pid, payload in index.store.payloads(ids).items()}
+        return report, stored, tasks
+    finally:
+        engine.close()
+
+
+def test_workers_store_exactly_what_chunking_in_process_stores(
+        big: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    here, here_stored, here_tasks = keyword_pass(big, tmp_path / "a", True, monkeypatch)
+    pooled, pooled_stored, pooled_tasks = keyword_pass(big, tmp_path / "b", False, monkeypatch)
+    assert here_tasks == 0 and pooled_tasks >= PAGES // indexer.READ_BATCH
+    assert len(pooled_stored) >= PAGES and pooled_stored == here_stored
+    assert pooled.indexedFiles == here.indexedFiles == PAGES + 1  # latin1.md, with a warning
+    assert pooled.skippedFiles == here.skippedFiles == 2
+    assert sorted(map(str, pooled.errors)) == sorted(map(str, here.errors))
+    reasons = " ".join(e["message"] for e in pooled.errors)
+    assert "binary" in reasons and "maxFileBytes" in reasons and "UTF-8" in reasons, reasons
+
+
+def test_a_worker_killed_mid_pass_costs_no_file(
+        big: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import multiprocessing
+
+    killed: list[int] = []
+
+    def kill_workers(done: int, total: int, rel: str) -> None:
+        if not killed and done >= 100:
+            for child in multiprocessing.active_children():
+                os.kill(child.pid or 0, signal.SIGKILL)
+                killed.append(child.pid or 0)
+
+    report, stored, _ = keyword_pass(big, tmp_path / "a", False, monkeypatch, kill_workers)
+    assert killed, "the workers were running"
+    _, expected, _ = keyword_pass(big, tmp_path / "b", True, monkeypatch)
+    assert stored == expected
+    assert report.indexedFiles == PAGES + 1 and report.skippedFiles == 2
+
+
+def test_a_cancelled_pass_stops_its_workers(
+        big: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import multiprocessing
+
+    cancel = CancelToken()
+    seen: list[int] = []
+
+    def cancel_at_100(done: int, total: int, rel: str) -> None:
+        if done >= 100:
+            seen.extend(c.pid or 0 for c in multiprocessing.active_children())
+            cancel.cancel()
+
+    with pytest.raises(CancelledError):
+        keyword_pass(big, tmp_path / "a", False, monkeypatch, cancel_at_100, cancel)
+    assert seen, "the workers were running"
+    assert not multiprocessing.active_children(), "the pool was shut down"
+
+
+def _children(pid: int) -> set[int]:
+    found: set[int] = set()
+    with contextlib.suppress(OSError):
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as file:
+                found.update(int(c) for c in file.read().split())
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as file:
+            return file.read().split(") ", 1)[1][0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads /proc")
+def test_a_server_killed_mid_pass_leaves_no_worker_and_stdout_clean(tmp_path: Path) -> None:
+    corpus = need_corpus("tldr-pages")
+    server = RawServer(NO_DAEMON)
+    try:
+        assert "result" in server.request("initialize", init_params(
+            corpus, tmp_path / "store", backfillPaused=True), timeout=120)
+        server.notify("initialized", {})
+        workers = wait_for(lambda: _children(server.proc.pid), 300, "the chunking workers")
+        assert not server.stdout_garbage, server.stdout_garbage[:3]
+        server.proc.send_signal(signal.SIGKILL)
+        server.proc.wait(timeout=60)
+        wait_for(lambda: not any(_alive(pid) for pid in workers), 120,
+                 f"workers {sorted(workers)} to exit after their server was killed")
+    finally:
+        if server.proc.poll() is None:
+            server.proc.kill()
