@@ -287,3 +287,34 @@ def test_query_terms_in_colour_on_a_terminal_only(handbook: tuple[Path, list[str
     assert "\x1b[" not in plain and "rotate" in plain
     piped = run(*query, cwd=ws)
     assert "\x1b[" not in piped.stdout and "rotate" in piped.stdout
+
+
+def test_the_index_bar_gives_one_rate_and_estimate_per_pass(tmp_path: Path,
+                                                            workspace: Path) -> None:
+    """On a terminal, the embedding pass's bar shows the engine's rate and time left, counted
+    from that pass's start: not tqdm's own second estimate, timed from the reading pass."""
+    import fcntl
+    import struct
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 160, 0, 0))
+    proc = subprocess.Popen([*ZL, "index", str(workspace), "--no-daemon", "--model", "bundled",
+                             "--store-path", str(tmp_path / "store")],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=slave)
+    os.close(slave)
+    try:
+        shown = _read_all(master).decode(errors="replace")
+        assert proc.wait(timeout=600) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(master)
+    frames = [f.strip() for f in re.split(r"[\r\n]", shown) if f.strip()]
+    embedding = [f for f in frames if f.startswith("embedding")]
+    assert embedding, frames[-5:]
+    for frame in embedding:
+        assert re.fullmatch(r"embedding:\s+\d+%\|.*\| \d+/\d+ \[\d\d:\d\d"
+                            r"(, \d+/s( · ~\d+ (s|min) left)?)?\]", frame), frame
+    assert any(", " in f and "/s" in f for f in embedding), embedding[-3:]
+    assert any(f.startswith("reading") for f in frames), frames[:5]

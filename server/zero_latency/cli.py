@@ -349,7 +349,11 @@ def cmd_index(args: argparse.Namespace) -> int:
             unit = "chunk" if message.startswith("chunks embedded") else "file"
             if bar.unit != unit:
                 bar.unit = unit
-                bar.set_description("embedding" if unit == "chunk" else "reading")
+                bar.set_description("embedding" if unit == "chunk" else "reading",
+                                    refresh=False)
+                if unit == "chunk":  # the engine's rate and time left, not a second guess
+                    bar.bar_format = EMBEDDING_BAR
+                bar.reset(total=total)  # the clock starts again for this pass
             bar.total = total
             bar.n = done
             bar.set_postfix_str(message.partition(" · ")[2] if unit == "chunk" else "",
@@ -406,6 +410,11 @@ def _index_in_daemon(args: argparse.Namespace, root: Path,
         return result
     finally:
         client.close()
+
+
+#: The embedding pass's bar: the engine's own rate and time left (in the postfix), which
+#: count only this pass; tqdm's would be a second, different estimate beside them.
+EMBEDDING_BAR = "{desc}{percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]"
 
 
 def _progress_bar(quiet: bool) -> Any:
