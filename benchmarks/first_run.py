@@ -15,6 +15,18 @@ Per corpus it measures:
     python benchmarks/first_run.py --corpus ../shared/data/corpora/peps --backfill-seconds 60
 
 The machine this runs on may be shared: say so next to the figures.
+
+Measured 2026-12-03 (2 cores, shared, load ≈ 1.5–3; bundled int8 MiniLM):
+
+    tldr-pages: first keyword hit of the last file 11.3 s, every file keyword-searchable
+      11.1 s (26.8 s on 2026-11-26 at load ≈ 4, chunking in one process); opened file
+      embedded 0.14 s; backfill 29.9 vs embedder alone 23.9 chunks/s (the load moved between
+      the two runs: no loss, not a precise ratio); kill -9 at half the backfill of 300 files
+      (413 chunks): 208 embedded before, 205 after, 0 twice.
+    peps (--kill-files 0 --backfill-seconds 30), back to back with the tree before the opened
+      file's embedding became urgent (both chunking in one process, before chunk_pool.py):
+      every file keyword-searchable 19.3 s (21.8 s before); opened file embedded 0.16 s
+      (1.39 s before). benchmarks/keyword_pass.py has the keyword pass with the workers.
 """
 
 from __future__ import annotations
