@@ -89,7 +89,10 @@ def test_workers_store_exactly_what_chunking_in_process_stores(
         big: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     here, here_stored, here_tasks = keyword_pass(big, tmp_path / "a", True, monkeypatch)
     pooled, pooled_stored, pooled_tasks = keyword_pass(big, tmp_path / "b", False, monkeypatch)
-    assert here_tasks == 0 and pooled_tasks >= PAGES // indexer.READ_BATCH
+    # The first READ_AHEAD files to read are read here (a warm run with a few changes
+    # starts no worker); the rest go to the workers.
+    assert here_tasks == 0
+    assert pooled_tasks >= (PAGES - indexer.READ_AHEAD) // indexer.READ_BATCH
     assert len(pooled_stored) >= PAGES and pooled_stored == here_stored
     assert pooled.indexedFiles == here.indexedFiles == PAGES + 1  # latin1.md, with a warning
     assert pooled.skippedFiles == here.skippedFiles == 2
@@ -169,3 +172,22 @@ def test_a_server_killed_mid_pass_leaves_no_worker_and_stdout_clean(tmp_path: Pa
     finally:
         if server.proc.poll() is None:
             server.proc.kill()
+
+
+def test_a_warm_run_with_a_few_changes_starts_no_worker(
+        big: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import multiprocessing
+
+    keyword_pass(big, tmp_path / "store", False, monkeypatch)
+    changed = sorted(big.glob("*.md"))[:3]
+    for page in changed:
+        page.write_text(page.read_text() + "\n\nA line added: zzchangedzz.\n")
+    started: list[int] = []
+
+    def watch(done: int, total: int, rel: str) -> None:
+        started.extend(c.pid or 0 for c in multiprocessing.active_children())
+
+    report, stored, tasks = keyword_pass(big, tmp_path / "store", False, monkeypatch, watch)
+    assert tasks == 0 and not started
+    assert report.indexedFiles == 3 and report.unchangedFiles == PAGES + 1 - 3
+    assert sum("zzchangedzz" in payload for payload in stored.values()) == 3

@@ -280,6 +280,8 @@ class WorkspaceIndex:
         ahead: deque[tuple[FileEntry, Future[ReadResult | None] | None]] = deque()
         unsent: list[tuple[Path, str]] = []  # the task being filled, and its files' futures
         unsent_results: list[Future[ReadResult | None]] = []
+        reads = 0  # files found to need reading: the first READ_AHEAD are read here, so a
+        # warm run with a few changed files starts no worker
 
         def send(needed: Future[ReadResult | None] | None = None) -> None:
             """Send the task being filled (only if it holds `needed`, when given)."""
@@ -298,7 +300,7 @@ class WorkspaceIndex:
                         cancel.check()
                     yield entry, self._prepare_or_report(entry, force, report)
                     continue
-                if self._reads_from_disk(entry, force):
+                if self._reads_from_disk(entry, force) and (reads := reads + 1) > READ_AHEAD:
                     reading = Future()
                     unsent.append((entry.path, language_for(entry.rel) or "plaintext"))
                     unsent_results.append(reading)
@@ -349,7 +351,8 @@ class WorkspaceIndex:
             self._recent[rel] = None
             while len(self._recent) > RECENT_FILES:
                 del self._recent[next(iter(self._recent))]
-            self._just_opened.append(rel)
+            if rel not in self._just_opened:  # bounded: no backfill may be running to take it
+                self._just_opened = [*self._just_opened[-(RECENT_FILES - 1):], rel]
 
     def counts(self) -> StoreCounts:
         """Chunks stored and how many have their dense vector (briefly cached)."""
