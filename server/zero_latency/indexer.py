@@ -791,14 +791,17 @@ class WorkspaceIndex:
                       failed: set[str], report: IndexReport | None,
                       attend: Callable[[], None] | None = None, urgent: bool = False) -> int:
         """Write a group's vectors once embedded (running `attend` while waiting); a group the
-        model rejects, chunk by chunk."""
+        model rejects, chunk by chunk (a store that fails the write is not the model's fault:
+        its error goes up)."""
         try:
-            return self._add_vectors(group, self._embedded(future, attend))
+            matrix = self._embedded(future, attend)
         except CancelledError:
             raise
         except Exception as err:  # any chunk's text can break a batch
             log.warning("embedding %d chunks failed (%r): retrying one at a time",
                         len(group), err)
+        else:
+            return self._add_vectors(group, matrix)
         assert self.embedder is not None
         done = 0
         refused: dict[str, str] = {}  # path -> why
