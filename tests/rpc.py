@@ -8,10 +8,25 @@ import queue
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from .conftest import SERVER_COMMAND
+
+T = TypeVar("T")
+
+
+def wait_for(check: Callable[[], T | None], seconds: float, what: str,
+             every: float = 0.2) -> T:
+    """`check()`'s first truthy value, asked every `every` s; fails after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out after {seconds:.0f} s waiting for {what}")
 
 
 class RawServer:

@@ -11,10 +11,8 @@ import re
 import shutil
 import signal
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
@@ -23,21 +21,10 @@ from zero_latency.engine import Engine
 from zero_latency.stores import EdgeStore
 
 from .conftest import need_corpus
-from .rpc import RawServer, started
+from .rpc import RawServer, started, wait_for
 
-T = TypeVar("T")
 FILES = 40
 NO_DAEMON = [sys.executable, "-m", "zero_latency", "serve", "--no-daemon"]
-
-
-def wait_for(check: Callable[[], T | None], seconds: float, what: str) -> T:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {seconds:.0f} s waiting for {what}")
 
 
 @pytest.fixture

@@ -12,10 +12,8 @@ import os
 import shutil
 import signal
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
@@ -27,21 +25,10 @@ from zero_latency.errors import CancelledError
 from zero_latency.indexer import CancelToken, IndexReport
 
 from .conftest import need_corpus
-from .rpc import RawServer, init_params
+from .rpc import RawServer, init_params, wait_for
 
-T = TypeVar("T")
 NO_DAEMON = [sys.executable, "-m", "zero_latency", "serve", "--no-daemon"]
 PAGES = 400  # above indexer.POOL_MIN_FILES: the pool is used
-
-
-def wait_for(check: Callable[[], T | None], seconds: float, what: str) -> T:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {seconds:.0f} s waiting for {what}")
 
 
 @pytest.fixture
@@ -163,7 +150,8 @@ def test_a_server_killed_mid_pass_leaves_no_worker_and_stdout_clean(tmp_path: Pa
         assert "result" in server.request("initialize", init_params(
             corpus, tmp_path / "store", backfillPaused=True), timeout=120)
         server.notify("initialized", {})
-        workers = wait_for(lambda: _children(server.proc.pid), 300, "the chunking workers")
+        workers = wait_for(lambda: _children(server.proc.pid), 300, "the chunking workers",
+                           every=0.02)
         assert not server.stdout_garbage, server.stdout_garbage[:3]
         server.proc.send_signal(signal.SIGKILL)
         server.proc.wait(timeout=60)
