@@ -15,12 +15,13 @@ processes (chunk_pool.py): that is what this times. Measured 2026-12-03 on the 2
 process (indexer.POOL_MIN_FILES raised):
 
     corpus        files   chunks   workers   one process
-    tldr-pages    7,425    9,053    7.3 s      12.3 s
+    tldr-pages    7,425    9,053    7.3 s      12.3 s   (6.9 s once a group is one store write)
     peps            736   23,004    8.9 s      17.7 s
     rust-book       104    1,323    1.5 s       1.4 s   (under POOL_MIN_FILES: in process)
 
-Profiled with the workers, what is left on the indexer's thread: the store's upsert (~3 s of
-Python-to-Rust payload conversion), waiting for the workers (~4 s), the walk (~0.8 s).
+Profiled with the workers, what is left on the indexer's thread: the store's upsert (~2 s of
+Python-to-Rust payload conversion, plus ~0.9 s of one write per file, since made one per
+group), waiting for the workers (~4 s), the walk (~0.8 s).
 """
 
 from __future__ import annotations
