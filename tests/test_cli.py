@@ -229,13 +229,21 @@ def test_workspace_missing_or_never_indexed_is_an_error(tmp_path: Path, daemon: 
 
 def _on_a_terminal(args: list[str], *, stdin_tty: bool, stdout_tty: bool, cwd: Path | None = None,
                    **extra: str) -> tuple[subprocess.Popen[bytes], int]:
-    """`zl args` with stdin and/or stdout on a pseudo-terminal (the returned fd reads it)."""
+    """`zl args` with stdin and/or stdout on a pseudo-terminal (the returned fd reads it).
+    Ctrl-C is restored to its default, as in a terminal: a test run started in the background
+    by a non-interactive shell (`cmd &`) inherits SIGINT ignored, and Python then never
+    raises KeyboardInterrupt."""
     master, slave = pty.openpty()
     proc = subprocess.Popen([*ZL, *args], stdin=slave if stdin_tty else subprocess.DEVNULL,
                             stdout=slave if stdout_tty else subprocess.PIPE,
-                            stderr=subprocess.PIPE, cwd=cwd, env=env_with(**extra))
+                            stderr=subprocess.PIPE, cwd=cwd, env=env_with(**extra),
+                            preexec_fn=_default_ctrl_c)
     os.close(slave)
     return proc, master
+
+
+def _default_ctrl_c() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _read_all(fd: int) -> bytes:
