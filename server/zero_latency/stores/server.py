@@ -376,10 +376,7 @@ class ServerStore:
         out: dict[str, ChunkPayload] = {}
         for r in records:
             if str(r.id) in by_sid:
-                payload = dict(r.payload or {})
-                for field in INTERNAL_FIELDS:
-                    payload.pop(field, None)
-                out[by_sid[str(r.id)]] = as_payload(payload)
+                out[by_sid[str(r.id)]] = _chunk_fields(r.payload)
         return out
 
     def query(self, dense: Vector | None, sparse: SparseVec | None, mode: Mode, limit: int,
@@ -414,11 +411,8 @@ class ServerStore:
                 with_payload=wanted))
         hits = []
         for p in response.points:
-            fields = dict(p.payload or {})
-            pid = str(fields.get(ID_FIELD, p.id))
-            for field in INTERNAL_FIELDS:
-                fields.pop(field, None)
-            hits.append(StoredHit(pid, float(p.score), as_payload(fields)))
+            pid = str((p.payload or {}).get(ID_FIELD, p.id))
+            hits.append(StoredHit(pid, float(p.score), _chunk_fields(p.payload)))
         return hits
 
     def pending(self, paths: Sequence[str] | None, limit: int) -> list[PendingChunk]:
@@ -507,3 +501,11 @@ def _rejected(url: str, what: str, err: UnexpectedResponse) -> str:
         detail = err.content[:200].decode("utf-8", "replace")
     return f"Qdrant at {url} rejected the request to {what} (HTTP {err.status_code}): {detail}"
 
+
+def _chunk_fields(raw: dict[str, Any] | None) -> ChunkPayload:
+    """A stored point's payload as the indexer wrote it (the tenant and id fields this
+    backend adds are left out)."""
+    fields = dict(raw or {})
+    for field in INTERNAL_FIELDS:
+        fields.pop(field, None)
+    return as_payload(fields)
