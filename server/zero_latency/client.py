@@ -103,6 +103,18 @@ class RpcClient:
             self.sock.close()
 
 
+def hello_params() -> dict[str, Any]:
+    """zl/hello's params: this client process's version and home folder (spec.md). The daemon
+    serves clients whose $HOME is not its own; `~` and the home-folder refusal are theirs."""
+    from . import __version__
+
+    params: dict[str, Any] = {"version": __version__}
+    home = os.path.expanduser("~")
+    if os.path.isabs(home):
+        params["home"] = home
+    return params
+
+
 def open_session(folders: list[Path], options: dict[str, Any],
                  on_notification: Notify | None = None,
                  autostart: bool = True) -> RpcClient:
@@ -111,6 +123,7 @@ def open_session(folders: list[Path], options: dict[str, Any],
     from .daemon import connect
 
     client = RpcClient(connect(autostart=autostart), on_notification)
+    client.request("zl/hello", hello_params())
     client.request("initialize", {
         "processId": os.getpid(),
         "rootUri": folders[0].as_uri() if folders else None,

@@ -79,11 +79,19 @@ _SAFE_MODEL_NAMES = frozenset({"bundled", "offline", DEFAULT_MODEL})  # and any 
 
 
 class SettingsError(ValueError):
-    """A setting has the wrong type or value; the message names the key."""
+    """A setting has the wrong type or value; the message names the key, and the file that
+    set it (`source`) where it came from one."""
 
-    def __init__(self, key: str, message: str) -> None:
-        super().__init__(f"setting '{key}': {message}")
+    def __init__(self, key: str, message: str, source: str | None = None) -> None:
+        where = f"{source}: " if source else ""
+        super().__init__(f"{where}setting '{key}': {message}" if key else f"{where}{message}")
         self.key = key
+        self.message = message
+        self.source = source
+
+    def found_in(self, source: str) -> SettingsError:
+        """This error, saying which file (or other source) held the value."""
+        return SettingsError(self.key, self.message, source)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,6 +129,10 @@ class Settings:
     #: no other folder may be indexed with these settings (its text would go where that file
     #: chose). Set by load_settings, never read from a config source.
     boundTo: str | None = dataclasses.field(default=None, metadata={"internal": True})
+    #: Not a setting: the home folder of the client these settings are for (the daemon serves
+    #: clients whose $HOME is not its own): `~` means it, and it is the home folder refused
+    #: as a workspace. None: this process's. Set by load_settings.
+    home: str | None = dataclasses.field(default=None, metadata={"internal": True})
 
     def merged(self, values: Mapping[str, Any]) -> tuple[Settings, list[str]]:
         """Return new settings with `values` applied, plus warnings for unknown keys.
@@ -163,7 +175,7 @@ class Settings:
 
     def data_dir(self) -> Path:
         if self.storePath:
-            return Path(self.storePath).expanduser()
+            return expand_user(self.storePath, self.home)
         return Path(platformdirs.user_data_dir("zero-latency", appauthor=False))
 
 
@@ -248,7 +260,15 @@ def _read_toml(path: Path) -> dict[str, Any]:
     try:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
-        raise SettingsError(str(path), f"cannot read config file: {err}") from err
+        raise SettingsError("", f"cannot read config file: {err}", str(path)) from err
+
+
+def expand_user(path: str, home: str | None) -> Path:
+    """`path` with a leading `~` made the client's home (`home`; None: this process's own).
+    `~user` forms ask the password database, as the shell does."""
+    if home and (path == "~" or path.startswith("~/")):
+        return Path(home) / path[2:]
+    return Path(path).expanduser()
 
 
 def is_trusted(folder: Path, settings: Settings) -> bool:
@@ -256,14 +276,14 @@ def is_trusted(folder: Path, settings: Settings) -> bool:
     resolved = folder.resolve()
     for entry in settings.trustedWorkspaces:
         try:
-            if Path(entry).expanduser().resolve() == resolved:
+            if expand_user(entry, settings.home).resolve() == resolved:
                 return True
         except (OSError, RuntimeError, ValueError):  # a NUL, `~nobody`: trusts nothing
             continue
     return False
 
 
-def _workspace_model(spec: Any, workspace: Path, trusted: bool) -> Any:
+def _workspace_model(spec: Any, workspace: Path | None, trusted: bool, home: str | None) -> Any:
     """A workspace file's `model`, with a relative folder anchored at the workspace (not at
     wherever the editor started the server); None where an untrusted file may not set it: a
     URL, or a folder outside the workspace. A Hub repo id or the bundled model is fine."""
@@ -271,9 +291,11 @@ def _workspace_model(spec: Any, workspace: Path, trusted: bool) -> Any:
         return spec  # a wrong type is reported by Settings.merged, naming the key
     if "://" in spec:
         return spec if trusted else None
+    if workspace is None:  # no folder to be inside of: only a Hub repo id is safe
+        return spec if not spec.startswith((".", "/", "~")) and not Path(spec).is_dir() else None
     root = workspace.resolve()
     try:
-        as_path = Path(spec).expanduser()
+        as_path = expand_user(spec, home)
         anchored = (root / as_path).resolve()  # an absolute path stays itself
     except (OSError, RuntimeError, ValueError):  # a NUL, `~nobody`, a symlink loop
         return spec if trusted else None
@@ -285,24 +307,25 @@ def _workspace_model(spec: Any, workspace: Path, trusted: bool) -> Any:
     return None
 
 
-def _filter_workspace_values(values: dict[str, Any], workspace: Path, user: Settings,
-                             path: Path) -> tuple[dict[str, Any], set[str], list[str]]:
-    """What a workspace file may set, which of those only the user's trust allowed, and
-    warnings for what it may not set."""
-    trusted = is_trusted(workspace, user)
+def _filter_workspace_values(values: Mapping[str, Any], workspace: Path | None, user: Settings,
+                             source: str) -> tuple[dict[str, Any], set[str], list[str]]:
+    """What a workspace's own configuration (`source`: its `.zero-latency.toml`, or the
+    editor's workspace settings a client passes as `workspaceSettings`) may set, which of
+    those only the user's trust allowed, and warnings for what it may not set."""
+    trusted = workspace is not None and is_trusted(workspace, user)
     kept: dict[str, Any] = {}
     by_trust: set[str] = set()
     refused: list[str] = []
     warnings: list[str] = []
     for key, value in values.items():
         if key in USER_ONLY_KEYS:
-            warnings.append(f"{path}: '{key}' ignored: only your own configuration "
+            warnings.append(f"{source}: '{key}' ignored: only your own configuration "
                             f"({user_config_path()}) may set it, not a workspace's file")
             continue
         if key == "model":
-            if _workspace_model(value, workspace, trusted=False) is None:
+            if _workspace_model(value, workspace, False, user.home) is None:
                 by_trust.add(key)
-            value = _workspace_model(value, workspace, trusted)
+            value = _workspace_model(value, workspace, trusted, user.home)
         elif key in PROTECTED_KEYS:
             by_trust.add(key)
         if key in by_trust and not trusted:
@@ -310,57 +333,100 @@ def _filter_workspace_values(values: dict[str, Any], workspace: Path, user: Sett
             continue
         kept[key] = value
     if refused:
-        folder = json.dumps(str(workspace.resolve()))  # a TOML basic string is JSON's
+        trust = "" if workspace is None else (
+            ", or, if you trust this folder, add it there: trustedWorkspaces = "
+            f"[{json.dumps(str(workspace.resolve()))}]")  # a TOML basic string is JSON's
         warnings.append(
-            f"{path}: {', '.join(refused)} ignored: a workspace's {CONFIG_FILE_NAME} may not "
+            f"{source}: {', '.join(refused)} ignored: a workspace's own settings may not "
             "decide where your text goes or what runs. Set "
             f"{'it' if len(refused) == 1 else 'them'} in your own configuration "
-            f"({user_config_path()}, CLI flags or your editor's settings), or, if you trust "
-            f"this folder, add it there: trustedWorkspaces = [{folder}]")
+            f"({user_config_path()}, CLI flags or your editor's User settings){trust}")
     return kept, by_trust if trusted else set(), warnings
 
 
+#: The `initializationOptions` key under which a client passes the values it read from the
+#: workspace's own configuration (VS Code's `.vscode/settings.json`, a `.code-workspace`
+#: file): treated as a `.zero-latency.toml` is. Every other key is the user's own word.
+WORKSPACE_SETTINGS_KEY = "workspaceSettings"
+
+
 def load_settings(
-    workspace: Path | None = None, overrides: Mapping[str, Any] | None = None
+    workspace: Path | None = None, overrides: Mapping[str, Any] | None = None,
+    workspace_settings: Mapping[str, Any] | None = None, home: str | None = None,
 ) -> tuple[Settings, list[str]]:
     """Defaults, then `$ZL_CONFIG` or the user config file, then the workspace's
-    `.zero-latency.toml`, then `overrides` (CLI flags or initializationOptions).
+    `.zero-latency.toml`, then `overrides` (CLI flags or initializationOptions: the user's),
+    then `workspace_settings` (an editor's workspace-level settings, which beat the user's
+    there, as in the editor).
 
-    The workspace file sets the protected keys only for a folder in `trustedWorkspaces`
+    Both workspace sources set the protected keys only for a folder in `trustedWorkspaces`
     (the others are ignored with a warning that says how to trust it); settings that only
-    trust let it set are bound to that folder (`boundTo`). A model inside the workspace, a Hub
-    repo id or the bundled model needs no trust (the text stays on this machine)."""
-    settings = Settings()
+    trust let them set are bound to that folder (`boundTo`). A model inside the workspace, a
+    Hub repo id or the bundled model needs no trust (the text stays on this machine). `home`
+    is the client's home folder: what `~` means, and the home folder refused as a workspace."""
+    settings = Settings(home=home)
     warnings: list[str] = []
     user_file = user_config_path()
     if user_file.is_file():
-        settings, more = settings.merged(_read_toml(user_file))
+        try:
+            settings, more = settings.merged(_read_toml(user_file))
+        except SettingsError as err:
+            raise err.found_in(str(user_file)) from None
         warnings += [f"{user_file}: {w}" for w in more]
+    user, _ = settings.merged(overrides or {})  # trust is the user's word only
     from_workspace: set[str] = set()
     workspace_file = workspace / CONFIG_FILE_NAME if workspace is not None else None
     if workspace is not None and workspace_file is not None and workspace_file.is_file():
-        user, _ = settings.merged(overrides or {})  # trust is the user's word only
         values, from_workspace, more = _filter_workspace_values(
-            _read_toml(workspace_file), workspace, user, workspace_file)
+            _read_toml(workspace_file), workspace, user, str(workspace_file))
         warnings += more
-        settings, more = settings.merged(values)
+        try:
+            settings, more = settings.merged(values)
+        except SettingsError as err:
+            raise err.found_in(str(workspace_file)) from None
         warnings += [f"{workspace_file}: {w}" for w in more]
     if overrides:
         settings, more = settings.merged(overrides)
         warnings += more
         from_workspace -= set(overrides)
+    if workspace_settings:
+        source = "the editor's workspace settings"
+        values, trusted_keys, more = _filter_workspace_values(
+            workspace_settings, workspace, user, source)
+        warnings += more
+        try:
+            settings, more = settings.merged(values)
+        except SettingsError as err:
+            raise err.found_in(f"initializationOptions.{WORKSPACE_SETTINGS_KEY}") from None
+        warnings += [f"{source}: {w}" for w in more]
+        from_workspace |= trusted_keys
     if from_workspace and workspace is not None:
         settings = dataclasses.replace(settings, boundTo=str(workspace.resolve()))
-    return settings, warnings
+    return _with_home_expanded(settings), warnings
+
+
+def _with_home_expanded(settings: Settings) -> Settings:
+    """`~` in the path settings made the client's home now, so that nothing later expands it
+    with this process's $HOME (the daemon's)."""
+    def expanded(value: str) -> str:
+        return str(expand_user(value, settings.home)) if value.startswith("~") else value
+
+    return dataclasses.replace(
+        settings, model=expanded(settings.model),
+        storePath=expanded(settings.storePath) if settings.storePath else None,
+        trustedWorkspaces=tuple(expanded(t) for t in settings.trustedWorkspaces))
 
 
 class WorkspaceRefusedError(InvalidParamsError):
     """A folder that must not be indexed with these settings; the message says why and how."""
 
 
-def _home_folders() -> set[Path]:
-    """The current user's home (as $HOME and as the password database say) and root's."""
+def _home_folders(client_home: str | None) -> set[Path]:
+    """The client's home folder, this process's user's (as $HOME and as the password database
+    say) and root's."""
     homes = {Path("/root"), Path.home()}
+    if client_home:
+        homes.add(Path(client_home))
     if sys.platform != "win32":
         with contextlib.suppress(KeyError, OSError):  # a uid without an entry (containers)
             homes.add(Path(pwd.getpwuid(os.getuid()).pw_dir))
@@ -375,7 +441,7 @@ def check_workspace_folder(root: Path, settings: Settings) -> None:
     resolved = root.resolve()
     if not settings.allowHomeOrRootFolders:
         what = ("a filesystem root" if resolved.parent == resolved
-                else "a home folder" if resolved in _home_folders() else None)
+                else "a home folder" if resolved in _home_folders(settings.home) else None)
         if what is not None:
             raise WorkspaceRefusedError(
                 f"{resolved} is {what}: not indexed (it holds far more than documentation, "

@@ -16,6 +16,7 @@ import contextlib
 import itertools
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -48,6 +49,7 @@ from .config import (
     DEFAULT_LIMIT,
     DEFAULT_SEARCH_MODE,
     MAX_QUERY_CHARS,
+    WORKSPACE_SETTINGS_KEY,
     Settings,
     SettingsError,
     load_settings,
@@ -75,6 +77,9 @@ PROGRESS_CREATE_WAIT_S = 5.0
 WATCH_GLOB = "**/*.{" + ",".join(e.lstrip(".") for e in DEFAULT_INCLUDE_EXTENSIONS) + "}"
 
 
+#: The handshake a client process sends before `initialize` (spec.md, "zl/hello").
+HELLO = "zl/hello"
+
 #: Marks a message that structure_message already answered with an error.
 _ANSWERED = object()
 
@@ -86,7 +91,7 @@ class ZeroLatencyProtocol(LanguageServerProtocol):
 
     def structure_message(self, data: dict[str, Any]) -> Any:
         method = data.get("method", "")
-        if "jsonrpc" in data and isinstance(method, str) and method.startswith("docs/"):
+        if "jsonrpc" in data and isinstance(method, str) and method.startswith(("docs/", "zl/")):
             if "id" in data:
                 return JsonRPCRequestMessage(id=data["id"], method=method,
                                              jsonrpc=data["jsonrpc"], params=data.get("params"))
@@ -119,9 +124,9 @@ class ZeroLatencyProtocol(LanguageServerProtocol):
         elif self._shutdown and method != lsp.EXIT:
             # LSP: after shutdown, requests are answered InvalidRequest (pygls stays silent).
             refusal = JsonRpcInvalidRequest(f"{method}: the server is shutting down")
-        elif method == lsp.INITIALIZE and server.initialize_seen:
-            refusal = JsonRpcInvalidRequest("initialize: the server is already initialized")
-        elif not server.initialize_seen and method not in (lsp.INITIALIZE, lsp.EXIT):
+        elif method in (lsp.INITIALIZE, HELLO) and server.initialize_seen:
+            refusal = JsonRpcInvalidRequest(f"{method}: the server is already initialized")
+        elif not server.initialize_seen and method not in (lsp.INITIALIZE, lsp.EXIT, HELLO):
             refusal = JsonRpcServerNotInitialized(
                 f"{method}: the server is not initialized yet (send initialize first)")
         if refusal is not None:
@@ -175,6 +180,9 @@ class ZeroLatencyServer(LanguageServer):
         self.background: set[asyncio.Future[Any]] = set()
         self.startup_task: asyncio.Task[None] | None = None
         self.disk_watcher: DiskWatcher | None = None  # when the client reports no file events
+        #: The client process's home folder (zl/hello): `~` and the home-folder refusal are
+        #: the client's, not this daemon's. None: a client that sent no hello (this process's).
+        self.client_home: str | None = None
 
     # --- helpers -----------------------------------------------------------------------------
 
@@ -347,14 +355,28 @@ def initialize(ls: ZeroLatencyServer, params: lsp.InitializeParams) -> None:
             raise JsonRpcInvalidParams(f"initializationOptions.{key}: must be a boolean")
     ls.index_on_start = options.pop("indexOnStart", True)
     ls.find_indexed_root = options.pop("findIndexedRoot", False)
+    workspace_settings = options.pop(WORKSPACE_SETTINGS_KEY, None)
+    if not isinstance(workspace_settings, dict | None):
+        raise JsonRpcInvalidParams(
+            f"initializationOptions.{WORKSPACE_SETTINGS_KEY}: must be an object")
     try:
-        settings, warnings = load_settings(folders[0] if folders else None, options)
+        settings, warnings = load_settings(folders[0] if folders else None, options,
+                                           workspace_settings, home=ls.client_home)
     except SettingsError as err:
-        raise JsonRpcInvalidParams(f"initializationOptions.{err}") from err
+        raise JsonRpcInvalidParams(
+            str(err) if err.source else f"initializationOptions.{err}") from err
     for warning in warnings:  # shown: an ignored setting (a workspace's storeUrl) must be seen
         _show(ls, warning, lsp.MessageType.Warning)
     ls.settings = settings
     ls.folders = folders
+
+
+@feature(HELLO)
+def hello(ls: ZeroLatencyServer, params: Any) -> dict[str, Any]:
+    """Who the client process is, before `initialize`: its version and its home folder."""
+    args = _validated(HELLO, params)
+    ls.client_home = args.get("home")
+    return {"version": __version__, "pid": os.getpid()}
 
 
 @feature(lsp.INITIALIZED)
