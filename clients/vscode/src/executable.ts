@@ -7,8 +7,6 @@ export interface LookupEnv {
   PATH?: string;
   PATHEXT?: string;
   platform: NodeJS.Platform;
-  /** Folder that relative paths such as `.venv/bin/zl` are resolved against. */
-  cwd?: string;
   isExecutable?: (file: string) => boolean;
 }
 
@@ -24,29 +22,52 @@ function defaultIsExecutable(file: string): boolean {
   }
 }
 
+function hasSeparator(command: string, platform: NodeJS.Platform): boolean {
+  return command.includes('/') || (platform === 'win32' && command.includes('\\'));
+}
+
+function isHomePath(command: string, platform: NodeJS.Platform): boolean {
+  return command === '~' || command.startsWith('~/') || (platform === 'win32' && command.startsWith('~\\'));
+}
+
+/**
+ * A path with a separator that is neither absolute nor `~/…` (e.g. `./tools/zl.sh`,
+ * `.venv/bin/zl`). It is never run: resolved against a workspace folder, it would let a
+ * repository choose the program; resolved against anything else, it would be a guess.
+ */
+export function isRelativePath(command: string, platform: NodeJS.Platform): boolean {
+  const lib = platform === 'win32' ? path.win32 : path.posix;
+  return hasSeparator(command, platform) && !isHomePath(command, platform) && !lib.isAbsolute(command);
+}
+
 /**
  * The absolute path `command` runs, or undefined when nothing runnable is there. A bare name is
- * looked up on PATH (with PATHEXT on Windows); a path with a separator is taken as is (relative
- * ones against `cwd`), with `~/` expanded.
+ * looked up on PATH (with PATHEXT on Windows; relative PATH entries are skipped); an absolute
+ * path, or one starting with `~/`, is taken as is. A relative path (isRelativePath) is never
+ * resolved: undefined.
  */
 export function findExecutable(command: string, env: LookupEnv): string | undefined {
   const isExecutable = env.isExecutable ?? defaultIsExecutable;
   const lib = env.platform === 'win32' ? path.win32 : path.posix;
+  if (isRelativePath(command, env.platform)) {
+    return undefined;
+  }
   const home = process.env.HOME ?? process.env.USERPROFILE;
   let cmd = command;
-  if ((cmd === '~' || cmd.startsWith('~/')) && home !== undefined) {
+  if (isHomePath(cmd, env.platform)) {
+    if (home === undefined || !lib.isAbsolute(home)) {
+      return undefined;
+    }
     cmd = lib.join(home, cmd.slice(1));
   }
   const extensions = env.platform === 'win32'
     ? ['', ...(env.PATHEXT ?? '.COM;.EXE;.BAT;.CMD').split(';').filter((e) => e !== '')]
     : [''];
-  const hasSeparator = cmd.includes('/') || (env.platform === 'win32' && cmd.includes('\\'));
   const candidates: string[] = [];
-  if (hasSeparator) {
-    const full = lib.isAbsolute(cmd) ? cmd : lib.resolve(env.cwd ?? process.cwd(), cmd);
-    candidates.push(...extensions.map((ext) => full + ext));
+  if (hasSeparator(cmd, env.platform)) {
+    candidates.push(...extensions.map((ext) => cmd + ext));
   } else {
-    const dirs = (env.PATH ?? '').split(env.platform === 'win32' ? ';' : ':').filter((d) => d !== '');
+    const dirs = (env.PATH ?? '').split(env.platform === 'win32' ? ';' : ':').filter((d) => d !== '' && lib.isAbsolute(d));
     for (const dir of dirs) {
       candidates.push(...extensions.map((ext) => lib.join(dir, cmd + ext)));
     }

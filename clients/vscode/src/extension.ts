@@ -28,6 +28,9 @@ export function activate(context: vscode.ExtensionContext): void {
     ...new Commands(running, view).register(),
     vscode.workspace.onDidChangeConfiguration((event) => running.onConfigurationChanged(event)),
     vscode.workspace.onDidChangeWorkspaceFolders(() => running.onFoldersChanged()),
+    // Restricted Mode withheld the workspace's restrictedConfigurations (package.json): once the
+    // user trusts the folder they apply, and they only reach a new server process.
+    vscode.workspace.onDidGrantWorkspaceTrust(() => void running.restart()),
   );
   // Index in the background from the start, so the first search is already fast.
   void running.start();

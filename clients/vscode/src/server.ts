@@ -2,19 +2,25 @@
 // when a setting it starts with changes, stops it, and passes on what it pushes (zl/status).
 // Commands, the status bar and the views ask this module for a running client.
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import * as os from 'node:os';
 import * as readline from 'node:readline';
 import * as vscode from 'vscode';
 import { LanguageClient, State, type LanguageClientOptions, type StreamInfo } from 'vscode-languageclient/node';
-import { findExecutable } from './executable';
+import { findExecutable, isRelativePath } from './executable';
 import { statusChanged, type StatusResult } from './lspExt';
 import { errorMessage, status, type RequestSender } from './requests';
 import {
   affectsServer,
   buildInitializationOptions,
+  ignoredSettingsMessage,
   INSTALL_COMMAND,
+  machineSettingsIn,
+  machineSettingsInspected,
   missingServerMessage,
+  relativeServerPathMessage,
   serverCommand,
   serverSettingsCommand,
+  SETTINGS_QUERY,
 } from './settings';
 import { isMirroredLogLine } from './serverLog';
 import type { Phase } from './statusText';
@@ -33,6 +39,8 @@ export class Server implements vscode.Disposable {
   private restartTimer: ReturnType<typeof setTimeout> | undefined;
   /** The missing-server notification shows once until the settings change, not per keystroke. */
   private missingShown = false;
+  /** The ignored-workspace-settings warning shows once per window, not per restart. */
+  private ignoredChecked = false;
   private readonly phaseEmitter = new vscode.EventEmitter<Phase>();
   /** The phase changed, or the server pushed (or answered) a new status. */
   readonly onDidChangePhase = this.phaseEmitter.event;
@@ -71,13 +79,27 @@ export class Server implements vscode.Disposable {
       this.setPhase({ kind: 'noFolder' });
       return undefined;
     }
+    if (!this.ignoredChecked) {
+      this.ignoredChecked = true;
+      void this.warnIgnoredWorkspaceSettings();
+    }
+    // Only the user's own values (User, or Remote/machine, settings): a workspace does not
+    // choose the program that runs (they are machine scope in package.json too).
     const config = vscode.workspace.getConfiguration('zeroLatency');
-    const { command, args } = serverCommand(config.get('server.path'), config.get('server.args'));
+    const { command, args } = serverCommand(config.inspect('server.path')?.globalValue, config.inspect('server.args')?.globalValue);
+    if (isRelativePath(command, process.platform)) {
+      const message = relativeServerPathMessage(command);
+      this.setPhase({ kind: 'stopped', reason: message });
+      if (!this.missingShown) {
+        this.missingShown = true;
+        void this.showError(message, true);
+      }
+      return undefined;
+    }
     const resolved = findExecutable(command, {
       PATH: process.env.PATH,
       PATHEXT: process.env.PATHEXT,
       platform: process.platform,
-      cwd: folders[0]!.uri.fsPath,
     });
     if (resolved === undefined) {
       this.setPhase({ kind: 'missing', command });
@@ -129,7 +151,9 @@ export class Server implements vscode.Disposable {
    * there too): each log line shows once. Tracebacks, debug lines and anything else stay.
    */
   private spawnServer(command: string, args: string[]): Promise<StreamInfo> {
-    const child = spawn(command, args, { stdio: ['pipe', 'pipe', 'pipe'], cwd: vscode.workspace.workspaceFolders?.[0]?.uri.fsPath });
+    // Not in a workspace folder: `python3 -m zero_latency` there would import the repository's
+    // own module of that name.
+    const child = spawn(command, args, { stdio: ['pipe', 'pipe', 'pipe'], cwd: os.homedir() });
     const lines = readline.createInterface({ input: child.stderr, crlfDelay: Infinity });
     lines.on('line', (line) => {
       if (!isMirroredLogLine(line)) {
@@ -144,6 +168,48 @@ export class Server implements vscode.Disposable {
     });
     this.process = child;
     return Promise.resolve({ reader: child.stdout, writer: child.stdin });
+  }
+
+  /**
+   * One warning per window when the workspace sets machine settings (what runs, where text
+   * goes): they are ignored. VS Code drops a workspace value of a `machine` setting before
+   * inspect() sees it, so the settings files are read too: each folder's .vscode/settings.json
+   * and the .code-workspace file.
+   */
+  private async warnIgnoredWorkspaceSettings(): Promise<void> {
+    const config = vscode.workspace.getConfiguration('zeroLatency');
+    const inspected = machineSettingsInspected((key) => config.inspect(key));
+    const inFiles = new Set<string>();
+    const files: Array<{ uri: vscode.Uri; inSettingsKey: boolean }> = (vscode.workspace.workspaceFolders ?? []).map(
+      (folder) => ({ uri: vscode.Uri.joinPath(folder.uri, '.vscode', 'settings.json'), inSettingsKey: false }),
+    );
+    const workspaceFile = vscode.workspace.workspaceFile;
+    if (workspaceFile !== undefined && workspaceFile.scheme !== 'untitled') {
+      files.push({ uri: workspaceFile, inSettingsKey: true });
+    }
+    for (const { uri, inSettingsKey } of files) {
+      let text: string;
+      try {
+        text = new TextDecoder().decode(await vscode.workspace.fs.readFile(uri));
+      } catch {
+        continue; // no such file
+      }
+      for (const key of machineSettingsIn(text, inSettingsKey)) {
+        inFiles.add(key);
+      }
+    }
+    const keys = [...new Set([...inspected, ...inFiles])];
+    if (keys.length === 0) {
+      return;
+    }
+    this.output.appendLine(
+      `Ignored workspace settings (machine scope: only your own settings count): ${keys.join(', ')} ` +
+        `(reported by VS Code: ${inspected.join(', ') || 'none'}; in the settings files: ${[...inFiles].join(', ') || 'none'})`,
+    );
+    const choice = await vscode.window.showWarningMessage(ignoredSettingsMessage(keys, vscode.env.remoteName), 'Open Settings');
+    if (choice === 'Open Settings') {
+      await openServerSettings(SETTINGS_QUERY);
+    }
   }
 
   private async fetchStatus(client: LanguageClient): Promise<void> {
@@ -261,8 +327,8 @@ export class Server implements vscode.Disposable {
 }
 
 /** The settings UI where `zeroLatency.server.*` are listed: the Remote tab in a remote window
- * (they are machine-overridable), else the User tab. */
-export function openServerSettings(): Thenable<unknown> {
-  const { command, args } = serverSettingsCommand(vscode.env.remoteName);
+ * (they are machine scope), else the User tab. */
+export function openServerSettings(query?: string): Thenable<unknown> {
+  const { command, args } = serverSettingsCommand(vscode.env.remoteName, query);
   return vscode.commands.executeCommand(command, ...args);
 }

@@ -15,6 +15,13 @@ export type Phase =
   | { kind: 'running'; status?: StatusResult };
 
 const NAME = 'Zero-Latency';
+const MAX_ERROR_CHARS = 200;
+
+/** The first non-blank line of a message, cut at MAX_ERROR_CHARS. */
+export function oneLine(text: string): string {
+  const line = text.split(/\r?\n/).map((l) => l.trim()).find((l) => l !== '') ?? '';
+  return line.length > MAX_ERROR_CHARS ? `${line.slice(0, MAX_ERROR_CHARS - 1)}…` : line;
+}
 
 export function plural(n: number, word: string): string {
   return `${n.toLocaleString('en-US')} ${word}${n === 1 ? '' : 's'}`;
@@ -89,7 +96,7 @@ export function statusSummary(status: StatusResult): string {
     lines.push(`Search modes: ${status.searchModes.join(', ')}`);
   }
   if (status.lastError !== undefined && status.lastError !== '') {
-    lines.push(`Last error: ${status.lastError}`);
+    lines.push(`Last error: ${oneLine(status.lastError)}`); // a tooltip, not a traceback: the log has it whole
   }
   return lines.join('\n');
 }

@@ -3,6 +3,7 @@
 // its fix instead of a spawn failure.
 import * as assert from 'node:assert/strict';
 import Module = require('node:module');
+import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, test } from 'node:test';
@@ -18,9 +19,17 @@ interface Fake {
   answer: string | undefined;
   remoteName: string | undefined;
   executed: unknown[][];
+  /** What inspect() reports as workspaceValue (VS Code drops machine settings from it). */
+  workspaceSettings: Record<string, unknown>;
+  warnings: string[];
+  workspaceFile: ReturnType<typeof uri> | undefined;
+  trustListeners: Array<() => void>;
 }
 
-const fake: Fake = { folders: undefined, settings: {}, commands: [], errors: [], statusText: '', answer: undefined, remoteName: undefined, executed: [] };
+const fake: Fake = {
+  folders: undefined, settings: {}, commands: [], errors: [], statusText: '', answer: undefined, remoteName: undefined, executed: [],
+  workspaceSettings: {}, warnings: [], workspaceFile: undefined, trustListeners: [],
+};
 const disposable = { dispose: (): void => undefined };
 const event = (): typeof disposable => disposable;
 const uri = (fsPath: string) => ({ fsPath, path: fsPath, toString: () => pathToFileURL(fsPath).toString() });
@@ -61,6 +70,7 @@ const vscodeStub = {
       fake.errors.push({ message, buttons });
       return Promise.resolve(fake.answer);
     },
+    showWarningMessage: (message: string) => (fake.warnings.push(message), Promise.resolve(undefined)),
     showInformationMessage: () => Promise.resolve(undefined),
   },
   commands: {
@@ -73,8 +83,13 @@ const vscodeStub = {
     },
     getConfiguration: () => ({
       get: (key: string) => fake.settings[key],
-      inspect: (key: string) => (key in fake.settings ? { globalValue: fake.settings[key] } : {}),
+      inspect: (key: string) => ({ globalValue: fake.settings[key], workspaceValue: fake.workspaceSettings[key] }),
     }),
+    get workspaceFile() {
+      return fake.workspaceFile;
+    },
+    fs: { readFile: (file: { fsPath: string }) => fs.promises.readFile(file.fsPath) },
+    onDidGrantWorkspaceTrust: (listener: () => void) => (fake.trustListeners.push(listener), disposable),
     onDidChangeConfiguration: event,
     onDidChangeTextDocument: event,
     onDidChangeWorkspaceFolders: event,
@@ -141,4 +156,65 @@ test('missing server in a remote window: "Open Settings" opens the Remote tab, w
   await extension.deactivate();
   fake.answer = undefined;
   fake.remoteName = undefined;
+});
+
+/** Waits until `condition` holds (the extension's file reads are asynchronous). */
+async function until(condition: () => boolean): Promise<void> {
+  for (let i = 0; i < 500 && !condition(); i += 1) {
+    await tick();
+  }
+  assert.ok(condition());
+}
+
+test('a relative server.path is refused, never resolved against the workspace folder', async () => {
+  const folder = fs.mkdtempSync(path.join(os.tmpdir(), 'zl-ws-'));
+  fs.mkdirSync(path.join(folder, 'tools'));
+  fs.writeFileSync(path.join(folder, 'tools', 'zl.sh'), '#!/bin/sh\n', { mode: 0o755 });
+  fake.folders = [{ uri: uri(folder), name: 'ws' }];
+  fake.settings = { 'server.path': './tools/zl.sh' };
+  fake.errors = [];
+  extension.activate(context());
+  await until(() => fake.errors.length > 0);
+  assert.equal(fake.statusText, '$(debug-disconnect) Zero-Latency: stopped');
+  assert.equal(fake.errors.length, 1);
+  assert.match(fake.errors[0]!.message, /"\.\/tools\/zl\.sh".*absolute/);
+  await extension.deactivate();
+  fs.rmSync(folder, { recursive: true, force: true });
+});
+
+test("a workspace's machine settings are ignored, with one warning per window naming them", async () => {
+  const folder = fs.mkdtempSync(path.join(os.tmpdir(), 'zl-ws-'));
+  fs.mkdirSync(path.join(folder, '.vscode'));
+  fs.writeFileSync(path.join(folder, '.vscode', 'settings.json'),
+    '{\n  // from the repository\n  "zeroLatency.server.path": "./tools/zl.sh",\n  "zeroLatency.store.url": "http://127.0.0.1:9",\n}\n');
+  const workspaceFile = path.join(folder, 'all.code-workspace');
+  fs.writeFileSync(workspaceFile, '{ "folders": [{ "path": "." }], "settings": { "zeroLatency.device": "cuda" } }');
+  fake.folders = [{ uri: uri(folder), name: 'ws' }];
+  fake.workspaceFile = uri(workspaceFile);
+  fake.settings = { 'server.path': path.join(os.tmpdir(), 'no-such-dir', 'zl') }; // the user's own
+  fake.workspaceSettings = { 'store.apiKey': 'reported-by-inspect' };
+  fake.errors = [];
+  fake.warnings = [];
+  fake.trustListeners = [];
+  extension.activate(context());
+  await until(() => fake.warnings.length > 0);
+  assert.equal(fake.warnings.length, 1);
+  const warning = fake.warnings[0]!;
+  for (const key of ['zeroLatency.server.path', 'zeroLatency.store.url', 'zeroLatency.device', 'zeroLatency.store.apiKey']) {
+    assert.ok(warning.includes(key), `${key} not named: ${warning}`);
+  }
+  assert.match(warning, /User settings/);
+  // The user's server.path was the one looked for (and is missing), not the workspace's.
+  assert.equal(fake.errors.length, 1);
+  assert.ok(fake.errors[0]!.message.includes('no-such-dir'), fake.errors[0]!.message);
+  // A restart (here: trust granted) does not warn again.
+  assert.equal(fake.trustListeners.length, 1);
+  fake.trustListeners[0]!();
+  await until(() => fake.errors.length === 2);
+  await tick();
+  assert.equal(fake.warnings.length, 1);
+  await extension.deactivate();
+  fake.workspaceFile = undefined;
+  fake.workspaceSettings = {};
+  fs.rmSync(folder, { recursive: true, force: true });
 });

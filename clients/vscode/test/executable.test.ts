@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { test } from 'node:test';
-import { findExecutable } from '../src/executable';
+import { findExecutable, isRelativePath } from '../src/executable';
 
 test('finds a bare name on PATH, in PATH order', () => {
   const exists = new Set(['/b/zl', '/c/zl']);
@@ -16,10 +16,33 @@ test('missing executable gives undefined', () => {
   assert.equal(findExecutable('zl', { platform: 'linux', isExecutable: () => true }), undefined);
 });
 
-test('paths with a separator are resolved against cwd, not PATH', () => {
+test('a relative path is never resolved (not against a workspace folder, not against PATH)', () => {
+  for (const relative of ['.venv/bin/zl', './tools/zl.sh', 'tools/zl.sh', '../zl']) {
+    const seen: string[] = [];
+    assert.equal(isRelativePath(relative, 'linux'), true, relative);
+    assert.equal(findExecutable(relative, { PATH: '/a', platform: 'linux', isExecutable: (f) => (seen.push(f), true) }), undefined);
+    assert.deepEqual(seen, [], relative); // nothing was even looked at
+  }
+  assert.equal(isRelativePath('tools\\zl.cmd', 'win32'), true);
+  assert.equal(isRelativePath('C:zl.exe', 'win32'), false); // no separator: a name
+});
+
+test('absolute paths, ~/ paths and bare names are not relative', () => {
+  for (const command of ['/venv/bin/zl', '~/venv/bin/zl', 'zl', 'python3']) {
+    assert.equal(isRelativePath(command, 'linux'), false, command);
+  }
+  for (const command of ['C:\\py\\zl.exe', 'C:/py/zl.exe', '\\\\server\\share\\zl.exe', '~\\zl.exe']) {
+    assert.equal(isRelativePath(command, 'win32'), false, command);
+  }
   const seen: string[] = [];
-  findExecutable('.venv/bin/zl', { PATH: '/a', platform: 'linux', cwd: '/ws', isExecutable: (f) => (seen.push(f), false) });
-  assert.deepEqual(seen, ['/ws/.venv/bin/zl']);
+  findExecutable('/venv/bin/zl', { platform: 'linux', isExecutable: (f) => (seen.push(f), false) });
+  assert.deepEqual(seen, ['/venv/bin/zl']);
+});
+
+test('relative PATH entries are skipped', () => {
+  const seen: string[] = [];
+  findExecutable('zl', { PATH: '.:bin:/usr/bin:', platform: 'linux', isExecutable: (f) => (seen.push(f), false) });
+  assert.deepEqual(seen, ['/usr/bin/zl']);
 });
 
 test('Windows: PATHEXT is tried', () => {

@@ -1,6 +1,6 @@
 import * as assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { countsText, indexSummary, resultsLine, statusBar, statusSummary } from '../src/statusText';
+import { countsText, indexSummary, oneLine, resultsLine, statusBar, statusSummary } from '../src/statusText';
 import type { StatusResult } from '../src/lspExt';
 
 const base: StatusResult = {
@@ -71,4 +71,12 @@ test('results line', () => {
   assert.equal(resultsLine(0, 0, 1, 'ready'), 'No results.');
   assert.equal(resultsLine(3, 2, 4.4, 'ready'), '3 results in 2 files · 4 ms');
   assert.match(resultsLine(1, 1, 4, 'indexing'), /^1 result in 1 file · 4 ms · still indexing/);
+});
+
+test('"Last error" in the tooltip is one short line, not an exception dump', () => {
+  const dump = 'ResponseHandlingException: [Errno 111] Connection refused\n  File "x.py", line 3\n' + 'x'.repeat(500);
+  const tooltip = statusSummary({ ...base, state: 'error', lastError: dump });
+  assert.match(tooltip, /^Last error: ResponseHandlingException: \[Errno 111\] Connection refused$/m);
+  assert.ok(!tooltip.includes('File "x.py"'), tooltip);
+  assert.equal(oneLine('  \n' + 'y'.repeat(300)).length, 200);
 });
