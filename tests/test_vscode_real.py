@@ -20,8 +20,10 @@ import json
 import os
 import queue
 import re
+import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -375,6 +377,98 @@ def test_related_passages_and_log_lines_once_in_real_vscode(workspace: Path,
     if not RELATED_IN_CONTRACT:
         pytest.skip("the log lines were checked; the Related view needs docs/related in "
                     "protocol/schema.json (issue 15's server side)")
+
+
+class _Listener:
+    """A loopback TCP listener that counts the connections it gets (and closes them): where a
+    store URL pointing at it would send text."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.sock.settimeout(0.2)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.connections = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.connections += 1
+            conn.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+        self.sock.close()
+
+
+def test_workspace_settings_choose_neither_the_server_nor_the_store_in_real_vscode(
+        workspace: Path, tmp_path: Path) -> None:
+    """Issue 19. A cloned repository's .vscode/settings.json sets `zeroLatency.server.path` to
+    its own script (which would leave a marker, then run the real `zl`, so nothing looks wrong)
+    and `zeroLatency.store.url` to a loopback listener. In a trusted window the extension runs
+    the user's server, the script never runs, nothing connects to the listener, search works,
+    and one notification names the ignored settings. Then the same values in the user's own
+    (Machine) settings do apply: the server restarts through the script, and the store URL is
+    dialled; the warning is not shown again."""
+    marker = tmp_path / "script-ran"
+    zl = Path(sys.executable).parent / "zl"
+    script = workspace / "tools" / "zl.sh"
+    script.parent.mkdir()
+    script.write_text(f'#!/bin/sh\necho "$@" >> {shlex.quote(str(marker))}\n'
+                      f'exec {shlex.quote(str(zl))} "$@"\n')
+    script.chmod(0o755)
+    listener = _Listener()
+    (workspace / ".vscode").mkdir()
+    (workspace / ".vscode" / "settings.json").write_text(json.dumps({
+        "zeroLatency.server.path": "./tools/zl.sh",
+        "zeroLatency.store.url": listener.url,
+    }, indent=2))
+    try:
+        with _vscode_session(workspace, tmp_path, "workspaceSettings") as session:
+            driver = session.driver
+            indexed = driver.next_event("indexed", STEP_TIMEOUT_S * 2)
+            # The user's store (Machine settings), not the workspace's URL.
+            assert f"embedded at {session.store}" in (indexed["ariaLabel"] or ""), indexed
+            results = driver.next_event("results", STEP_TIMEOUT_S)
+            assert results["hits"], results
+            assert results["hits"][0]["file"] == "book/ch04-02-references-and-borrowing.md", (
+                results["hits"][:3])
+            texts = driver.next_event("notifications", STEP_TIMEOUT_S)["texts"]
+            ignored = [text for text in texts if "zeroLatency.server.path" in text]
+            assert len(ignored) == 1, texts
+            assert "zeroLatency.store.url" in ignored[0] and "ignored" in ignored[0], ignored
+            assert "Remote settings" in ignored[0], ignored  # code-server is a remote window
+            assert not marker.exists(), marker.read_text()
+            assert listener.connections == 0, listener.connections
+
+            # The same values as the user's own: they apply (a change restarts the server).
+            machine = session.user_data / "Machine" / "settings.json"
+            settings = json.loads(machine.read_text())
+            settings.update({"zeroLatency.server.path": str(script),
+                             "zeroLatency.store.url": listener.url})
+            machine.write_text(json.dumps(settings, indent=2))
+            _wait_for("the user's server.path (the script) to run", marker.exists, STEP_TIMEOUT_S)
+            assert "serve" in marker.read_text().split(), marker.read_text()
+            _wait_for("a connection to the user's store.url", lambda: listener.connections > 0,
+                      STEP_TIMEOUT_S)
+            driver.send("again")
+            texts = driver.next_event("notifications", STEP_TIMEOUT_S)["texts"]
+            assert len([text for text in texts if "zeroLatency.server.path" in text]) == 1, texts
+            driver.next_event("readyToClose", STEP_TIMEOUT_S)
+            driver.send("close")
+            driver.next_event("closed", STEP_TIMEOUT_S)
+    finally:
+        listener.close()
 
 
 def _offset(lines: list[str], line: int, character: int) -> int:

@@ -4,7 +4,7 @@
 // server process) so every assertion lives in one place.
 //
 // Usage: node drive.mjs <config.json>
-//   { "scenario": "search" | "related", "url", "chromium", "expectedFiles", "query", "editText",
+//   { "scenario": "search" | "related" | "workspaceSettings", "url", "chromium", "expectedFiles", "query", "editText",
 //     "editWord", "editQuery", "longQuery", "sidebarWidth", "shots", "timeoutMs" }
 // Before closing the window it prints {"event":"readyToClose"} and waits for a line on stdin,
 // so the test can find the server process while the window is still open.
@@ -177,12 +177,32 @@ async function search(frame, query, accept) {
   });
 }
 
+/** The notifications of this window, as the notification center lists them (it keeps those
+ * whose toasts have gone): opened from the status bar's bell, read, closed again. */
+async function notificationTexts(page) {
+  const bell = page.locator('[id="status.notifications"]');
+  const center = page.locator('.notifications-center');
+  await bell.click();
+  await center.waitFor({ state: 'visible' });
+  const texts = await center.locator('.notification-list-item').evaluateAll((items) => items.map((item) =>
+    (item.querySelector('.notification-list-item-message')?.textContent ?? item.textContent ?? '').trim()));
+  await bell.click();
+  await center.waitFor({ state: 'hidden' });
+  return texts;
+}
+
+let stdinLines;
+/** The next line the test writes to stdin. */
+function nextLine() {
+  stdinLines ??= createInterface({ input: process.stdin });
+  return new Promise((resolve) => stdinLines.once('line', resolve));
+}
+
 /** Waits for a line on stdin, then closes the window the way a user closes the tab (unload
  * handlers run). */
 async function closeWhenTold(page) {
-  const lines = createInterface({ input: process.stdin });
-  await new Promise((resolve) => lines.once('line', resolve));
-  lines.close();
+  await nextLine();
+  stdinLines.close();
   await page.close({ runBeforeUnload: true });
   await until('the page to close', async () => (page.isClosed() ? true : undefined));
   report('closed');
@@ -233,6 +253,20 @@ async function main() {
     const found = await search(frame, config.query, (hits) => hits.length > 0);
     await shot(page, 'results');
     report('results', found);
+
+    if (config.scenario === 'workspaceSettings') {
+      // What the window told the user (a workspace's settings were ignored), now and again
+      // after the test changed the user's settings (which restarts the server).
+      const seen = (texts) => texts.some((text) => text.includes('Zero-Latency')) ? texts : undefined;
+      await shot(page, 'notifications');
+      report('notifications', { texts: await until('a Zero-Latency notification', async () => seen(await notificationTexts(page))) });
+      await nextLine();
+      report('notifications', { texts: await notificationTexts(page) });
+      await shot(page, 'after-user-settings');
+      report('readyToClose');
+      await closeWhenTold(page);
+      return;
+    }
 
     // Open the first hit; the editor shows its file with the hit's matchRange (else its range)
     // selected and the cursor at its start.
