@@ -30,9 +30,10 @@ def wait_for(check: Callable[[], T | None], seconds: float, what: str,
 
 
 class RawServer:
-    def __init__(self, command: list[str] | None = None) -> None:
+    def __init__(self, command: list[str] | None = None,
+                 env: dict[str, str] | None = None) -> None:
         self.proc = subprocess.Popen(command or SERVER_COMMAND, stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
         self.messages: queue.Queue[dict[str, Any]] = queue.Queue()
         self.stdout_garbage: list[bytes] = []
         self.stderr: list[bytes] = []

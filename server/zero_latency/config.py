@@ -63,6 +63,8 @@ DEFAULT_EXCLUDED_DIRS = (
 DEFAULT_SECRET_GLOBS = (
     ".env", ".env.*", "*.pem", "*.key", "*.p12", "*.pfx", "id_rsa*", "id_dsa*", "id_ecdsa*",
     "id_ed25519*", "*.kdbx", ".netrc", ".npmrc", ".pypirc", "credentials*.json",
+    # Folders that hold keys and tokens (everything under them).
+    ".ssh/", ".gnupg/", ".aws/", ".kube/", ".password-store/",
 )
 #: The language ids a hit can carry (and a search can be limited to): languages.py's table.
 LANGUAGES = LANGUAGE_IDS

@@ -31,7 +31,7 @@ from .config import (
     Settings,
 )
 from .paths import canonical_path as canonical_path  # where the rest looks it up
-from .paths import resolves_inside
+from .paths import is_inside, resolves_inside
 
 log = logging.getLogger(__name__)
 
@@ -146,9 +146,10 @@ class WorkspaceFilter:
     def contains(self, path: Path) -> bool:
         return resolves_inside(path, self.root)
 
-    def exclusion(self, rel: str) -> str | None:
-        """Why one file is not indexed, or None: the rules the walk applies on its way down to
-        it (its folders', then its own), by the same code (used for events on single files)."""
+    def exclusion(self, rel: str, is_dir: bool = False) -> str | None:
+        """Why one file (or folder) is not indexed, or None: the rules the walk applies on its
+        way down to it (its folders', then its own), by the same code (used for events on
+        single files)."""
         parts = rel.split("/")
         rules = self._with_gitignore([], "")  # the root's own .gitignore
         for depth in range(1, len(parts)):
@@ -156,7 +157,40 @@ class WorkspaceFilter:
             if (reason := self._entry_exclusion(folder, True, rules)) is not None:
                 return reason
             rules = self._with_gitignore(rules, folder)
-        return self._entry_exclusion(rel, False, rules)
+        return self._entry_exclusion(rel, is_dir, rules)
+
+    def refusal(self, path: Path, check_size: bool = True) -> str | None:
+        """The file rules for one path a request names (an opened or edited buffer, a
+        `docs/index` uri, `docs/related`, `docs/files`): why it must not be read, or None.
+        The same rules as the walk's — inside this workspace once symlinks are resolved, not
+        under an ignored folder, not ignored, not a secret, a document type — plus a folder
+        or a regular file (never a FIFO or device) within `maxFileBytes` (`check_size`; a
+        buffer's own size is the indexer's to judge). Looks at the file's metadata only: it
+        never opens it. A file not on disk (a new buffer) is judged by its name."""
+        resolved = canonical_path(path)
+        if resolved is None or not is_inside(resolved, self.root):
+            return "outside the workspace folder: never read"
+        rel = _rel(self.root, resolved)
+        try:
+            info: os.stat_result | None = os.stat(resolved)
+        except FileNotFoundError:
+            info = None
+        except OSError as err:
+            return f"unreadable: {err.strerror or err}"
+        if info is not None and stat_module.S_ISDIR(info.st_mode):
+            return self.exclusion(rel, is_dir=True) if rel else None
+        if not rel:
+            return "not a file"
+        if (reason := self.exclusion(rel)) is not None:
+            return reason
+        if info is None:
+            return None
+        if not stat_module.S_ISREG(info.st_mode):
+            return "not a regular file (a FIFO, socket or device): never read"
+        if check_size and info.st_size > self.settings.maxFileBytes:
+            return (f"file is {info.st_size:,} bytes, over the maxFileBytes limit of "
+                    f"{self.settings.maxFileBytes:,}: not read")
+        return None
 
     def is_ignored(self, rel: str) -> bool:
         """Full check for one path (used for events on single files): dirs, globs, .gitignore."""

@@ -241,16 +241,46 @@ class ZeroLatencyServer(LanguageServer):
                 self.engine.last_error = message
             _status_changed(self)
 
-    def index_for_uri(self, uri: str) -> tuple[WorkspaceIndex, str] | None:
+    def index_for_uri(self, uri: str, admit: bool = False) -> tuple[WorkspaceIndex, str] | None:
+        """The index holding the file `uri` names, and its workspace-relative path. `admit`:
+        only a file of this session's folders that the file rules admit
+        (WorkspaceFilter.refusal; a buffer's own size is the indexer's to judge)."""
         engine = self.engine
         path = _uri_path(uri)
         if engine is None or path is None:
+            return None
+        if admit and not any(resolves_inside(path, root) for root in self.roots()):
             return None
         index = engine.index_for(path)
         if index is None:
             return None
         rel = index.uri_to_rel(path)
-        return (index, rel) if rel else None
+        if not rel:
+            return None
+        if admit and (reason := index.filter.refusal(path, check_size=False)) is not None:
+            log.info("%s is not indexed: %s", path, reason)
+            return None
+        return index, rel
+
+    def admitted(self, field: str, uri: str) -> tuple[WorkspaceIndex, Path]:
+        """The index and canonical path of a file (or folder) a request names, once the file
+        rules admit it (WorkspaceFilter.refusal: the walk's rules, a regular file within
+        maxFileBytes, in one of this session's folders); InvalidParams (-32602) naming the
+        rule otherwise, before anything is read."""
+        path = _uri_path(uri)
+        if path is None:
+            raise JsonRpcInvalidParams(f"{field}: {_quote(uri)} is not a file uri")
+        engine = self.require_engine()
+        index = engine.index_for(path) if any(
+            resolves_inside(path, root) for root in self.roots()) else None
+        if index is None:
+            spelled = to_fs_path(uri) or uri
+            named = spelled if spelled == str(path) else f"{spelled} (which resolves to {path})"
+            raise JsonRpcInvalidParams(
+                f"{field}: {named} is not inside a workspace folder of this session: never read")
+        if (reason := index.filter.refusal(path)) is not None:
+            raise JsonRpcInvalidParams(f"{field}: {path}: {reason}")
+        return index, path
 
     async def with_progress(self, title: str, token: lsp.ProgressToken | None,
                             work: Callable[[Callable[[int, int, str], None]], T]) -> T:
@@ -499,6 +529,8 @@ async def docs_index(ls: ZeroLatencyServer, params: Any) -> dict[str, Any]:
         path = _uri_path(uri)
         if path is None or not any(resolves_inside(path, f) for f in folders):
             raise JsonRpcInvalidParams(f"uris: {_quote(uri)} is not inside a workspace folder")
+        if any(resolves_inside(path, root) for root in ls.roots()):  # else: its folder's error
+            ls.admitted("docs/index: uris", uri)
         explicit.append(path)
     scope = explicit or folders
     # `rebuild` starts the stores over; `force` rebuilds one that failed to open (damaged,
@@ -557,12 +589,25 @@ async def docs_search(ls: ZeroLatencyServer, params: Any) -> dict[str, Any]:
             return {"hits": [], "elapsedMs": 0.0, "indexState": "indexing"}
     loop = asyncio.get_running_loop()
     try:
-        return await loop.run_in_executor(ls.search_executor, lambda: engine.search(
-            args["query"], args.get("limit", DEFAULT_LIMIT), args.get("mode", DEFAULT_SEARCH_MODE),
-            args.get("include", []), args.get("exclude", []),
-            languages=args.get("languages"), roots=ls.roots()))
+        result: dict[str, Any] = await loop.run_in_executor(
+            ls.search_executor, lambda: engine.search(
+                args["query"], args.get("limit", DEFAULT_LIMIT),
+                args.get("mode", DEFAULT_SEARCH_MODE), args.get("include", []),
+                args.get("exclude", []), languages=args.get("languages"), roots=ls.roots()))
     except ZeroLatencyError as err:
         raise _rpc_error(err) from err
+    if refused := _refused_folders(ls):  # say why a folder gave nothing, where it is read
+        why = "; ".join(f"{r['path']}: {r['reason']}" for r in refused)
+        result["notice"] = " ".join(filter(None, [f"Not searched: {why}", result.get("notice")]))
+    return result
+
+
+def _refused_folders(ls: ZeroLatencyServer) -> list[dict[str, str]]:
+    """This session's folders that could not be opened (refused, store unusable), and why."""
+    engine = ls.engine
+    return [{"uri": root.as_uri(), "path": str(root), "reason": err.message}
+            for root, err in ls.folder_errors.items()
+            if engine is None or root not in engine.indexes]
 
 
 @feature("docs/related")
@@ -570,12 +615,12 @@ async def docs_related(ls: ZeroLatencyServer, params: Any) -> dict[str, Any]:
     """Passages from other files like the paragraph or section at the cursor; an open
     document's text is this client's buffer (saved or not)."""
     args = _validated("docs/related", params)
-    path = _uri_path(args["uri"])
-    if path is None:
+    if _uri_path(args["uri"]) is None:
         raise JsonRpcInvalidParams(f"docs/related: uri: {_quote(args['uri'])} is not a file uri")
     engine = await ls.get_engine()
     with contextlib.suppress(TimeoutError):  # the model and folders load at startup
         await asyncio.wait_for(ls.ready.wait(), 30)
+    _index, path = ls.admitted("docs/related: uri", args["uri"])
     document = ls.workspace.text_documents.get(args["uri"])
     text = document.source if document is not None else None
     line = args["position"]["line"]
@@ -605,6 +650,8 @@ async def docs_status(ls: ZeroLatencyServer, params: Any) -> dict[str, Any]:
         ls.search_executor, lambda: engine.status(read_manifests=True, roots=roots))
     if not ls.ready.is_set() and status["state"] != "error":
         status["state"] = "loading"  # folders not opened yet: "0 files" would be untrue
+    if refused := _refused_folders(ls):
+        status["refusedFolders"] = [{"uri": r["uri"], "reason": r["reason"]} for r in refused]
     return status
 
 
@@ -615,9 +662,11 @@ async def docs_files(ls: ZeroLatencyServer, params: Any) -> dict[str, Any]:
     engine = await ls.get_engine()
     await ls.ready.wait()
     if "uri" in args:
-        folder = _uri_path(args["uri"])
-        if folder is None:
+        if _uri_path(args["uri"]) is None:
             raise JsonRpcInvalidParams(f"docs/files: uri: cannot resolve {_quote(args['uri'])}")
+        _index, folder = ls.admitted("docs/files: uri", args["uri"])
+        if not folder.is_dir():
+            raise JsonRpcInvalidParams(f"docs/files: uri: {folder} is not a folder")
         folders = [folder]
     else:
         folders = [f.resolve() for f in ls.folders if f.resolve() in engine.indexes]
@@ -741,12 +790,10 @@ async def workspace_symbol(ls: ZeroLatencyServer,
 @feature(lsp.TEXT_DOCUMENT_DID_OPEN)
 async def did_open(ls: ZeroLatencyServer, params: lsp.DidOpenTextDocumentParams) -> None:
     await ls.ready.wait()
-    found = ls.index_for_uri(params.text_document.uri)
+    found = ls.index_for_uri(params.text_document.uri, admit=True)
     if found is None:
         return
     index, rel = found
-    if index.filter.is_ignored(rel):
-        return
     ls.require_engine().prioritize(index, rel)  # the backfill embeds what is open first
     uri, text = params.text_document.uri, params.text_document.text
     if len(text) <= index.settings.maxFileBytes:  # over it, the indexer skips it with a message
@@ -772,8 +819,8 @@ async def did_change(ls: ZeroLatencyServer, params: lsp.DidChangeTextDocumentPar
     key = _document_key(uri)
     if (handle := ls.debounce.pop(key, None)) is not None:
         handle.cancel()
-    found = ls.index_for_uri(uri)
-    if found is None or found[0].filter.is_ignored(found[1]):
+    found = ls.index_for_uri(uri, admit=True)
+    if found is None:
         return
     found[0].touch(found[1])  # a version prepared before this edit must not be written
     delay = engine.settings.debounceMs / 1000

@@ -122,8 +122,11 @@ def build_server(workspace: Path, options: dict[str, Any]) -> tuple[MCPServer, S
         if languages:
             params["languages"] = languages
         result = await session.acall("docs/search", params)
-        return {"hits": [_hit(h) for h in result["hits"]], "mode": result.get("mode", mode),
-                "indexState": result.get("indexState"), "elapsedMs": result.get("elapsedMs")}
+        answer = {"hits": [_hit(h) for h in result["hits"]], "mode": result.get("mode", mode),
+                  "indexState": result.get("indexState"), "elapsedMs": result.get("elapsedMs")}
+        if result.get("notice"):  # partial results, a refused folder: the agent must know
+            answer["notice"] = result["notice"]
+        return answer
 
     @server.tool(description=(
         "What is indexed: state (idle/indexing/loadingModel/error), files and chunks, the "
