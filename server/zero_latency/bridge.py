@@ -12,18 +12,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import socket
 import sys
 import threading
 
-from .client import hello_params
-from .daemon import DaemonError, connect, socket_path
+from .client import attach
+from .daemon import DaemonError, socket_path
 from .framing import Frame, FrameParser
-
-#: The id of the bridge's own zl/hello request (an editor's ids are numbers or its own strings).
-HELLO_ID = "zl-bridge-hello"
-_CONTENT_LENGTH = re.compile(rb"content-length[ \t]*:[ \t]*(\d+)", re.IGNORECASE)
 
 
 class _Watch:
@@ -48,52 +43,17 @@ class _Watch:
                 self.exit = True
 
 
-def _hello(sock: socket.socket) -> bytes:
-    """Say who this client is (zl/hello: its version and home folder) before the editor's
-    first byte, and read the answer, which the editor must not see. Returns whatever came
-    after the answer (nothing, normally), to be forwarded. Hand-parsed: exactly one frame,
-    whose end must be known to the byte."""
-    body = json.dumps({"jsonrpc": "2.0", "id": HELLO_ID, "method": "zl/hello",
-                       "params": hello_params()}).encode("utf-8")
-    sock.sendall(b"Content-Length: %d\r\n\r\n" % len(body) + body)
-    data = b""
-    while b"\r\n\r\n" not in data:
-        data += _recv(sock)
-    header, rest = data.split(b"\r\n\r\n", 1)
-    match = _CONTENT_LENGTH.search(header)
-    if match is None:
-        raise ValueError("no Content-Length in its answer")
-    length = int(match.group(1))
-    while len(rest) < length:
-        rest += _recv(sock)
-    answer = json.loads(rest[:length])
-    if not isinstance(answer, dict) or answer.get("id") != HELLO_ID:
-        return data  # not the answer: the editor's business (and the hello's answer follows)
-    return rest[length:]
-
-
-def _recv(sock: socket.socket) -> bytes:
-    data = sock.recv(65536)
-    if not data:
-        raise ValueError("it closed the connection")
-    return data
-
-
 def run_bridge() -> int:
     if sys.stdin.isatty():
         print(f"zl serve: the Zero-Latency language server, speaking LSP (JSON-RPC) on "
               f"stdin/stdout for an editor, forwarded to the daemon at {socket_path()}. "
               "Editors start it themselves; Ctrl-C ends it.", file=sys.stderr)
     try:
-        sock = connect()
+        # A daemon of this version, said hello to (its answer is not the editor's business).
+        sock, _hello, early = attach(
+            say=lambda message: print(f"zl serve: {message}", file=sys.stderr))
     except (DaemonError, OSError) as err:
         print(f"zl serve: cannot reach the Zero-Latency daemon: {err}", file=sys.stderr)
-        return 1
-    try:
-        early = _hello(sock)
-    except (OSError, ValueError) as err:
-        print(f"zl serve: the Zero-Latency daemon did not answer its handshake: {err}",
-              file=sys.stderr)
         return 1
     if early:
         os.write(1, early)

@@ -236,12 +236,15 @@ def _parser() -> argparse.ArgumentParser:
     settings_flags(p)
     p.set_defaults(handler=cmd_mcp)
 
-    p = command("daemon", "the shared per-user engine: run, status, stop")
+    p = command("daemon", "the shared engines (one per install and environment): run, "
+                          "status, stop")
     p.add_argument("action", choices=["run", "status", "stop"],
-                   help="run it in the foreground, say whether one runs, or stop it")
+                   help="run this environment's in the foreground, list every one running "
+                        "(pid, version, environment, clients, workspaces), or stop them all")
     p.add_argument("--idle-timeout", type=float, default=None, metavar="SECONDS",
                    help="exit after this long with no client (default: "
                         "$ZL_DAEMON_IDLE_SECONDS or 300)")
+    p.add_argument("--fingerprint", default=None, help=argparse.SUPPRESS)  # set by a client
     p.set_defaults(handler=cmd_daemon)
     return parser
 
@@ -707,29 +710,60 @@ def cmd_daemon(args: argparse.Namespace) -> int:
     from . import daemon
 
     if args.action == "run":
-        return daemon.run(args.idle_timeout)
+        return daemon.run(args.idle_timeout, args.fingerprint)
     if args.action == "stop":
-        pid = daemon.stop()
-        print(f"stopped the daemon (pid {pid})" if pid else "no daemon is running")
+        pids = daemon.stop()
+        print(f"stopped {len(pids)} daemon{'s' if len(pids) != 1 else ''} (pid "
+              f"{', '.join(map(str, pids))})" if pids else "no daemon is running")
         return 0
-    pid = daemon.running_pid()
-    if pid is None:
-        print(f"no daemon is running (socket {daemon.socket_path()})")
+    found = daemon.running()
+    if not found:
+        print(f"no daemon is running (runtime folder {daemon.runtime_dir()})")
         return 3
-    from .client import open_session
-
-    client = open_session([], {"indexOnStart": False}, autostart=False)
-    try:
-        info = client.request("zl/daemon")
-    finally:
-        client.close()
-    print(f"daemon:     pid {info['pid']}, up {time.time() - info['startedAt']:.0f} s, exits "
-          f"after {info['idleSeconds']:.0f} s idle")
-    print(f"socket:     {info['socket']}")
-    print(f"clients:    {info['clients']} (this one included)")
-    for uri in info["workspaces"]:
-        print(terminal_safe(f"workspace:  {_path_of(uri)}"))
+    mine = daemon.daemon_folder()
+    for number, (folder, pid) in enumerate(found):
+        if number:
+            print()
+        _print_daemon(folder, pid, folder == mine)
     return 0
+
+
+def _print_daemon(folder: Path, pid: int, mine: bool) -> None:
+    """One daemon: asked over its socket (zl/daemon), else what its folder says."""
+    from . import daemon
+    from .client import RpcError, _hello, open_session
+
+    ident = daemon.read_identity(folder) or {}
+    info: dict[str, Any] | None = None
+    why = ""
+    try:
+        sock = daemon._connect(folder / daemon.SOCKET_NAME)
+        _hello(sock)
+        client = open_session([], {"indexOnStart": False}, sock=sock)
+        try:
+            info = client.request("zl/daemon", timeout=30)
+        finally:
+            client.close()
+    except (OSError, RpcError, TimeoutError, daemon.DaemonError) as err:
+        why = f" (not answering: {err})"
+    if info is not None:
+        ident = info.get("identity") or ident
+        print(f"daemon:     pid {pid}, version {info.get('version', '?')}, up "
+              f"{time.time() - info['startedAt']:.0f} s, exits after "
+              f"{info['idleSeconds']:.0f} s idle" + ("  (this environment's)" if mine else ""))
+    else:
+        print(f"daemon:     pid {pid}, version {ident.get('version', '?')}{why}"
+              + ("  (this environment's)" if mine else ""))
+    print(f"socket:     {folder / daemon.SOCKET_NAME}")
+    if ident:
+        print(terminal_safe(f"install:    {ident.get('package')} ({ident.get('executable')})"))
+        env = ident.get("env") or {}
+        print(terminal_safe("env:        " + (" ".join(f"{k}={v}" for k, v in env.items())
+                                              or "(none of the variables that matter)")))
+    if info is not None:
+        print(f"clients:    {info['clients']} (this one included)")
+        for uri in info["workspaces"]:
+            print(terminal_safe(f"workspace:  {_path_of(uri)}"))
 
 
 def cmd_mcp(args: argparse.Namespace) -> int:

@@ -1,4 +1,5 @@
-"""The per-user daemon: one engine process that every client attaches to.
+"""The per-user daemon: one engine process per install and environment, that every client
+of that install and environment attaches to.
 
 The model is gopls's `-remote=auto`: the first client (`zl serve` started by an editor, a `zl`
 command, `zl mcp`) starts the daemon in the background; every client then talks to it over a
@@ -6,10 +7,18 @@ Unix domain socket in a user-only directory, with the same JSON-RPC contract as 
 daemon owns every store it opens (Qdrant Edge allows one writer), keeps the model warm, and
 exits after `idle` seconds with no client and no work.
 
-Exactly one daemon runs per runtime directory: a daemon takes an exclusive `flock` on
-`daemon.lock` before it touches the socket, so when five clients start five daemons at once,
-one wins and the others exit; a socket left by a killed daemon is stale by definition once
-the lock is ours, and is replaced.
+A daemon serves only clients that would behave exactly as it does: its socket lives in a
+folder named by a fingerprint of the package version, the package's install folder, the
+Python executable and every environment variable the engine reads (`identity()`). A client
+with another `XDG_DATA_HOME`, `ZL_CONFIG` or `HF_HUB_OFFLINE`, or of another install, computes
+another folder and gets a daemon of its own, as `--no-daemon` would give it an engine of its
+own. The `zl/hello` handshake checks the version once more (a hand-started daemon, a fake).
+
+Exactly one daemon runs per folder: a daemon takes an exclusive `flock` on `daemon.lock`
+before it touches the socket, so when five clients start five daemons at once, one wins and
+the others exit; a socket left by a killed daemon is stale by definition once the lock is
+ours, and is replaced. A daemon whose socket file is removed or replaced binds it again
+within a second (`HEAL_CHECK_S`).
 
 This module is imported by `zl serve`'s bridge, which must stay small: nothing here imports
 the engine or pygls at module level.
@@ -21,6 +30,8 @@ import asyncio
 import contextlib
 import errno
 import fcntl
+import hashlib
+import json
 import logging
 import os
 import signal
@@ -32,6 +43,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger("zero_latency.daemon")
 
@@ -40,6 +52,27 @@ IDLE_ENV = "ZL_DAEMON_IDLE_SECONDS"
 #: A few minutes: a second window or a `zl` command soon after finds the model warm.
 DEFAULT_IDLE_SECONDS = 300.0
 SOCKET_NAME = "sock"  # short: a Unix socket path is limited to ~107 bytes
+#: The daemon's description of itself, written beside its socket (`zl daemon status`).
+IDENTITY_FILE = "identity.json"
+#: How often a daemon checks that its socket file is still the one it bound.
+HEAL_CHECK_S = 1.0
+#: How long a client waits for a daemon that holds the lock but has no socket yet (it is
+#: starting, or healing a removed socket) before it says what is wrong.
+LOCK_HOLDER_WAIT_S = 10.0
+
+#: Environment variables the engine reads (directly, through platformdirs or huggingface_hub),
+#: so they decide what a client gets: a client with other values gets a daemon of its own.
+#: ZL_RUNTIME_DIR only says where daemons live; ZL_STORE_API_KEY is read by the CLI and sent
+#: as a setting; display variables (TERM, NO_COLOR, VISUAL) are the client's own business.
+IDENTITY_ENV = (
+    "HOME", "XDG_DATA_HOME", "XDG_CONFIG_HOME", "XDG_CACHE_HOME", "ZL_CONFIG", IDLE_ENV,
+    "TRANSFORMERS_OFFLINE", "HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy",
+    "ALL_PROXY", "all_proxy", "NO_PROXY", "no_proxy", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE",
+    "SSL_CERT_FILE", "SSL_CERT_DIR", "CUDA_VISIBLE_DEVICES")
+#: ...and every variable with one of these prefixes (the Hub client reads many: HF_HOME,
+#: HF_HUB_CACHE, HF_HUB_OFFLINE, HF_ENDPOINT, HF_TOKEN, ...).
+IDENTITY_PREFIXES = ("HF_", "HUGGINGFACE_", "HUGGING_FACE_")
+_SECRET_WORDS = ("TOKEN", "KEY", "SECRET", "PASSWORD", "PROXY")
 
 
 class DaemonError(Exception):
@@ -76,41 +109,118 @@ def private_dir(path: Path | None = None) -> Path:
     return path
 
 
-def socket_path(folder: Path | None = None) -> Path:
-    return (folder or runtime_dir()) / SOCKET_NAME
+def identity() -> dict[str, Any]:
+    """What decides this process's behaviour as a daemon, or what a client needs its daemon's
+    to be: the version, the package folder, the executable and the engine's environment."""
+    from . import __version__
+
+    env = {name: value for name, value in os.environ.items()
+           if name in IDENTITY_ENV or name.startswith(IDENTITY_PREFIXES)}
+    return {"version": __version__, "package": str(Path(__file__).resolve().parent),
+            "executable": sys.executable, "env": dict(sorted(env.items()))}
+
+
+def fingerprint(ident: dict[str, Any] | None = None) -> str:
+    """12 hex digits naming the daemon folder of an identity (48 bits: a collision between
+    two environments of one user is not a concern; the socket path must stay short)."""
+    text = json.dumps(ident or identity(), sort_keys=True)
+    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:12]
+
+
+def shown(ident: dict[str, Any]) -> dict[str, Any]:
+    """`ident` as `zl daemon status` and the identity file show it: secrets (tokens, keys,
+    proxies, which may hold a password) only as "(set)"."""
+    env = {name: "(set)" if any(word in name.upper() for word in _SECRET_WORDS) else value
+           for name, value in ident["env"].items()}
+    return {**ident, "env": env}
+
+
+def daemon_folder(runtime: Path | None = None) -> Path:
+    """This process's daemon folder: `<runtime dir>/<fingerprint>` (not created here)."""
+    return (runtime or runtime_dir()) / fingerprint()
+
+
+def socket_path(runtime: Path | None = None) -> Path:
+    """The socket of this process's daemon (for its install and environment)."""
+    return daemon_folder(runtime) / SOCKET_NAME
+
+
+def daemon_folders(runtime: Path | None = None) -> list[Path]:
+    """Every daemon folder under the runtime folder (one per install and environment)."""
+    runtime = runtime or runtime_dir()
+    try:
+        return sorted(p for p in runtime.iterdir()
+                      if p.is_dir() and not p.is_symlink() and (p / "daemon.lock").exists())
+    except OSError:
+        return []
 
 
 # --- the client side ---------------------------------------------------------------------------
 
 
-def connect(autostart: bool = True, timeout: float = 60.0) -> socket.socket:
-    """A connection to the daemon, starting one when none runs (and `autostart`)."""
-    folder = private_dir()
-    path = socket_path(folder)
+def connect(autostart: bool = True, timeout: float = 60.0, *,
+            replacing: int | None = None) -> socket.socket:
+    """A connection to this install's and environment's daemon, starting one when none runs
+    (and `autostart`). `replacing`: the inode of a socket whose daemon must not be used (it
+    answered with another version): a daemon of ours is started to take its place."""
+    runtime = private_dir()
+    folder = private_dir(runtime / fingerprint())
+    path = folder / SOCKET_NAME
     if len(os.fsencode(path)) > 100:
         raise DaemonError(f"the socket path {path} is too long for a Unix socket: set "
                           f"{RUNTIME_DIR_ENV} to a shorter folder")
-    try:
-        return _connect(path)
-    except (FileNotFoundError, ConnectionRefusedError) as err:
-        if not autostart:
-            raise DaemonError(f"no Zero-Latency daemon is running ({path}: "
-                              f"{err.strerror})") from err
-    proc = spawn(folder)
-    deadline = time.monotonic() + timeout
-    while True:
+    if replacing is None:
         try:
             return _connect(path)
-        except (FileNotFoundError, ConnectionRefusedError):
-            pass
+        except (FileNotFoundError, ConnectionRefusedError) as err:
+            if not autostart:
+                raise DaemonError(f"no Zero-Latency daemon is running ({path}: "
+                                  f"{err.strerror})") from err
+    proc = spawn(folder)
+    deadline = time.monotonic() + timeout
+    lost_at: float | None = None
+    while True:
+        if replacing is None or _inode(path) != replacing:
+            try:
+                return _connect(path)
+            except (FileNotFoundError, ConnectionRefusedError):
+                pass
         code = proc.poll()
-        if code not in (None, 0):  # 0: another client's daemon won the race; wait for it
+        if code not in (None, 0):
             raise DaemonError(f"the Zero-Latency daemon failed to start (exit {code}): "
                               f"{_log_tail(folder)}")
-        if time.monotonic() > deadline:
+        now = time.monotonic()
+        if code == 0:  # another daemon holds the folder's lock: it binds (or heals) the socket
+            lost_at = lost_at or now
+            holder = _lock_holder(folder)
+            if holder is None:  # it is gone meanwhile: start one again
+                proc, lost_at = spawn(folder), None
+            elif now - lost_at > LOCK_HOLDER_WAIT_S and not _starting(folder):
+                what = ("still answers with another version" if replacing is not None
+                        else "has no socket there")
+                raise DaemonError(f"the Zero-Latency daemon (pid {holder}) that holds {folder} "
+                                  f"{what} ({path}); stop it (`zl daemon stop`, or kill "
+                                  f"{holder}) and try again")
+        if now > deadline:
             raise DaemonError(f"the Zero-Latency daemon did not start within {timeout:.0f} s; "
                               f"its log: {folder / 'daemon.log'}")
         time.sleep(0.02)
+
+
+def _inode(path: Path) -> int | None:
+    try:
+        return os.lstat(path).st_ino
+    except OSError:
+        return None
+
+
+def _starting(folder: Path) -> bool:
+    """Whether the folder's daemon took its lock less than a minute ago (it may still be
+    importing the engine before it binds the socket, on a loaded machine)."""
+    try:
+        return time.time() - os.stat(folder / "daemon.pid").st_mtime < 60
+    except OSError:
+        return False
 
 
 def _connect(path: Path) -> socket.socket:
@@ -127,11 +237,13 @@ def _connect(path: Path) -> socket.socket:
 
 
 def spawn(folder: Path) -> subprocess.Popen[bytes]:
-    """Start a daemon in the background, detached from this process and its terminal."""
+    """Start a daemon in the background, detached from this process and its terminal. It
+    inherits this environment, so it computes this folder's fingerprint (and checks it)."""
     log_file = open(folder / "daemon.log", "ab")  # noqa: SIM115 (the child keeps it)
     try:
         return subprocess.Popen(
-            [sys.executable, "-m", "zero_latency", "daemon", "run"],
+            [sys.executable, "-m", "zero_latency", "daemon", "run", "--fingerprint",
+             folder.name],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log_file,
             start_new_session=True, close_fds=True, cwd="/")
     finally:
@@ -146,15 +258,17 @@ def _log_tail(folder: Path, lines: int = 5) -> str:
     return " | ".join(text.strip().splitlines()[-lines:])
 
 
-def running_pid(folder: Path | None = None) -> int | None:
-    """The pid of the daemon holding the lock, or None."""
-    folder = folder or runtime_dir()
+def _lock_holder(folder: Path) -> int | None:
+    """The pid of the daemon holding `folder`'s lock, or None."""
     try:
         with open(folder / "daemon.lock", "rb") as lock:
             try:
                 fcntl.flock(lock, fcntl.LOCK_SH | fcntl.LOCK_NB)
             except BlockingIOError:
-                pid = (folder / "daemon.pid").read_text().strip()
+                try:
+                    pid = (folder / "daemon.pid").read_text().strip()
+                except OSError:
+                    return None
                 return int(pid) if pid.isdigit() else None
             fcntl.flock(lock, fcntl.LOCK_UN)
             return None
@@ -162,19 +276,44 @@ def running_pid(folder: Path | None = None) -> int | None:
         return None
 
 
-def stop(folder: Path | None = None, timeout: float = 60.0) -> int | None:
-    """Ask the daemon to end (SIGTERM: it flushes and closes its stores); wait for it."""
-    pid = running_pid(folder)
-    if pid is None:
+def running_pid(runtime: Path | None = None) -> int | None:
+    """The pid of this install's and environment's daemon, or None."""
+    return _lock_holder(daemon_folder(runtime))
+
+
+def running(runtime: Path | None = None) -> list[tuple[Path, int]]:
+    """Every daemon under the runtime folder: (its folder, its pid)."""
+    found = []
+    for folder in daemon_folders(runtime):
+        pid = _lock_holder(folder)
+        if pid is not None:
+            found.append((folder, pid))
+    return found
+
+
+def read_identity(folder: Path) -> dict[str, Any] | None:
+    """What a daemon wrote about itself when it started (secrets shown as "(set)")."""
+    try:
+        data = json.loads((folder / IDENTITY_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
         return None
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
+    return data if isinstance(data, dict) else None
+
+
+def stop(runtime: Path | None = None, timeout: float = 60.0) -> list[int]:
+    """Ask every daemon under the runtime folder to end (SIGTERM: it flushes and closes its
+    stores); wait for them. Returns their pids."""
+    pids = [pid for _folder, pid in running(runtime)]
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while running_pid(folder) == pid or _alive(pid):
-        if time.monotonic() > deadline:
-            raise DaemonError(f"the daemon (pid {pid}) did not stop within {timeout:.0f} s")
-        time.sleep(0.05)
-    return pid
+    for pid in pids:
+        while _alive(pid):
+            if time.monotonic() > deadline:
+                raise DaemonError(f"the daemon (pid {pid}) did not stop within {timeout:.0f} s")
+            time.sleep(0.05)
+    return pids
 
 
 def _alive(pid: int) -> bool:
@@ -195,32 +334,70 @@ def _alive(pid: int) -> bool:
 # --- the daemon --------------------------------------------------------------------------------
 
 
-def run(idle: float | None = None) -> int:
-    """Serve until idle (no client and no work for `idle` seconds) or SIGTERM/SIGINT."""
+class _Place:
+    """Where a daemon serves: its folder, lock, socket (and the inode it bound there)."""
+
+    def __init__(self, folder: Path, lock: Any) -> None:
+        self.folder = folder
+        self.lock = lock
+        self.path = folder / SOCKET_NAME
+        self.inode: int | None = None
+        self.retired = False
+
+    def ours(self) -> bool:
+        return self.inode is not None and _inode(self.path) == self.inode
+
+    def leave(self) -> None:
+        """Give the folder up (retired, or exiting): remove the socket and pid file if they
+        are still ours, and release the lock, so that a successor can take the folder."""
+        if self.ours():
+            with contextlib.suppress(FileNotFoundError):
+                self.path.unlink()
+        self.inode = None
+        pid_file = self.folder / "daemon.pid"
+        with contextlib.suppress(OSError):
+            if pid_file.read_text().strip() == str(os.getpid()):
+                pid_file.unlink()
+        if not self.lock.closed:
+            self.lock.close()
+
+
+def run(idle: float | None = None, expect: str | None = None) -> int:
+    """Serve until idle (no client and no work for `idle` seconds), SIGTERM/SIGINT, or
+    retired (`zl/retire`) and left by its last client. `expect`: the fingerprint the client
+    that started it computed (a mismatch: this process is another install or environment)."""
     if idle is None:
         idle = float(os.environ.get(IDLE_ENV) or DEFAULT_IDLE_SECONDS)
-    folder = private_dir()
+    ident = identity()
+    mine = fingerprint(ident)
+    if expect is not None and expect != mine:
+        log.error("started for daemon folder %s, but this process's install and environment "
+                  "make %s (package %s, %s): not serving", expect, mine, ident["package"],
+                  ident["executable"])
+        return 2
+    folder = private_dir(private_dir() / mine)
     lock = open(folder / "daemon.lock", "a+b")  # noqa: SIM115 (held for the process's life)
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         log.info("another daemon already serves %s", folder)
+        lock.close()
         return 0
     (folder / "daemon.pid").write_text(str(os.getpid()))
-    path = socket_path(folder)
+    identity_file = folder / IDENTITY_FILE
+    identity_file.write_text(json.dumps({**shown(ident), "fingerprint": mine,
+                                         "pid": os.getpid()}, indent=1))
+    os.chmod(identity_file, 0o600)
+    place = _Place(folder, lock)
     with contextlib.suppress(FileNotFoundError):
-        path.unlink()  # the lock is ours: whatever socket is there is stale
+        place.path.unlink()  # the lock is ours: whatever socket is there is stale
     try:
-        return asyncio.run(_serve(path, idle))
+        return asyncio.run(_serve(place, idle, ident))
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
-        with contextlib.suppress(FileNotFoundError):
-            (folder / "daemon.pid").unlink()
-        lock.close()
+        place.leave()
 
 
-async def _serve(path: Path, idle: float) -> int:
+async def _serve(place: _Place, idle: float, ident: dict[str, Any]) -> int:
     from .hub import EngineHub
     from .lsp import CLIENT_LOG, _StreamWriter, create_server, serve_connection
 
@@ -229,11 +406,15 @@ async def _serve(path: Path, idle: float) -> int:
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
     connections: set[asyncio.StreamWriter] = set()
+    servers: list[asyncio.Server] = []
     started = time.time()
+    path = place.path
     hub.info = lambda: {
         "pid": os.getpid(), "socket": str(path), "startedAt": started,
         "idleSeconds": idle, "clients": len(connections),
-        "workspaces": [root.as_uri() for root in hub.open_roots()]}
+        "workspaces": [root.as_uri() for root in hub.open_roots()],
+        "version": ident["version"], "fingerprint": place.folder.name,
+        "identity": shown(ident), "retired": place.retired}
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = _peer_uid(writer.get_extra_info("socket"))
@@ -243,34 +424,82 @@ async def _serve(path: Path, idle: float) -> int:
             return
         connections.add(writer)
         ls = create_server(hub)
+
+        def write(data: bytes) -> None:
+            # A client that went away (EOF, reset, kill -9) gets nothing more: asyncio would
+            # log "socket.send() raised exception." for every write to its dead transport.
+            if not writer.is_closing():
+                writer.write(data)
+
         try:
             await serve_connection(ls, lambda: reader.read(65536),
-                                   _StreamWriter(writer.write, writer.close))
+                                   _StreamWriter(write, writer.close))
         except (ConnectionError, OSError) as err:
             log.info("a client connection ended: %s", err)
         finally:
             connections.discard(writer)
             writer.close()
 
-    old_umask = os.umask(0o177)  # the socket is born 0600
-    try:
-        server = await asyncio.start_unix_server(handle, path=str(path), limit=2 ** 20)
-    finally:
-        os.umask(old_umask)
-    os.chmod(path, 0o600)
+    async def bind() -> None:
+        for server in servers:  # a listener on a removed file: its connections go on
+            server.close()
+        servers.clear()
+        private_dir(private_dir(place.folder.parent) / place.folder.name)  # removed too?
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        old_umask = os.umask(0o177)  # the socket is born 0600
+        try:
+            servers.append(await asyncio.start_unix_server(handle, path=str(path),
+                                                           limit=2 ** 20))
+        finally:
+            os.umask(old_umask)
+        os.chmod(path, 0o600)
+        place.inode = _inode(path)
+
+    def retire(version: str) -> dict[str, Any]:
+        """A client of `version` met this daemon: when that is not this daemon's version,
+        step aside (no new client reaches it, a successor may take the folder) and exit
+        once the last client has gone."""
+        if version == ident["version"] or place.retired:
+            return {"retiring": place.retired}
+        log.info("a client of version %s asked this daemon (version %s) to retire: exiting "
+                 "once its last client leaves", version, ident["version"])
+        place.retired = True
+        for server in servers:
+            server.close()
+        place.leave()
+        return {"retiring": True}
+
+    hub.retire = retire
+    await bind()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
-    log.info("daemon %d serving %s (exits after %.0f s idle)", os.getpid(), path, idle)
+    log.info("daemon %d (version %s) serving %s (exits after %.0f s idle)", os.getpid(),
+             ident["version"], path, idle)
     idle_since = time.monotonic()
+    tick = min(HEAL_CHECK_S, max(idle / 4, 0.05))
     while not stopping.is_set():
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stopping.wait(), min(1.0, max(idle / 4, 0.05)))
+            await asyncio.wait_for(stopping.wait(), tick)
+        if place.retired:
+            if not connections:
+                log.info("retired, and the last client has gone: exiting")
+                break
+            continue
+        if not place.ours():
+            # Removed (a temp cleaner, a user) or replaced: the lock is ours, so bind again.
+            log.warning("the socket %s was removed or replaced: binding it again", path)
+            try:
+                await bind()
+            except (OSError, DaemonError) as err:
+                log.error("cannot bind %s again: %s", path, err)
         if connections or hub.busy():
             idle_since = time.monotonic()
         elif time.monotonic() - idle_since >= idle:
             log.info("idle for %.0f s: exiting", idle)
             break
-    server.close()
+    for server in servers:
+        server.close()
     for writer in list(connections):
         writer.close()
     await loop.run_in_executor(None, hub.close)

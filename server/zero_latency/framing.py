@@ -7,7 +7,8 @@ has to do what no LSP library we know of does: resynchronise. Header names are
 case-insensitive and lines may end in LF alone; a Content-Length that is missing, not a number,
 negative or over `MAX_BODY_BYTES` is reported and the stream skips to the next header; a body
 that turns out shorter than announced (a complete JSON value followed by the next header) is
-cut there. Every problem becomes a `FramingError` the caller answers as the JSON-RPC spec says
+cut there, and what is left of a body longer than announced is dropped up to the next header,
+even where it runs into that header on one line. Every problem becomes a `FramingError` the caller answers as the JSON-RPC spec says
 (-32700 / -32600 with a null id), and reading goes on.
 """
 
@@ -103,6 +104,14 @@ class FrameParser:
             return self._fail("a message arrived without a Content-Length header", -32700,
                               _id_of(_leading_json(bytes(self._buffer))))
         end = _HEADER_END.search(self._buffer)
+        glued = _CONTENT_LENGTH.search(self._buffer, 1, end.start() if end else len(self._buffer))
+        if glued is not None and self._buffer[glued.start() - 1] not in b"\r\n":
+            # The rest of a body whose Content-Length was too small, stuck to the next header
+            # ('...status"}Content-Length: 52'): read as a header line it would take that
+            # header with it. Drop what comes before the header, and read on from there.
+            del self._buffer[:glued.start()]
+            return FramingError("bytes that are not a message came before a header (a "
+                                "Content-Length smaller than its body?): dropped")
         if end is None:
             if len(self._buffer) > MAX_HEADER_BYTES:
                 return self._fail("header block too long, or no blank line after the headers")

@@ -43,6 +43,9 @@ class EngineHub:
         self.info: Callable[[], dict[str, Any]] = lambda: {
             "pid": os.getpid(), "socket": None, "startedAt": time.time(), "idleSeconds": 0,
             "clients": self.clients(), "workspaces": [r.as_uri() for r in self.open_roots()]}
+        #: zl/retire (the daemon sets it): a client of another version asks this process to
+        #: step aside; None where there is nothing to retire (a `--no-daemon` server).
+        self.retire: Callable[[str], dict[str, Any]] | None = None
 
     def acquire(self, settings: Settings, client: object, warn: Warn) -> Engine:
         """The engine for `settings`, created on first use (blocking: call off the loop)."""

@@ -1101,11 +1101,27 @@ CLIENT_LOG.setFormatter(logging.Formatter("%(message)s"))
 
 
 class _StreamWriter:
-    """pygls's writer interface over an asyncio transport (a socket) or a binary file."""
+    """pygls's writer interface over an asyncio transport (a socket) or a binary file. Once
+    the session has ended (`closed`), writes are dropped: work the client started (an index
+    run's progress, status pushes) may still report, but never to a dead connection."""
 
     def __init__(self, write: Callable[[bytes], None], close: Callable[[], None]) -> None:
-        self.write = write
-        self.close = close
+        self._write = write
+        self._close = close
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        if not self.closed:
+            self._write(data)
+
+    def close(self) -> None:
+        self.closed = True
+        self._close()
+
+
+#: Asks a daemon of another version to step aside (spec.md, "zl/retire"): answered by the
+#: connection's plumbing, before and regardless of any session.
+RETIRE = "zl/retire"
 
 
 def dispatch(ls: ZeroLatencyServer, item: Frame | FramingError) -> None:
@@ -1133,6 +1149,18 @@ def dispatch(ls: ZeroLatencyServer, item: Frame | FramingError) -> None:
             message_id = None
         protocol._send_response(message_id, None,  # type: ignore[arg-type]
                                 JsonRpcInvalidRequest(refusal).to_response_error())
+        return
+    if data.get("method") == RETIRE and "id" in data:
+        params = data.get("params")
+        version = params.get("version") if isinstance(params, dict) else None
+        if ls.hub.retire is None:
+            error = JsonRpcException(f"{RETIRE}: not a daemon", code=-32601)
+        elif not isinstance(version, str):
+            error = JsonRpcInvalidParams(f"{RETIRE}: params.version must be a string")
+        else:
+            protocol._send_response(data["id"], ls.hub.retire(version))
+            return
+        protocol._send_response(data["id"], None, error.to_response_error())
         return
     try:
         message = protocol.structure_message(data)
@@ -1197,6 +1225,7 @@ async def serve_connection(ls: ZeroLatencyServer, read: Callable[[], Any],
         if reading is not None:
             reading.cancel()
         CLIENT_LOG.clients.discard(ls)
+        writer.closed = True  # nothing more goes to this client, whatever still reports
         ls.release()
         for task in list(ls.background):
             task.cancel()
