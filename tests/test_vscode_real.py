@@ -26,6 +26,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -244,11 +245,13 @@ def _vscode_session(workspace: Path, tmp_path: Path, scenario: str,
     _check_installed()
     chromium = _chromium()
     home = tmp_path / "vscode"
-    user_data, extensions, runtime, shots, store = (
-        home / name for name in ("user-data", "extensions", "runtime", "shots", "store"))
-    for folder in (user_data / "Machine", extensions, runtime, shots, home / "xdg"):
+    user_data, extensions, shots, store = (
+        home / name for name in ("user-data", "extensions", "shots", "store"))
+    for folder in (user_data / "Machine", extensions, shots, home / "xdg"):
         folder.mkdir(parents=True)
-    runtime.chmod(0o700)
+    # The daemon's socket lives below the runtime dir, and a Unix socket path has ~107 bytes:
+    # a short folder of its own in /tmp, not one under pytest's long tmp_path (mkdtemp: 0700).
+    runtime = Path(tempfile.mkdtemp(prefix="zl-rt-", dir="/tmp"))
     files = sorted(p.relative_to(workspace).as_posix() for p in workspace.rglob("*.md"))
 
     # Only this run's folders: a private runtime dir (the per-user daemon's socket lives there)
@@ -327,6 +330,7 @@ def _vscode_session(workspace: Path, tmp_path: Path, scenario: str,
         for pid, _, _ in _processes_of_this_run(str(runtime)):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(runtime, ignore_errors=True)
 
 
 class Session:
