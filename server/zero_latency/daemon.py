@@ -60,19 +60,20 @@ HEAL_CHECK_S = 1.0
 #: starting, or healing a removed socket) before it says what is wrong.
 LOCK_HOLDER_WAIT_S = 10.0
 
-#: Environment variables the engine reads (directly, through platformdirs or huggingface_hub),
-#: so they decide what a client gets: a client with other values gets a daemon of its own.
+#: Environment variables the engine reads (directly, through platformdirs or huggingface_hub)
+#: that decide what a client gets: a client with other values gets a daemon of its own.
 #: ZL_RUNTIME_DIR only says where daemons live; ZL_STORE_API_KEY is read by the CLI and sent
 #: as a setting; display variables (TERM, NO_COLOR, VISUAL) are the client's own business.
+#: Network plumbing (proxies, CA bundles) is left out on purpose: it differs between the
+#: contexts one user starts clients from, and two daemons on one data folder would contend
+#: for the same stores (one writer each).
 IDENTITY_ENV = (
     "HOME", "XDG_DATA_HOME", "XDG_CONFIG_HOME", "XDG_CACHE_HOME", "ZL_CONFIG", IDLE_ENV,
-    "TRANSFORMERS_OFFLINE", "HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy",
-    "ALL_PROXY", "all_proxy", "NO_PROXY", "no_proxy", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE",
-    "SSL_CERT_FILE", "SSL_CERT_DIR", "CUDA_VISIBLE_DEVICES")
+    "TRANSFORMERS_OFFLINE")
 #: ...and every variable with one of these prefixes (the Hub client reads many: HF_HOME,
 #: HF_HUB_CACHE, HF_HUB_OFFLINE, HF_ENDPOINT, HF_TOKEN, ...).
 IDENTITY_PREFIXES = ("HF_", "HUGGINGFACE_", "HUGGING_FACE_")
-_SECRET_WORDS = ("TOKEN", "KEY", "SECRET", "PASSWORD", "PROXY")
+_SECRET_WORDS = ("TOKEN", "KEY", "SECRET", "PASSWORD")
 
 
 class DaemonError(Exception):
@@ -128,8 +129,8 @@ def fingerprint(ident: dict[str, Any] | None = None) -> str:
 
 
 def shown(ident: dict[str, Any]) -> dict[str, Any]:
-    """`ident` as `zl daemon status` and the identity file show it: secrets (tokens, keys,
-    proxies, which may hold a password) only as "(set)"."""
+    """`ident` as `zl daemon status` and the identity file show it: secrets (tokens, keys)
+    only as "(set)"."""
     env = {name: "(set)" if any(word in name.upper() for word in _SECRET_WORDS) else value
            for name, value in ident["env"].items()}
     return {**ident, "env": env}

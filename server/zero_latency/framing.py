@@ -8,8 +8,9 @@ case-insensitive and lines may end in LF alone; a Content-Length that is missing
 negative or over `MAX_BODY_BYTES` is reported and the stream skips to the next header; a body
 that turns out shorter than announced (a complete JSON value followed by the next header) is
 cut there, and what is left of a body longer than announced is dropped up to the next header,
-even where it runs into that header on one line. Every problem becomes a `FramingError` the caller answers as the JSON-RPC spec says
-(-32700 / -32600 with a null id), and reading goes on.
+even where it runs into that header on one line. Every problem becomes a `FramingError` the
+caller answers as the JSON-RPC spec says (-32700 / -32600 with a null id), and reading goes
+on.
 """
 
 from __future__ import annotations
