@@ -427,7 +427,9 @@ async def _startup(ls: ZeroLatencyServer) -> None:
     _status_changed(ls)
     engine = ls.engine
     watching = ls.index_on_start and await _register_watchers(ls)
-    await asyncio.wrap_future(engine.run(engine.load_model))
+    # Off the index worker: another session's index run may hold it for minutes, and this
+    # session's searches wait for `ready` (load_model has a lock of its own).
+    await loop.run_in_executor(None, engine.load_model)
     _status_changed(ls)
     if ls.find_indexed_root:
         try:  # a Qdrant server (storeUrl) is asked: it may be down
@@ -438,6 +440,8 @@ async def _startup(ls: ZeroLatencyServer) -> None:
             _show(ls, err.message, lsp.MessageType.Error)
         ls.folders = [f for f in found if f is not None]
     for folder in ls.folders:
+        if folder.resolve() in engine.indexes:
+            continue  # open for another session: ready now, even while its index run goes on
         try:
             await ls.on_worker(lambda f=folder: engine.open_workspace(f))  # type: ignore[misc]
         except ZeroLatencyError as err:
