@@ -65,8 +65,9 @@ def test_every_file_is_keyword_searchable_while_the_backfill_is_paused(
         pages: Path, tmp_path: Path) -> None:
     server = started(pages, tmp_path / "store", backfillPaused=True)
     try:
-        ready = wait_for(lambda: (s := status(server))["state"] == "idle" and s["files"] and s,
-                         180, "the keyword pass")
+        # Every file keyword-searchable, no chunk embedded: not "idle" (ready), "embedding".
+        ready = wait_for(lambda: (s := status(server))["state"] == "embedding"
+                         and s["files"] and s, 180, "the keyword pass")
         assert ready["files"] == FILES and ready["keywordChunks"] >= FILES
         assert ready["embeddedChunks"] == 0, "paused: nothing embedded"
         assert ready["workspaces"][0]["keywordChunks"] == ready["keywordChunks"]

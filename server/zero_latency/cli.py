@@ -659,17 +659,31 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(status))
         return 0
-    lines = [f"workspace: {root}", f"state:     {status['state']}",
-             f"files:     {status['files']}   chunks: {status['chunks']}"]
+    lines = [f"workspace: {root}", f"state:     {_state_line(status)}",
+             f"files:     {status['files']:,}   chunks: {status['chunks']:,}"]
     model = status["model"]
     lines.append(f"model:     {model['id']} ({model['dimension']}-d, {model['device']})")
     for ws in status["workspaces"]:
         lines.append(f"store:     {status['store']['kind']} at {ws['store']}")
+    for refused in status.get("refusedFolders", []):
+        lines.append(f"refused:   {_path_of(refused['uri'])}: {refused['reason']}")
     if status.get("lastError"):
         lines.append(f"error:     {status['lastError']}")
     for line in lines:
         print(terminal_safe(line))
     return 0
+
+
+def _state_line(status: dict[str, Any]) -> str:
+    """The state, with what it means for a search when meaning is still partial."""
+    state: str = status["state"]
+    keyword, embedded = status.get("keywordChunks", 0), status.get("embeddedChunks", 0)
+    if state in ("embedding", "indexing") and keyword and embedded < keyword:
+        share = f"{embedded:,} of {keyword:,} chunks embedded ({embedded * 100 // keyword}%)"
+        if state == "embedding":
+            return f"embedding: keyword search is complete; meaning covers {share}"
+        return f"indexing: {share}"
+    return state
 
 
 def cmd_status_files(args: argparse.Namespace) -> int:

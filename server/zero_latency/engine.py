@@ -585,6 +585,10 @@ class Engine:
             ],
             "searchModes": list(SEARCH_MODES if self.embedder else KEYWORD_ONLY_MODES),
         }
+        if (result["state"] == "idle" and self.embedder is not None
+                and result["embeddedChunks"] < result["keywordChunks"]):
+            # Keyword-searchable, but meaning is partial: "idle" would tell clients "ready".
+            result["state"] = "embedding"
         if self.last_error:
             result["lastError"] = self.last_error
         return result

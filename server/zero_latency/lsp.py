@@ -727,7 +727,10 @@ class _StatusPush:
         try:
             # The very object docs/status answers (the handler is a plain coroutine).
             status = await docs_status(self.ls, None)
-            busy = status.get("state") in _BUSY_STATES or bool(status.get("pendingFiles"))
+            state = status.get("state")
+            engine = self.ls.engine
+            busy = (state in _BUSY_STATES or bool(status.get("pendingFiles")) or (
+                state == "embedding" and engine is not None and engine.busy()))
             if status != self.last_sent and not self.ls.released:
                 self.ls.protocol.notify("zl/status", status)
                 self.last_sent = status

@@ -129,7 +129,8 @@ def build_server(workspace: Path, options: dict[str, Any]) -> tuple[MCPServer, S
         return answer
 
     @server.tool(description=(
-        "What is indexed: state (idle/indexing/loadingModel/error), files and chunks, the "
+        "What is indexed: state (idle: complete; embedding: keyword search complete, meaning "
+        "partial; indexing/loadingModel/error), files and chunks, the "
         "embedding model, where the store is, and the workspace folders."))
     async def status() -> dict[str, Any]:
         result: dict[str, Any] = await session.acall("docs/status")

@@ -68,6 +68,11 @@ function runningView(status: StatusResult | undefined): StatusView {
       const counts = status.files > 0 || status.chunks > 0 ? ` · ${countsText(status)}` : '';
       return { text: `$(database) ${NAME}: indexing${counts}${pending}`, tooltip };
     }
+    case 'embedding': {
+      // Keyword search covers everything; meaning only the part embedded so far.
+      const share = meaningShare(status);
+      return { text: `$(search) ${NAME}: ${countsText(status)}${share === undefined ? '' : ` · meaning ${share}%`}`, tooltip };
+    }
     case 'error':
       return { text: `$(warning) ${NAME}: ${countsText(status)}`, tooltip };
     default:
@@ -75,8 +80,16 @@ function runningView(status: StatusResult | undefined): StatusView {
   }
 }
 
+/** The share of chunks embedded (0–99), while meaning is partial; undefined when complete. */
+export function meaningShare(status: Pick<StatusResult, 'keywordChunks' | 'embeddedChunks'>): number | undefined {
+  const keyword = status.keywordChunks ?? 0;
+  const embedded = status.embeddedChunks ?? 0;
+  return keyword > 0 && embedded < keyword ? Math.floor((embedded * 100) / keyword) : undefined;
+}
+
 const STATE_WORDS: Readonly<Record<string, string>> = {
   idle: 'ready',
+  embedding: 'ready for keyword search, meaning still arriving',
   ready: 'ready',
   indexing: 'indexing',
   loading: 'loading the model',

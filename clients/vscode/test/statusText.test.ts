@@ -25,6 +25,12 @@ test('indexing: growing counts, no spinner (the server\'s $/progress is the one 
   assert.equal(statusBar({ kind: 'running', status: { ...base, state: 'indexing', files: 0, chunks: 0 } }).text, '$(database) Zero-Latency: indexing');
 });
 
+test('embedding: keyword search complete, the meaning share shown', () => {
+  const status: StatusResult = { ...base, state: 'embedding', keywordChunks: 1340, embeddedChunks: 335 };
+  assert.equal(statusBar({ kind: 'running', status }).text, '$(search) Zero-Latency: 12 files · 1,340 chunks · meaning 25%');
+  assert.match(statusSummary(status), /ready for keyword search, meaning still arriving/);
+});
+
 test('states the contract adds show as their nearest known one', () => {
   const loading = { ...base, state: 'loading' } as unknown as StatusResult;
   assert.equal(statusBar({ kind: 'running', status: loading }).text, '$(database) Zero-Latency: loading model');
