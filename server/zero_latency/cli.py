@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import re
+import shlex
 import shutil
 import sys
 import time
@@ -28,6 +29,7 @@ from .config import (
     DEFAULT_SEARCH_MODE,
     FILE_STATES,
     LANGUAGES,
+    MAX_LIMIT,
     SEARCH_MODES,
     SettingsError,
     load_settings,
@@ -79,7 +81,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.handler(args))
     except (ZeroLatencyError, SettingsError, RpcError, DaemonError) as err:
         message = err.message if isinstance(err, ZeroLatencyError | RpcError) else str(err)
-        print(terminal_safe(f"zl: error: {message}"), file=sys.stderr)
+        if message not in _SAID:  # the server's own showMessage said it already
+            print(terminal_safe(f"zl: error: {message}"), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("zl: interrupted", file=sys.stderr)
@@ -136,8 +139,39 @@ EXAMPLES = {
 }
 
 
+def _limit(text: str) -> int:
+    """--limit, checked before any daemon is started for it."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 1 <= value <= MAX_LIMIT:
+        raise argparse.ArgumentTypeError(f"{value} is out of range: 1 to {MAX_LIMIT}")
+    return value
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with a "did you mean" for a mistyped option (Python 3.11's has none)."""
+
+    def error(self, message: str) -> Any:
+        unknown = re.match(r"unrecognized arguments: (.*)", message)
+        if unknown:
+            import difflib
+
+            parsers = [self, *(p for a in self._actions
+                               if isinstance(a, argparse._SubParsersAction)
+                               for p in a.choices.values())]
+            known = sorted({o for p in parsers for a in p._actions for o in a.option_strings})
+            words = []
+            for word in unknown.group(1).split():
+                match = difflib.get_close_matches(word.split("=")[0], known, 1, 0.6)
+                words.append(f"{word} (did you mean {match[0]}?)" if match else word)
+            message = "unrecognized arguments: " + " ".join(words)
+        super().error(message)
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="zl", description="Local, private, semantic search for your documents.",
         formatter_class=_HelpFormatter,
         epilog="examples:\n  zl index ~/notes\n  zl search --workspace ~/notes key rotation\n\n"
@@ -183,7 +217,7 @@ def _parser() -> argparse.ArgumentParser:
 
     p = command("search", "search the index of the current workspace")
     p.add_argument("query", nargs="+", help="what to look for, in your own words")
-    p.add_argument("--limit", "-n", type=int, default=DEFAULT_LIMIT,
+    p.add_argument("--limit", "-n", type=_limit, default=DEFAULT_LIMIT,
                    help="at most this many hits (1-100)")
     p.add_argument("--mode", choices=SEARCH_MODES, default=DEFAULT_SEARCH_MODE,
                    help="hybrid: meaning and words; semantic: meaning only; keyword: words only")
@@ -281,6 +315,11 @@ _MODEL_FAILED = "Keyword search still works; semantic search is off."
 _FALLBACK_SEEN = "model-fallback-warned.txt"
 
 
+#: What was printed as a warning (a server's showMessage): an error with the same text is not
+#: printed twice.
+_SAID: set[str] = set()
+
+
 def _warn(message: str) -> None:
     """A warning on stderr; the default model's fallback (models.resolve_model: "Default
     model … is unavailable") only when it differs from the last one shown, remembered in the
@@ -293,8 +332,9 @@ def _warn(message: str) -> None:
             if seen.read_text(encoding="utf-8") == message:
                 return
         with contextlib.suppress(OSError):
-            seen.parent.mkdir(parents=True, exist_ok=True)
+            seen.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # user-only, as all
             seen.write_text(message, encoding="utf-8")
+    _SAID.add(message)
     print(f"zl: {terminal_safe(message)}", file=sys.stderr)
 
 
@@ -432,12 +472,17 @@ def _print_report(root: Path, report: dict[str, Any]) -> None:
     seconds = report["elapsedMs"] / 1000
     rate = report["embeddedChunks"] / seconds if seconds > 0 else 0.0
     print(terminal_safe(
-        f"{root}: {report['files']} files ({report['indexedFiles']} indexed, "
-        f"{report['unchangedFiles']} unchanged, {report['removedFiles']} removed, "
-        f"{report['skippedFiles']} skipped), {report['chunks']} chunks, "
-        f"{report['embeddedChunks']} embedded in {seconds:.1f} s ({rate:.1f} chunks/s)"))
+        f"{root}: {_plural(report['files'], 'file')} ({report['indexedFiles']:,} indexed, "
+        f"{report['unchangedFiles']:,} unchanged, {report['removedFiles']:,} removed, "
+        f"{report['skippedFiles']:,} skipped), {_plural(report['chunks'], 'chunk')}, "
+        f"{report['embeddedChunks']:,} embedded in {seconds:.1f} s ({rate:.1f} chunks/s)"))
     for error in report["errors"]:
-        print(terminal_safe(f"  {error['uri']}: {error['message']}"), file=sys.stderr)
+        where = _path_of(error["uri"]) if error["uri"].startswith("file:") else error["uri"]
+        print(terminal_safe(f"  {where}: {error['message']}"), file=sys.stderr)
+    if report.get("pendingChunks"):
+        print(f"  {_plural(report['pendingChunks'], 'chunk')} still to embed (keyword search "
+              "covers them; the backfill resumes with the next run or editor session)",
+              file=sys.stderr)
 
 
 def _workspace(args: argparse.Namespace) -> tuple[Engine, Path]:
@@ -526,12 +571,19 @@ def cmd_search(args: argparse.Namespace) -> int:
     else:
         _print_hits(hits, _colour(args.color))
         below = result.get("belowFloor")
-        print(f"{len(hits)} hits in {result['elapsedMs']:.1f} ms ({result['mode']})"
+        print(f"{_plural(len(hits), 'hit')} in {result['elapsedMs']:.1f} ms ({result['mode']})"
               + (f", {below} below the relevance floor left out" if below else ""),
               file=sys.stderr)
+    if result.get("notice") and not args.json:  # partial meaning, a refused folder
+        print(terminal_safe(f"zl: {result['notice']}"), file=sys.stderr)
     if args.open is not None:
         return _open_hit(hits[args.open - 1], args.editor)
     return 0
+
+
+def _plural(count: int, word: str) -> str:
+    """ "1 hit", "2 hits", "1,024 files" """
+    return f"{count:,} {word}{'' if count == 1 else 's'}"
 
 
 #: A hit's score, as a word (protocol/spec.md: Scores).
@@ -708,14 +760,22 @@ def cmd_status_files(args: argparse.Namespace) -> int:
         return 0
     width = max((len(f["state"]) for f in page["files"]), default=0)
     for item in page["files"]:
-        detail = f"  ({item['chunks']} chunks)" if item.get("chunks") is not None else ""
+        detail = f"  ({_plural(item['chunks'], 'chunk')})" if item.get("chunks") is not None else ""
         reason = f"  — {item['reason']}" if item.get("reason") else ""
         print(terminal_safe(f"{item['state']:<{width}}  {item['path']}{detail}{reason}"))
     shown = len(page["files"])
-    first = args.offset + 1 if shown else args.offset
-    summary = f"{first}-{args.offset + shown} of {page['total']} files under {root}"
+    which = f"{' or '.join(args.states)} " if args.states else ""
+    if shown:
+        summary = (f"{args.offset + 1:,}-{args.offset + shown:,} of "
+                   f"{_plural(page['total'], which + 'file')} under {root}")
+    else:
+        summary = f"no {which}files under {root}" + (
+            f" past {args.offset:,} (of {page['total']:,})" if page["total"] else "")
     if "nextOffset" in page:
-        summary += f"; next page: zl status --files --offset {page['nextOffset']}"
+        again = "".join(f" --state {state}" for state in args.states)
+        if args.workspace:
+            again += f" --workspace {shlex.quote(args.workspace)}"
+        summary += f"; next page: zl status --files{again} --offset {page['nextOffset']}"
     print(terminal_safe(summary), file=sys.stderr)
     return 0
 

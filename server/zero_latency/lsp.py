@@ -33,6 +33,7 @@ from lsprotocol import types as lsp
 from pygls.capabilities import get_capability
 from pygls.exceptions import (
     JsonRpcException,
+    JsonRpcInternalError,
     JsonRpcInvalidParams,
     JsonRpcInvalidRequest,
     JsonRpcParseError,
@@ -1105,6 +1106,23 @@ class _ClientLogHandler(logging.Handler):
 
 CLIENT_LOG = _ClientLogHandler()
 CLIENT_LOG.setFormatter(logging.Formatter("%(message)s"))
+
+
+class _AnsweredErrorsInOneLine(logging.Filter):
+    """pygls logs every error answer with its traceback; an answer the contract expects (a
+    refused folder, bad params: anything but an internal error) is the user's mistake, not
+    ours, and gets one line in the daemon's log instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, JsonRpcException) and error.code != JsonRpcInternalError.CODE:
+            record.msg, record.args = f"{record.getMessage()}: {error}", ()
+            record.exc_info = record.exc_text = None
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
+logging.getLogger("pygls.protocol.json_rpc").addFilter(_AnsweredErrorsInOneLine())
 
 
 class _StreamWriter:
