@@ -187,7 +187,7 @@ export function affectsServer(changed: (section: string) => boolean): boolean {
 
 export const DEFAULT_SERVER_PATH = 'zl';
 export const DEFAULT_SERVER_ARGS: readonly string[] = ['serve'];
-export const INSTALL_COMMAND = "pip install 'zero-latency[offline]'";
+export const INSTALL_COMMAND = "pip install '/path/to/your/zero-latency-clone[offline]'";
 
 export interface ServerCommand {
   command: string;

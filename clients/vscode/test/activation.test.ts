@@ -137,7 +137,7 @@ test('missing server: an error with the install command and a settings button', 
   await tick();
   assert.equal(fake.statusText, '$(error) Zero-Latency: server not found');
   assert.equal(fake.errors.length, 1);
-  assert.match(fake.errors[0]!.message, /pip install 'zero-latency\[offline\]'/);
+  assert.match(fake.errors[0]!.message, /pip install '\/path\/to\/your\/zero-latency-clone\[offline\]'/);
   assert.deepEqual(fake.errors[0]!.buttons, ['Open Settings', 'Copy Install Command']);
   await extension.deactivate();
 });

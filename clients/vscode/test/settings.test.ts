@@ -164,7 +164,7 @@ test('server command: defaults, custom path and args', () => {
 
 test('the missing-server message says how to fix it', () => {
   const message = missingServerMessage('zl');
-  assert.match(message, /pip install 'zero-latency\[offline\]'/);
+  assert.match(message, /pip install '\/path\/to\/your\/zero-latency-clone\[offline\]'/);
   assert.match(message, /zeroLatency\.server\.path/);
 });
 

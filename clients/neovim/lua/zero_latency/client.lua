@@ -7,7 +7,7 @@ local NAME = "zero_latency"
 -- 0.11 made Client methods colon-calls and deprecated the 0.10 dot-call closures.
 local HAS_011 = vim.fn.has("nvim-0.11") == 1
 
-M.INSTALL_HINT = "Install the server with `pip install 'zero-latency[offline]'` "
+M.INSTALL_HINT = "Install the server with `pip install '/path/to/your/zero-latency-clone[offline]'` "
   .. "(so that `zl --version` works), or point `cmd` at it: require('zero_latency').setup{ cmd = { '/path/to/zl', 'serve' } }."
 
 -- Callbacks waiting for a client's `initialize` reply, by client id.

