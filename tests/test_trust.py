@@ -313,3 +313,36 @@ def mcp_search(cwd: Path, query: str) -> dict[str, Any]:
             return json.loads(json.dumps(result.structured_content))
 
     return anyio.run(run)
+
+
+def test_an_agent_is_told_why(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                              listener: Listener) -> None:
+    """`zl mcp` (issue 20): the ignored where-text-goes setting of the workspace's own file is
+    in the status tool's `messages`; a path holding NUL gets an error that says so."""
+    from mcp.client.session import ClientSession
+    from mcp.client.stdio import StdioServerParameters, stdio_client
+
+    from zero_latency.config import CONFIG_FILE_NAME
+
+    user_config(tmp_path, monkeypatch)
+    repo = folder(tmp_path / "cloned", {"README.md": "# Cloned\n\nThe aardvark digs.\n",
+                                        CONFIG_FILE_NAME: f'storeUrl = "{listener.url}"\n'})
+    env = {k: v for k, v in os.environ.items() if k.startswith(("ZL_", "PATH", "HOME"))}
+    params = StdioServerParameters(command=sys.executable, env=env, cwd=str(repo),
+                                   args=["-m", "zero_latency", "mcp"])
+
+    async def run() -> tuple[dict[str, Any], str]:
+        async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
+            await session.initialize()
+            found = await session.call_tool("search", {"query": "aardvark"})
+            assert not found.is_error, found.content
+            status = await session.call_tool("status", {})
+            assert status.structured_content is not None
+            bad = await session.call_tool("index", {"paths": ["notes\x00.md"]})
+            assert bad.is_error
+            return status.structured_content, bad.content[0].text  # type: ignore[union-attr]
+
+    status, error = anyio.run(run)
+    assert any("storeUrl ignored" in m for m in status.get("messages", [])), status
+    assert "not a usable path" in error and "null" in error, error
+    assert listener.connections == []

@@ -35,6 +35,10 @@ INSTRUCTIONS = (
 )
 
 
+#: The server's messages a session keeps for the agent (the latest).
+MAX_MESSAGES = 10
+
+
 class Session:
     """The daemon session behind the tools: opened lazily, reopened if the daemon went away.
     Calls are serialised (the client is blocking) and run off the MCP event loop."""
@@ -44,13 +48,23 @@ class Session:
         self.options = options  # settings from `zl mcp` flags
         self._client: RpcClient | None = None
         self._lock = threading.Lock()
+        #: What the server told this session (an ignored setting, a refused folder, a model
+        #: fallback): an editor shows it as a message; an agent reads it in the tool results.
+        self.messages: list[str] = []
+
+    def _told(self, method: str, params: Any) -> None:
+        if method == "window/showMessage" and isinstance(params, dict):
+            message = str(params.get("message", ""))
+            if message and message not in self.messages:
+                self.messages = [*self.messages, message][-MAX_MESSAGES:]
 
     def _open(self) -> RpcClient:
-        client = open_session([self.workspace], {**self.options, "findIndexedRoot": True})
+        client = open_session([self.workspace], {**self.options, "findIndexedRoot": True},
+                              self._told)
         if client.request("docs/status")["workspaces"]:
             return client
         client.close()  # nothing indexed at or above it: index the folder itself
-        return open_session([self.workspace], self.options)
+        return open_session([self.workspace], self.options, self._told)
 
     def call(self, method: str, params: Any = None) -> Any:
         with self._lock:
@@ -111,7 +125,9 @@ def build_server(workspace: Path, options: dict[str, Any]) -> tuple[MCPServer, S
     @server.tool(description=(
         "Search the workspace's documents for the passages that best answer `query` (a "
         "question or a few words). Returns hits best first: path, 1-based line range, heading "
-        "path, a snippet and a score. mode: 'hybrid' (default: meaning + keywords), "
+        "path, a snippet and a score; `notice` says when results are partial or a folder was "
+        "refused, `messages` what the server warned of. mode: 'hybrid' (default: meaning + "
+        "keywords), "
         "'semantic' (meaning only) or 'keyword' (exact words, BM25). include/exclude: "
         f"workspace-relative globs such as 'docs/**'; languages: {', '.join(LANGUAGES)}."))
     async def search(query: str, limit: int = DEFAULT_LIMIT, mode: Mode = DEFAULT_SEARCH_MODE,
@@ -126,14 +142,19 @@ def build_server(workspace: Path, options: dict[str, Any]) -> tuple[MCPServer, S
                   "indexState": result.get("indexState"), "elapsedMs": result.get("elapsedMs")}
         if result.get("notice"):  # partial results, a refused folder: the agent must know
             answer["notice"] = result["notice"]
+        if session.messages:
+            answer["messages"] = session.messages
         return answer
 
     @server.tool(description=(
         "What is indexed: state (idle: complete; embedding: keyword search complete, meaning "
         "partial; indexing/loadingModel/error), files and chunks, the "
-        "embedding model, where the store is, and the workspace folders."))
+        "embedding model, where the store is, the workspace folders, refused folders and why, "
+        "and the server's warnings (`messages`: ignored settings and the like)."))
     async def status() -> dict[str, Any]:
         result: dict[str, Any] = await session.acall("docs/status")
+        if session.messages:  # why something is not as asked: ignored settings, refusals
+            result["messages"] = session.messages
         return result
 
     @server.tool(description=(
@@ -141,8 +162,12 @@ def build_server(workspace: Path, options: dict[str, Any]) -> tuple[MCPServer, S
         "absolute or relative to the workspace). Unchanged content is never re-embedded "
         "unless force=true. Returns counts of indexed, unchanged, removed and skipped files."))
     async def index(paths: list[str] | None = None, force: bool = False) -> dict[str, Any]:
-        uris = [(Path(p) if Path(p).is_absolute() else workspace / p).resolve().as_uri()
-                for p in paths or []]
+        uris = []
+        for path in paths or []:
+            try:
+                uris.append((workspace / path).resolve().as_uri())  # an absolute path stays
+            except (OSError, ValueError, RuntimeError) as err:  # a NUL, a symlink loop
+                raise ToolError(f"paths: {path!r} is not a usable path: {err}") from err
         params: dict[str, Any] = {"force": force}
         if uris:
             params["uris"] = uris
