@@ -16,9 +16,13 @@ import { StatusItem } from './status';
 let server: Server | undefined;
 
 export function activate(context: vscode.ExtensionContext): void {
-  const running = new Server();
+  const running = new Server(context.globalState);
   server = running;
-  const view = new SearchViewProvider(context.extensionUri, { sender: () => running.sender() });
+  const view = new SearchViewProvider(context.extensionUri, {
+    sender: () => running.sender(),
+    status: () => running.status,
+    onStatus: running.onDidChangeStatus,
+  });
   context.subscriptions.push(
     running,
     view,

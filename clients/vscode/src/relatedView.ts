@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import * as vscode from 'vscode';
 import type { Hit, RelatedResult } from './lspExt';
 import { buildRelatedParams, errorCode, errorMessage, isCancelled, related } from './requests';
-import { fileLabel, HEADING_SEPARATOR, targetRange } from './results';
+import { fileLabel, HEADING_SEPARATOR, targetRange, uniqueHits } from './results';
 import type { Server } from './server';
 
 export const RELATED_VIEW_ID = 'zeroLatency.related';
@@ -120,7 +120,8 @@ export class RelatedView implements vscode.TreeDataProvider<RelatedNode>, vscode
   private show(result: RelatedResult, fileName: string): void {
     const { start, end } = result.anchor;
     const lines = start.line === end.line ? `line ${start.line + 1}` : `lines ${start.line + 1}–${end.line + 1}`;
-    const nodes: RelatedNode[] = result.hits.map((hit) => ({ kind: 'hit', hit }));
+    // Each passage once, even when the answer repeats one (the server's order kept).
+    const nodes: RelatedNode[] = uniqueHits(result.hits).map((hit) => ({ kind: 'hit', hit }));
     this.setNodes(nodes.length > 0 ? nodes : [{ kind: 'message', text: 'No related passages in other files.' }], `${fileName}, ${lines}`);
   }
 

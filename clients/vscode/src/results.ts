@@ -25,6 +25,41 @@ export function groupByFile(hits: readonly Hit[], workspaceFolders: readonly str
   return [...groups.values()];
 }
 
+/**
+ * The hits in the server's order, consecutive hits of one file under one file name: the list
+ * reads top-down best first, and its scores are the server's, in its order.
+ */
+export function runsInOrder(hits: readonly Hit[], workspaceFolders: readonly string[] = []): FileGroup[] {
+  const runs: FileGroup[] = [];
+  for (const hit of hits) {
+    const last = runs.at(-1);
+    if (last !== undefined && last.uri === hit.uri) {
+      last.hits.push(toViewHit(hit));
+    } else {
+      runs.push({ uri: hit.uri, label: fileLabel(hit, workspaceFolders), hits: [toViewHit(hit)] });
+    }
+  }
+  return runs;
+}
+
+/** The view's list: rank order (default), or grouped by file when the user asks for it. */
+export function arrangeHits(hits: readonly Hit[], workspaceFolders: readonly string[], byFile: boolean): FileGroup[] {
+  return byFile ? groupByFile(hits, workspaceFolders) : runsInOrder(hits, workspaceFolders);
+}
+
+/** Hits less repeats of one passage (same file and target line): a list shows each once. */
+export function uniqueHits<T extends Hit>(hits: readonly T[]): T[] {
+  const seen = new Set<string>();
+  return hits.filter((hit) => {
+    const key = `${hit.uri}#${targetRange(hit).start.line}`;
+    if (seen.has(key)) {
+      return false;
+    }
+    seen.add(key);
+    return true;
+  });
+}
+
 export function toViewHit(hit: Hit): ViewHit {
   const target = targetRange(hit);
   return {
@@ -34,6 +69,7 @@ export function toViewHit(hit: Hit): ViewHit {
     snippet: hit.snippet,
     highlights: validHighlights(hit),
     score: hit.score,
+    source: hit.source === 'buffer' ? 'buffer' : 'disk',
   };
 }
 

@@ -3,10 +3,10 @@
 import * as crypto from 'node:crypto';
 import * as vscode from 'vscode';
 import { parseFromView } from './messages';
-import { buildSearchParams, isCancelled, errorMessage, isSearchMode, search, type RequestSender } from './requests';
-import { groupByFile } from './results';
-import { resultsLine } from './statusText';
-import type { Range } from './lspExt';
+import { buildSearchParams, isCancelled, errorKind, errorMessage, isSearchMode, search, type RequestSender } from './requests';
+import { arrangeHits } from './results';
+import { coverageLine, emptyState, resultsLine } from './statusText';
+import type { Range, StatusResult } from './lspExt';
 import type { SearchMode, ToView } from './types';
 
 export const VIEW_ID = 'zeroLatency.search';
@@ -14,6 +14,23 @@ export const VIEW_ID = 'zeroLatency.search';
 export interface SearchBackend {
   /** The running client, once the server is up (waits for start-up). */
   sender(): Promise<RequestSender>;
+  /** The server's last status (docs/status or its zl/status push), if any. */
+  status(): StatusResult | undefined;
+  /** Fires when the server pushes a new status. */
+  onStatus: vscode.Event<StatusResult | undefined>;
+}
+
+/** While the index grows an open result list is asked again, at most this often… */
+const REFRESH_EVERY_MS = 4000;
+/** …once the pushes rest this long (they come up to twice a second). */
+const REFRESH_DEBOUNCE_MS = 1000;
+
+/** What the index covers: a change means an open list may have changed. */
+function coverageKey(status: StatusResult | undefined): string {
+  if (status === undefined) {
+    return '';
+  }
+  return `${status.state}/${status.files}/${status.keywordChunks ?? status.chunks}/${status.embeddedChunks ?? ''}`;
 }
 
 export class SearchViewProvider implements vscode.WebviewViewProvider, vscode.Disposable {
@@ -23,8 +40,39 @@ export class SearchViewProvider implements vscode.WebviewViewProvider, vscode.Di
   private shownUris = new Set<string>();
   private pendingQuery: string | undefined;
   private statusText = '';
+  /** The query on screen (the webview's seq for it) and whether its answer was partial. */
+  private shown: { seq: number; query: string; mode: SearchMode; partial: boolean; key: string; hits: number } | undefined;
+  private refreshTimer: ReturnType<typeof setTimeout> | undefined;
+  private lastRefresh = 0;
+  private readonly statusSubscription: vscode.Disposable;
 
-  constructor(private readonly extensionUri: vscode.Uri, private readonly backend: SearchBackend) {}
+  constructor(private readonly extensionUri: vscode.Uri, private readonly backend: SearchBackend) {
+    this.statusSubscription = backend.onStatus((value) => this.onStatus(value));
+  }
+
+  /**
+   * The index grew (or finished) while a partial answer is on screen: ask again, debounced and
+   * at most every REFRESH_EVERY_MS, so the list and its coverage line follow the index without
+   * retyping. Nothing is asked while the index does not change or once an answer was complete.
+   */
+  private onStatus(value: StatusResult | undefined): void {
+    const shown = this.shown;
+    if (shown === undefined || !shown.partial || this.view === undefined || coverageKey(value) === shown.key) {
+      return;
+    }
+    if (this.refreshTimer !== undefined) {
+      clearTimeout(this.refreshTimer);
+    }
+    const wait = Math.max(REFRESH_DEBOUNCE_MS, this.lastRefresh + REFRESH_EVERY_MS - Date.now());
+    this.refreshTimer = setTimeout(() => {
+      this.refreshTimer = undefined;
+      const current = this.shown;
+      if (current !== undefined && current.partial && this.inFlight === undefined) {
+        this.lastRefresh = Date.now();
+        void this.runSearch(current.seq, current.query, current.mode, true);
+      }
+    }, wait);
+  }
 
   resolveWebviewView(view: vscode.WebviewView): void {
     this.view = view;
@@ -57,6 +105,10 @@ export class SearchViewProvider implements vscode.WebviewViewProvider, vscode.Di
 
   dispose(): void {
     this.cancelInFlight();
+    if (this.refreshTimer !== undefined) {
+      clearTimeout(this.refreshTimer);
+    }
+    this.statusSubscription.dispose();
   }
 
   private post(message: ToView): void {
@@ -93,7 +145,7 @@ export class SearchViewProvider implements vscode.WebviewViewProvider, vscode.Di
     }
   }
 
-  private async runSearch(seq: number, query: string, mode: SearchMode): Promise<void> {
+  private async runSearch(seq: number, query: string, mode: SearchMode, refresh = false): Promise<void> {
     // Typing fast: the previous request is cancelled on the server too ($/cancelRequest).
     this.cancelInFlight();
     const config = vscode.workspace.getConfiguration('zeroLatency');
@@ -105,6 +157,7 @@ export class SearchViewProvider implements vscode.WebviewViewProvider, vscode.Di
     });
     if (params === undefined) {
       this.shownUris.clear();
+      this.shown = undefined;
       this.post({ type: 'results', seq, groups: [], summary: '' });
       return;
     }
@@ -112,23 +165,44 @@ export class SearchViewProvider implements vscode.WebviewViewProvider, vscode.Di
     this.inFlight = source;
     try {
       const sender = await this.backend.sender();
+      const keyBefore = coverageKey(this.backend.status());
       const result = await search(sender, params, source.token);
       if (source.token.isCancellationRequested) {
         return;
       }
       const folders = (vscode.workspace.workspaceFolders ?? []).map((f) => f.uri.toString());
-      const groups = groupByFile(result.hits, folders);
+      const groups = arrangeHits(result.hits, folders, config.get<boolean>('search.groupByFile') === true);
+      const status = this.backend.status();
+      const partial = result.coverage !== undefined || result.indexState !== 'ready' ||
+        (status !== undefined && ['indexing', 'embedding', 'loading', 'loadingModel'].includes(status.state));
+      const previous = this.shown;
+      this.shown = { seq, query, mode, partial, key: keyBefore, hits: result.hits.length };
       this.shownUris = new Set(groups.map((g) => g.uri));
+      let summary = resultsLine(result.hits.length, groups.length, result.elapsedMs, result.indexState);
+      if (refresh && previous !== undefined && previous.seq === seq) {
+        // Say what changed, so a list that moves under the user does not surprise them.
+        const delta = result.hits.length - previous.hits;
+        summary = `${summary} · updated as the index grew${delta !== 0 ? ` (${delta > 0 ? '+' : ''}${delta})` : ''}`;
+      }
+      const coverage = coverageLine(result.coverage);
       this.post({
         type: 'results',
         seq,
         groups,
-        summary: resultsLine(result.hits.length, groups.length, result.elapsedMs, result.indexState),
+        summary,
         ...(result.notice !== undefined ? { notice: result.notice } : {}),
+        ...(result.hits.length === 0 ? { empty: emptyState(result, status) } : {}),
+        // The server's notice says the same while it is there: one line, not two.
+        ...(coverage !== undefined && result.notice === undefined ? { coverage } : {}),
+        ...(refresh ? { refreshed: true } : {}),
       });
+      if (partial && coverageKey(this.backend.status()) !== keyBefore) {
+        this.onStatus(this.backend.status()); // the index moved on while we asked
+      }
     } catch (error) {
       if (!isCancelled(error) && !source.token.isCancellationRequested) {
-        this.post({ type: 'error', seq, message: errorMessage(error) });
+        const message = errorMessage(error);
+        this.post({ type: 'error', seq, message: errorKind(error) === 'storeUnavailable' ? `Store unavailable: ${message}` : message });
       }
     } finally {
       if (this.inFlight === source) {
@@ -163,6 +237,7 @@ export class SearchViewProvider implements vscode.WebviewViewProvider, vscode.Di
 </div>
 <div id="status"></div>
 <div id="notice" hidden></div>
+<div id="coverage" hidden></div>
 <div id="summary" aria-live="polite"></div>
 <div id="results" role="list"></div>
 <script type="module" nonce="${nonce}" src="${script.toString()}"></script>

@@ -5,6 +5,7 @@ import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import * as os from 'node:os';
 import * as readline from 'node:readline';
 import * as vscode from 'vscode';
+import { NotificationType } from 'vscode-jsonrpc';
 import { LanguageClient, State, type LanguageClientOptions, type StreamInfo } from 'vscode-languageclient/node';
 import { findExecutable, isRelativePath } from './executable';
 import { statusChanged, type StatusResult } from './lspExt';
@@ -29,6 +30,8 @@ import type { Phase } from './statusText';
 const RESTART_DEBOUNCE_MS = 750;
 /** After `exit`, a server that has not gone by then is killed. */
 const EXIT_GRACE_MS = 5000;
+const FALLBACK_SEEN_KEY = 'zeroLatency.modelFallbackWarned';
+const showMessage = new NotificationType<{ type: number; message: string }>('window/showMessage');
 
 export class Server implements vscode.Disposable {
   private client: LanguageClient | undefined;
@@ -42,16 +45,49 @@ export class Server implements vscode.Disposable {
   /** The ignored-workspace-settings warning shows once per window, not per restart. */
   private ignoredChecked = false;
   private readonly phaseEmitter = new vscode.EventEmitter<Phase>();
+  private readonly statusEmitter = new vscode.EventEmitter<StatusResult | undefined>();
+  /** The server pushed (or answered) a new status. */
+  readonly onDidChangeStatus = this.statusEmitter.event;
+  /** The last error written to the output channel in full (each once). */
+  private lastErrorLogged = '';
   /** The phase changed, or the server pushed (or answered) a new status. */
   readonly onDidChangePhase = this.phaseEmitter.event;
   readonly output: vscode.OutputChannel;
 
-  constructor() {
+  /** `memento` remembers the last model-fallback warning shown (once per change, as the CLI). */
+  constructor(private readonly memento?: vscode.Memento) {
     this.output = vscode.window.createOutputChannel('Zero-Latency');
   }
 
   get phase(): Phase {
     return this.phaseValue;
+  }
+
+  /** The server's last status, while it runs. */
+  get status(): StatusResult | undefined {
+    return this.phaseValue.kind === 'running' ? this.phaseValue.status : undefined;
+  }
+
+  /**
+   * The server's window/showMessage, less a repeat of the default model's fallback warning
+   * ("Default model … is unavailable"): shown once until its text changes (the model setting or
+   * what is installed), as `zl` does; it still goes to the output channel every time.
+   */
+  private showServerMessage(type: number, message: string): void {
+    if (message.startsWith('Default model ') && this.memento !== undefined) {
+      this.output.appendLine(message);
+      if (this.memento.get<string>(FALLBACK_SEEN_KEY) === message) {
+        return;
+      }
+      void this.memento.update(FALLBACK_SEEN_KEY, message);
+    }
+    if (type === 1) {
+      void vscode.window.showErrorMessage(message);
+    } else if (type === 2) {
+      void vscode.window.showWarningMessage(message);
+    } else {
+      void vscode.window.showInformationMessage(message);
+    }
   }
 
   /** The running client; starts it if needed. Rejects with a readable message otherwise. */
@@ -134,6 +170,8 @@ export class Server implements vscode.Disposable {
     this.client = client;
     try {
       await client.start();
+      // Replaces the client's own handler (registered by start()).
+      client.onNotification(showMessage, (params) => this.showServerMessage(params.type, params.message));
       return client;
     } catch (error) {
       this.client = undefined;
@@ -222,7 +260,13 @@ export class Server implements vscode.Disposable {
 
   private setStatus(client: LanguageClient, value: StatusResult): void {
     if (client === this.client && this.phaseValue.kind === 'running') {
+      const error = value.lastError ?? '';
+      if (error !== '' && error !== this.lastErrorLogged) {
+        this.output.appendLine(`Last error: ${error}`); // whole here; one sentence in the tooltip
+      }
+      this.lastErrorLogged = error;
       this.setPhase({ kind: 'running', status: value });
+      this.statusEmitter.fire(value);
     }
   }
 
@@ -322,6 +366,7 @@ export class Server implements vscode.Disposable {
       clearTimeout(this.restartTimer);
     }
     this.phaseEmitter.dispose();
+    this.statusEmitter.dispose();
     this.output.dispose();
   }
 }

@@ -1,5 +1,6 @@
 // Status bar and "Show Status" texts. No `vscode` import.
-import type { IndexResult, StatusResult } from './lspExt';
+import type { IndexResult, SearchResult, StatusResult } from './lspExt';
+import type { EmptyKind } from './types';
 
 export interface StatusView {
   text: string;
@@ -21,6 +22,14 @@ const MAX_ERROR_CHARS = 200;
 export function oneLine(text: string): string {
   const line = text.split(/\r?\n/).map((l) => l.trim()).find((l) => l !== '') ?? '';
   return line.length > MAX_ERROR_CHARS ? `${line.slice(0, MAX_ERROR_CHARS - 1)}…` : line;
+}
+
+/** The first sentence of a message (its first line, up to a full stop), for a tooltip or an
+ * empty state: the output channel has the whole text. */
+export function oneSentence(text: string): string {
+  const line = oneLine(text);
+  const stop = /\.\s/.exec(line);
+  return stop === null ? line : line.slice(0, stop.index + 1);
 }
 
 export function plural(n: number, word: string): string {
@@ -62,16 +71,15 @@ function runningView(status: StatusResult | undefined): StatusView {
     case 'loading':
     case 'loadingModel':
       return { text: `$(database) ${NAME}: loading model`, tooltip };
-    case 'indexing': {
-      const pending = status.pendingFiles > 0 ? ` (${plural(status.pendingFiles, 'file')} left)` : '';
-      // No counts before any are known (manifests still loading): never "0 files" while loading.
-      const counts = status.files > 0 || status.chunks > 0 ? ` · ${countsText(status)}` : '';
-      return { text: `$(database) ${NAME}: indexing${counts}${pending}`, tooltip };
-    }
+    case 'indexing':
+      // The count is the server's `$/progress` item's (the one progress): none here.
+      return { text: `$(database) ${NAME}: indexing`, tooltip };
     case 'embedding': {
-      // Keyword search covers everything; meaning only the part embedded so far.
+      // Keyword search covers everything; meaning only the part embedded so far: its share,
+      // the same figure as the progress item's chunk count (and there when the backfill is
+      // paused and no progress runs), no second count.
       const share = meaningShare(status);
-      return { text: `$(search) ${NAME}: ${countsText(status)}${share === undefined ? '' : ` · meaning ${share}%`}`, tooltip };
+      return { text: `$(search) ${NAME}: keyword ready · meaning ${share === undefined ? 'arriving' : `${share}%`}`, tooltip };
     }
     case 'error':
       return { text: `$(warning) ${NAME}: ${countsText(status)}`, tooltip };
@@ -99,9 +107,11 @@ const STATE_WORDS: Readonly<Record<string, string>> = {
 
 /** Several lines: the status bar tooltip and the "Show Status" message. */
 export function statusSummary(status: StatusResult): string {
+  const share = meaningShare(status);
   const lines = [
     `${NAME}: ${STATE_WORDS[status.state] ?? status.state} · ${countsText(status)}` +
-      (status.pendingFiles > 0 ? ` · ${plural(status.pendingFiles, 'file')} pending` : ''),
+      (status.pendingFiles > 0 ? ` · ${plural(status.pendingFiles, 'file')} pending` : '') +
+      (share !== undefined ? ` · meaning in ${share}% of chunks` : ''),
     `Model: ${status.model.id}` + (status.model.dimension > 0 ? ` (${status.model.dimension}-d, ${status.model.device})` : ''),
     `Store: ${status.store.kind === 'server' ? 'Qdrant server' : 'embedded'} at ${status.store.location}`,
   ];
@@ -109,7 +119,7 @@ export function statusSummary(status: StatusResult): string {
     lines.push(`Search modes: ${status.searchModes.join(', ')}`);
   }
   if (status.lastError !== undefined && status.lastError !== '') {
-    lines.push(`Last error: ${oneLine(status.lastError)}`); // a tooltip, not a traceback: the log has it whole
+    lines.push(`Last error: ${oneSentence(status.lastError)} (details in the Zero-Latency output)`); // the log has it whole
   }
   return lines.join('\n');
 }
@@ -134,4 +144,41 @@ export function resultsLine(hitCount: number, fileCount: number, elapsedMs: numb
   }
   const base = `${plural(hitCount, 'result')} in ${plural(fileCount, 'file')} · ${Math.round(elapsedMs)} ms`;
   return indexState === 'indexing' ? `${base} · still indexing, results may be partial` : base;
+}
+
+/** "Meaning matched in 1,039 of 9,053 chunks (11%) so far": the result's own coverage (the
+ * server's current figures), absent once every chunk is embedded. */
+export function coverageLine(coverage: SearchResult['coverage']): string | undefined {
+  if (coverage === undefined || coverage.keywordChunks <= 0) {
+    return undefined;
+  }
+  const share = Math.floor((coverage.embeddedChunks * 100) / coverage.keywordChunks);
+  return `Meaning matched in ${coverage.embeddedChunks.toLocaleString('en-US')} of ${plural(coverage.keywordChunks, 'chunk')} (${share}%) so far; keyword matches cover all ${plural(coverage.files, 'file')}.`;
+}
+
+/**
+ * Why a search has no hits, from the server's fields: a relevance floor that left passages out
+ * (belowFloor), a refused folder (refusedFolders), a store that failed (state "error" with
+ * lastError), nothing indexed yet (indexState "empty"), or no passage matching at all.
+ */
+export function emptyState(result: Pick<SearchResult, 'indexState' | 'belowFloor' | 'notice' | 'coverage'>, status?: StatusResult): { kind: EmptyKind; text: string } {
+  const below = result.belowFloor ?? 0;
+  if (below > 0) {
+    return { kind: 'noGoodMatch', text: `No good match: ${plural(below, 'weaker passage')} left out.` };
+  }
+  const refused = status?.refusedFolders ?? [];
+  if (result.indexState === 'empty' && refused.length > 0) {
+    return { kind: 'refused', text: `Index refused: ${oneSentence(refused[0]!.reason)}` };
+  }
+  if (result.indexState === 'empty' && status?.state === 'error' && status.lastError !== undefined && status.lastError !== '') {
+    return { kind: 'storeUnavailable', text: `Store unavailable: ${oneSentence(status.lastError)}` };
+  }
+  if (result.indexState === 'empty') {
+    const busy = status !== undefined && ['indexing', 'loading', 'loadingModel'].includes(status.state);
+    return { kind: 'nothingIndexed', text: busy ? 'Nothing indexed yet: the first index is running; results appear as it goes.' : 'Nothing indexed yet: no documents in this workspace.' };
+  }
+  if (result.indexState === 'indexing' || result.coverage !== undefined) {
+    return { kind: 'noMatch', text: 'No match in the part indexed so far: this list updates as the index grows.' };
+  }
+  return { kind: 'noMatch', text: 'No passage matches these words or their meaning.' };
 }

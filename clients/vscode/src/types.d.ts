@@ -20,9 +20,17 @@ export interface ViewHit {
   heading: string;
   snippet: string;
   highlights: Highlight[];
+  /** The server's 0–1 relevance, shown as it came (the list keeps the server's order). */
   score: number;
+  /** "buffer": the text is an editor's unsaved buffer (shown as "unsaved"). */
+  source: 'buffer' | 'disk';
 }
 
+/** Why a search shows no hits, from the server's fields (statusText.emptyState). */
+export type EmptyKind = 'noGoodMatch' | 'noMatch' | 'nothingIndexed' | 'refused' | 'storeUnavailable' | 'noQuery';
+
+/** A run of hits from one file: consecutive hits in rank order (or every hit of the file when
+ * the user groups by file). */
 export interface FileGroup {
   uri: string;
   /** Workspace-relative path (or the file system path outside any folder). */
@@ -46,6 +54,12 @@ export type ToView =
       /** One line such as "12 results in 3 files · 5 ms". */
       summary: string;
       notice?: string;
+      /** Set when there are no hits: why, in one sentence. */
+      empty?: { kind: EmptyKind; text: string };
+      /** The server's current coverage while meaning is partial ("meaning in 1,039 of 9,053 chunks (11%)"). */
+      coverage?: string;
+      /** A re-run of the open query because the index grew (not the user's). */
+      refreshed?: boolean;
     }
   | { type: 'error'; seq: number; message: string }
   | { type: 'status'; text: string }

@@ -1,7 +1,7 @@
 import * as assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { pathToFileURL } from 'node:url';
-import { fileLabel, groupByFile, HEADING_SEPARATOR, targetRange, toViewHit } from '../src/results';
+import { arrangeHits, fileLabel, groupByFile, HEADING_SEPARATOR, runsInOrder, targetRange, toViewHit, uniqueHits } from '../src/results';
 import type { Hit } from '../src/lspExt';
 
 const ws = pathToFileURL('/ws').toString();
@@ -27,6 +27,22 @@ test('groups by file, files in order of their best hit, hits in server order', (
   assert.deepEqual(groups[1]!.hits.map((h) => h.line), [6, 2]);
   assert.equal(groups[0]!.hits[0]!.heading, `Top${HEADING_SEPARATOR}Section 10`);
   assert.deepEqual(groups[0]!.hits[0]!.range, hits[0]!.range);
+});
+
+test('rank order by default: the server\'s order and scores, consecutive hits of a file under one name', () => {
+  const hits = [hit('b.md', 10, 0.9), hit('b.md', 2, 0.85), hit('a.md', 5, 0.8), hit('b.md', 4, 0.7), hit('c.md', 0, 0.6, { source: 'buffer' })];
+  const runs = runsInOrder(hits, [ws]);
+  assert.deepEqual(runs.map((g) => g.label), ['b.md', 'a.md', 'b.md', 'c.md']);
+  const shown = runs.flatMap((g) => g.hits);
+  assert.deepEqual(shown.map((h) => h.score), [0.9, 0.85, 0.8, 0.7, 0.6]); // never reordered
+  assert.deepEqual(shown.map((h) => h.source), ['disk', 'disk', 'disk', 'disk', 'buffer']);
+  assert.deepEqual(arrangeHits(hits, [ws], false), runs);
+  assert.deepEqual(arrangeHits(hits, [ws], true).map((g) => g.label), ['b.md', 'a.md', 'c.md']);
+});
+
+test('repeats of one passage are listed once', () => {
+  const hits = [hit('a.md', 1, 0.9), hit('b.md', 1, 0.8), hit('a.md', 1, 0.7), hit('a.md', 9, 0.6)];
+  assert.deepEqual(uniqueHits(hits).map((h) => h.score), [0.9, 0.8, 0.6]);
 });
 
 test('empty result gives no groups', () => {

@@ -147,11 +147,22 @@ test('every mapped setting is declared in package.json, and the other way round'
   for (const { setting } of INIT_OPTION_SETTINGS) {
     assert.ok(declared.includes(`zeroLatency.${setting}`), `zeroLatency.${setting} is not in package.json`);
   }
-  const clientOnly = ['server.path', 'server.args', 'search.defaultMode', 'search.limit', 'search.include', 'search.exclude', 'trace.server'];
+  const clientOnly = ['server.path', 'server.args', 'search.defaultMode', 'search.limit', 'search.include', 'search.exclude', 'search.groupByFile', 'trace.server'];
   const mapped = new Set(INIT_OPTION_SETTINGS.map((s) => `zeroLatency.${s.setting}`));
   for (const key of declared) {
     assert.ok(mapped.has(key) || clientOnly.includes(key.replace(/^zeroLatency\./, '')), `${key} is neither sent nor used by the client`);
   }
+});
+
+test('settings are listed by importance: the model and the server first, chunking last', () => {
+  const manifest = JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', 'package.json'), 'utf8')) as {
+    contributes: { configuration: { properties: Record<string, { order?: number }> } };
+  };
+  const entries = Object.entries(manifest.contributes.configuration.properties);
+  assert.ok(entries.every(([, schema]) => typeof schema.order === 'number'), 'every setting has an order');
+  const byOrder = entries.sort((a, b) => a[1].order! - b[1].order!).map(([key]) => key);
+  assert.deepEqual(byOrder.slice(0, 3), ['zeroLatency.model', 'zeroLatency.server.path', 'zeroLatency.server.args']);
+  assert.ok(byOrder.indexOf('zeroLatency.chunkOverlap') > byOrder.indexOf('zeroLatency.search.limit'));
 });
 
 test('server command: defaults, custom path and args', () => {

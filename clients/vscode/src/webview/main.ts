@@ -21,6 +21,7 @@ const input = element<HTMLInputElement>('query');
 const modeSelect = element<HTMLSelectElement>('mode');
 const summary = element<HTMLDivElement>('summary');
 const notice = element<HTMLDivElement>('notice');
+const coverage = element<HTMLDivElement>('coverage');
 const list = element<HTMLDivElement>('results');
 
 let seq = 0;
@@ -54,7 +55,9 @@ function searchNow(): void {
   if (input.value.trim() === '') {
     list.replaceChildren();
     summary.textContent = '';
+    delete summary.dataset.empty;
     notice.hidden = true;
+    coverage.hidden = true;
   }
   vscode.postMessage({ type: 'search', seq, query: input.value, mode: currentMode() });
 }
@@ -85,17 +88,36 @@ function hitNode(group: FileGroup, hit: ViewHit): HTMLElement {
   const item = document.createElement('button');
   item.type = 'button';
   item.className = 'hit';
-  item.title = `${group.label}:${hit.line} (score ${hit.score.toFixed(3)})`;
+  const unsaved = hit.source === 'buffer';
+  item.title = `${group.label}:${hit.line} (score ${hit.score.toFixed(3)}${unsaved ? ', from the unsaved editor buffer' : ''})`;
+  item.dataset.source = hit.source;
   const head = document.createElement('div');
   head.className = 'hit-head';
+  // Cut from the left (CSS: rtl outside, the text isolated ltr inside): the most specific part
+  // of the heading path stays in view.
   const heading = document.createElement('span');
   heading.className = 'heading';
-  heading.textContent = hit.heading !== '' ? hit.heading : '(no heading)';
-  heading.title = heading.textContent; // the full path when the line cuts it short
+  const headingText = document.createElement('span');
+  headingText.className = 'heading-text';
+  headingText.textContent = hit.heading !== '' ? hit.heading : '(no heading)';
+  heading.append(headingText);
+  heading.title = headingText.textContent; // the full path when the line cuts it short
   const line = document.createElement('span');
   line.className = 'line';
   line.textContent = `line ${hit.line}`;
-  head.append(heading, line);
+  const score = document.createElement('span');
+  score.className = 'score';
+  score.textContent = hit.score.toFixed(2);
+  score.title = `relevance ${hit.score.toFixed(3)} (0–1, the server's)`;
+  head.append(heading);
+  if (unsaved) {
+    const badge = document.createElement('span');
+    badge.className = 'source-badge';
+    badge.textContent = 'unsaved';
+    badge.title = 'Found in the editor\'s unsaved text, not the file on disk';
+    head.append(badge);
+  }
+  head.append(line, score);
   item.append(head, snippetNode(hit));
   // Where opening selects (the hit's matchRange, else its range): read by the real-VS-Code test.
   const { start, end } = hit.range;
@@ -127,6 +149,7 @@ function render(groups: FileGroup[]): void {
 
 function showNotice(text: string | undefined): void {
   notice.textContent = text ?? '';
+  notice.title = text ?? ''; // two lines at most on screen (CSS), whole on hover
   notice.hidden = text === undefined || text === '';
 }
 
@@ -152,8 +175,19 @@ window.addEventListener('message', (event: MessageEvent<ToView>) => {
         return; // an answer to a query the user has already changed
       }
       render(message.groups);
-      summary.textContent = message.summary;
+      if (message.empty !== undefined) {
+        summary.textContent = message.empty.text;
+        summary.dataset.empty = message.empty.kind;
+      } else {
+        summary.textContent = message.summary;
+        delete summary.dataset.empty;
+      }
+      if (message.refreshed === true) {
+        summary.dataset.refreshed = String(Number(summary.dataset.refreshed ?? '0') + 1);
+      }
       showNotice(message.notice);
+      coverage.textContent = message.coverage ?? '';
+      coverage.hidden = message.coverage === undefined;
       break;
     case 'error':
       if (message.seq !== seq) {
@@ -161,6 +195,8 @@ window.addEventListener('message', (event: MessageEvent<ToView>) => {
       }
       list.replaceChildren();
       summary.textContent = '';
+      delete summary.dataset.empty;
+      coverage.hidden = true;
       showNotice(message.message);
       break;
     case 'status':
