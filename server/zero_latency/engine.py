@@ -123,6 +123,7 @@ class Engine:
         # that waits for room (pending file syncs stay in _pending meanwhile).
         self._rescan_when_room: set[Path] = set()
         self._room_waiter: threading.Thread | None = None
+        self._reopening: set[Path] = set()  # stores to open once their disk has room
         self._closing = threading.Event()
         self._dirty: set[Path] = set()  # stores written since their last flush
         self._last_flush = 0.0
@@ -177,8 +178,13 @@ class Engine:
         except StoreError as err:
             self.store_errors[root] = err
             self.last_error = err.message
+            if isinstance(err, StoreFullError):
+                self._reopen_when_room(root)
             raise
-        self.store_errors.pop(root, None)
+        if (failure := self.store_errors.pop(root, None)) is not None:
+            if self.last_error == failure.message:
+                self.last_error = None
+            log.warning("the store of %s opened (there is room for it now)", root)
         index = WorkspaceIndex(root, self.settings, store, embedder, self.sparse)
         self.indexes[root] = index
         self._nest_workspaces()
@@ -186,6 +192,29 @@ class Engine:
             if outer is not index and outer.root in root.parents:
                 outer.remove_under(root.relative_to(outer.root).as_posix())
         return index
+
+    def _reopen_when_room(self, root: Path) -> None:
+        """A store that could not be opened for want of disk space opens by itself once there
+        is room: tried every ROOM_POLL_S (a statvfs when it is still full), so that searches
+        answer again without a restart."""
+        if root in self._reopening or self._closing.is_set():
+            return
+        self._reopening.add(root)
+
+        def retry() -> None:
+            try:
+                while not self._closing.wait(ROOM_POLL_S):
+                    try:
+                        self.run(lambda: self.open_workspace(root)).result()
+                    except StoreFullError:
+                        continue
+                    except (ZeroLatencyError, RuntimeError) as err:  # RuntimeError: shut down
+                        log.warning("the store of %s still cannot be opened: %s", root, err)
+                    return
+            finally:
+                self._reopening.discard(root)
+
+        threading.Thread(target=retry, name="zl-reopen", daemon=True).start()
 
     def rebuild_workspace(self, root: Path) -> WorkspaceIndex:
         """Delete a workspace's index (damaged, or built for another model) and start over.

@@ -592,13 +592,18 @@ async def docs_search(ls: ZeroLatencyServer, params: Any) -> dict[str, Any]:
             await asyncio.wait_for(ls.ready.wait(), 30)
         except TimeoutError:
             return {"hits": [], "elapsedMs": 0.0, "indexState": "indexing"}
+    roots = ls.roots()
+    if not roots:  # a store that cannot be opened (a full disk): say so, not "no good match"
+        for folder in ls.folders:
+            if (failure := engine.store_errors.get(folder.resolve())) is not None:
+                raise _rpc_error(failure)
     loop = asyncio.get_running_loop()
     try:
         result: dict[str, Any] = await loop.run_in_executor(
             ls.search_executor, lambda: engine.search(
                 args["query"], args.get("limit", DEFAULT_LIMIT),
                 args.get("mode", DEFAULT_SEARCH_MODE), args.get("include", []),
-                args.get("exclude", []), languages=args.get("languages"), roots=ls.roots()))
+                args.get("exclude", []), languages=args.get("languages"), roots=roots))
     except ZeroLatencyError as err:
         raise _rpc_error(err) from err
     if refused := _refused_folders(ls):  # say why a folder gave nothing, where it is read

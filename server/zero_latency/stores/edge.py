@@ -174,7 +174,7 @@ class EdgeStore:
                 # disk filesystems) that allocates their holes, and a hole it cannot allocate
                 # is a SIGBUS.
                 if filesystem_type(path) in MEMORY_FILESYSTEMS:
-                    self._require_room("open", unallocated_bytes(shard_dir / "segments"))
+                    self._require_room("open", loaded_holes(shard_dir / "segments"))
                 self._shard = qe.EdgeShard.load(str(shard_dir), config)
             else:
                 self._require_room("create")
@@ -274,12 +274,19 @@ class EdgeStore:
     def _require_room(self, action: str, extra: int = 0) -> None:
         free = free_bytes(self.path)
         needed = MIN_FREE_BYTES + extra
-        if free < needed:
+        if free >= needed:
+            return
+        if action == "open":  # nothing of it is searchable: say so, not "searches answer"
             raise StoreFullError(
-                f"cannot {action} the store at {self.path}: its disk is full ({_size(free)} "
-                f"free, {_size(needed)} needed to write safely). Free disk space there or set "
-                "`storePath` to another disk; searches still answer from what is indexed, and "
-                "writing resumes by itself once there is room.")
+                f"cannot open the store at {self.path}: its disk is full ({_size(free)} free, "
+                f"{_size(needed)} needed to open it). Free disk space there or set `storePath` "
+                "to another disk: this workspace is not searchable until then, and its store "
+                "opens by itself once there is room.")
+        raise StoreFullError(
+            f"cannot {action} the store at {self.path}: its disk is full ({_size(free)} "
+            f"free, {_size(needed)} needed to write safely). Free disk space there or set "
+            "`storePath` to another disk; searches still answer from what is indexed, and "
+            "writing resumes by itself once there is room.")
 
     def maybe_vacuum(self) -> bool:
         """Deleted points stay in the shard as tombstones (every edit leaves some): once they
@@ -472,14 +479,19 @@ def filesystem_type(path: Path) -> str:
         return ""
 
 
-def unallocated_bytes(path: Path) -> int:
-    """The holes of the sparse files under `path`: what touching all their pages allocates."""
+def loaded_holes(segments: Path) -> int:
+    """The holes that loading a shard fills: what opening it allocates on a memory
+    filesystem. Measured on tmpfs (a 30-chunk store: 49 MB of its 187 MB of holes): Qdrant
+    Edge populates the maps of its payload indexes and the chunk files of the dense vectors
+    when it loads a shard; payload and BM25 storage and the WAL stay sparse until written."""
     total = 0
-    for folder, _dirs, names in os.walk(path):
+    for folder, _dirs, names in os.walk(segments):
+        parts = Path(folder).parts
         for name in names:
-            with contextlib.suppress(OSError):
-                st = os.lstat(os.path.join(folder, name))
-                total += max(0, st.st_size - st.st_blocks * 512)
+            if "payload_index" in parts or (name.startswith("chunk_") and name.endswith(".mmap")):
+                with contextlib.suppress(OSError):
+                    st = os.lstat(os.path.join(folder, name))
+                    total += max(0, st.st_size - st.st_blocks * 512)
     return total
 
 
