@@ -43,7 +43,7 @@ from .files import (
     read_document,
     without_lone_surrogates,
 )
-from .sparse import SparseEncoder
+from .sparse import ANALYSIS_VERSION, SparseEncoder
 from .stores import (
     MARKER_HASH,
     ChunkPayload,
@@ -386,6 +386,15 @@ class WorkspaceIndex:
     def chunk_count(self) -> int:
         return sum(s.chunk_total() for s in self.files.values())
 
+    def languages(self) -> dict[str, int]:
+        """The natural languages of the workspace's chunks (sparse.detect), with chunk counts:
+        a query is analysed for each (search.py)."""
+        total: dict[str, int] = {}
+        for state in list(self.files.values()):
+            for lang, n in state.langs.items():
+                total[lang] = total.get(lang, 0) + n
+        return total
+
     # --- planning ----------------------------------------------------------------------------
 
     def _plan(self, targets: Sequence[Path] | None,
@@ -661,12 +670,14 @@ class WorkspaceIndex:
                 elif vector is None and self.embedder is not None:
                     report.pendingChunks += 1
                 text = chunk.embedding_text(p.title)
+                sparse, lang = self.sparse.analyse(text)
+                p.state.langs[lang] = p.state.langs.get(lang, 0) + 1
                 points.append(ChunkPoint(
-                    id=p.ids[k], dense=vector, sparse=self.sparse.document(text),
+                    id=p.ids[k], dense=vector, sparse=sparse,
                     payload={
                         "path": p.rel, "start": chunk.start_line, "end": chunk.end_line,
                         "heading": list(chunk.heading_path), "title": p.title,
-                        "text": chunk.text, "language": p.language,
+                        "text": chunk.text, "language": p.language, "lang": lang,
                         "chunk_hash": p.hashes[k], "file_hash": p.state.file_hash,
                         "mtime_ns": p.state.mtime_ns, "size": p.state.size,
                         "source": p.state.source,
@@ -892,5 +903,7 @@ def _under(rel: str, scope: str) -> bool:
 
 
 def _chunked_by() -> str:
-    """The suffix of a file hash that names the chunker version that made its chunks."""
-    return f"+chunker{chunking.CHUNKER_VERSION}"
+    """The suffix of a file hash that names the chunker version that made its chunks and the
+    keyword analysis version that analysed them (either changed: the file is read again, its
+    chunks' vectors reused by content hash, their sparse vectors made anew)."""
+    return f"+chunker{chunking.CHUNKER_VERSION}+bm25v{ANALYSIS_VERSION}"
