@@ -5,7 +5,8 @@ and warns with window/showMessage (Warning).
 - The warning goes through vim.notify at WARN level, and in Neovim's real terminal UI (in a pty)
   it never stops Neovim at a hit-enter prompt (issue 15, Neovim).
 - `:ZlStatus` from the first moment never shows "0 files, 0 chunks" for the indexed workspace
-  while the server is still loading or indexing (issue 14).
+  while the server is still loading or indexing (issue 14); in the TUI it opens a float, never
+  a hit-enter prompt, and a search that finds nothing says why (issue 23).
 
 Drivers: clients/neovim/tests/startup.lua (headless), prompt.lua + probe.lua (terminal UI).
 """
@@ -171,3 +172,12 @@ def test_neovim_fallback_warning_raises_no_hit_enter_prompt(tmp_path: Path) -> N
     assert r["blocked"] is None, context
     assert "Zero-Latency: Default model " in r["history"], context
     assert r["mode_after"]["mode"] != "r", context
+    # :ZlStatus on the 80x24 TUI: a float with the status, no hit-enter prompt (issue 23).
+    assert r["status_float"] and r["status_float"][0].startswith("Zero-Latency ["), context
+    assert any(line.startswith("model ") for line in r["status_float"]), context
+    assert not r["mode_after_status"]["blocking"], context
+    # A search that finds nothing says so and why, on one line, with no prompt either.
+    assert re.search(r"Zero-Latency: (nothing for .*: )?(no good match \(\d+ weaker passages? left "
+                     r"out\)|no passage matches)", r["empty_search"]), context
+    assert not r["empty_search"].endswith("…"), context  # whole: it fits the echo area
+    assert not r["mode_after_search"]["blocking"], context

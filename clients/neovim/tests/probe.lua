@@ -34,6 +34,60 @@ local ok, why = pcall(function()
     end
     vim.wait(100)
   end
+  if R.blocked ~= vim.NIL then
+    return
+  end
+  ---Polls until `probe()` returns a value; fails on a hit-enter prompt meanwhile.
+  local function watch(what, probe)
+    local since = vim.uv.now()
+    while true do
+      local mode = vim.rpcrequest(ch, "nvim_get_mode")
+      if mode.blocking then
+        R.blocked = mode
+        R.blocked_at = what
+        vim.rpcrequest(ch, "nvim_input", "<CR>")
+        return nil
+      end
+      local value = probe()
+      if value ~= nil and value ~= vim.NIL and value ~= false then
+        return value
+      end
+      if vim.uv.now() - since > timeout_ms then
+        error("timed out waiting for " .. what, 0)
+      end
+      vim.wait(100)
+    end
+  end
+  -- :ZlStatus as a user types it: a float with the status, no "Press ENTER".
+  vim.rpcrequest(ch, "nvim_input", ":ZlStatus<CR>")
+  R.status_float = watch("the :ZlStatus float", function()
+    return vim.rpcrequest(ch, "nvim_exec_lua", [[
+      for _, w in ipairs(vim.api.nvim_list_wins()) do
+        if vim.api.nvim_win_get_config(w).relative ~= "" then
+          return vim.api.nvim_buf_get_lines(vim.api.nvim_win_get_buf(w), 0, -1, false)
+        end
+      end
+      return false
+    ]], {})
+  end)
+  if R.blocked ~= vim.NIL then
+    return
+  end
+  -- The statusline still updates meanwhile: the screen is not held by a prompt.
+  R.mode_after_status = vim.rpcrequest(ch, "nvim_get_mode")
+  -- A search that finds nothing says why, on one line.
+  vim.rpcrequest(ch, "nvim_input", "<Esc>:ZlSearch xqzvbnmw plokijuh<CR>")
+  R.empty_search = watch("the empty search's message", function()
+    local history = vim.rpcrequest(ch, "nvim_exec2", "messages", { output = true }).output
+    for line in history:gmatch("[^\n]+") do
+      if line:find("Zero-Latency: ", 1, true) and (line:find("nothing for", 1, true)
+          or line:find("match", 1, true) or line:find("indexed", 1, true)) then
+        return line
+      end
+    end
+    return false
+  end)
+  R.mode_after_search = vim.rpcrequest(ch, "nvim_get_mode")
 end)
 if not ok then
   R.error = tostring(why)

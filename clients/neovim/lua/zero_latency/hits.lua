@@ -80,10 +80,13 @@ function M.to_items(hits)
       lnum = target.start.line + 1,
       end_lnum = M.last_line(target) + 1,
       col = 1,
-      text = (label and ("[%s] "):format(label) or "") .. M.hit_text(hit),
+      -- "[unsaved]": the text is an editor's unsaved buffer, not the file on disk.
+      text = (label and ("[%s] "):format(label) or "") .. (hit.source == "buffer" and "[unsaved] " or "")
+        .. M.hit_text(hit),
       user_data = {
         score = hit.score,
         label = label,
+        source = hit.source,
         uri = hit.uri,
         chunk_lnum = chunk.start.line + 1,
         chunk_end_lnum = M.last_line(chunk) + 1,

@@ -153,7 +153,70 @@ function M.index(force, on_done)
   end)
 end
 
----Echo one status line.
+-- The :ZlStatus float, while it is open.
+local status_win
+
+local function close_status()
+  if status_win and vim.api.nvim_win_is_valid(status_win) then
+    vim.api.nvim_win_close(status_win, true)
+  end
+  status_win = nil
+end
+
+---Shows `lines` in a small float at the editor's top right (no hit-enter prompt, whatever its
+---length; the statusline keeps updating). It closes when the cursor moves, on <Esc>-like
+---edits, on leaving the buffer, or after 15 s.
+---@param lines string[]
+---@return integer win
+function M.show_float(lines)
+  close_status()
+  local buf = vim.api.nvim_create_buf(false, true)
+  vim.api.nvim_buf_set_lines(buf, 0, -1, false, lines)
+  vim.bo[buf].bufhidden = "wipe"
+  local width = 0
+  for _, line in ipairs(lines) do
+    width = math.max(width, vim.fn.strdisplaywidth(line))
+  end
+  width = math.max(10, math.min(width, vim.o.columns - 4))
+  local win = vim.api.nvim_open_win(buf, false, {
+    relative = "editor", anchor = "NE", row = 1, col = vim.o.columns - 1,
+    width = width, height = math.min(#lines, math.max(1, vim.o.lines - 4)),
+    style = "minimal", border = "rounded", focusable = false, noautocmd = true,
+    title = " Zero-Latency ", title_pos = "left",
+  })
+  vim.wo[win].wrap = false
+  status_win = win
+  local group = vim.api.nvim_create_augroup("zero_latency_status_float", { clear = true })
+  vim.api.nvim_create_autocmd({ "CursorMoved", "CursorMovedI", "InsertEnter", "BufLeave", "WinLeave" }, {
+    group = group, once = true, callback = close_status,
+  })
+  vim.defer_fn(function()
+    if status_win == win then
+      close_status()
+    end
+  end, 15000)
+  return win
+end
+
+---The status as lines for the float: state and counts, progress, model, store, root, the last
+---error's first sentence (the whole is in :checkhealth zero_latency).
+---@param s table docs/status result
+---@param c? vim.lsp.Client
+---@return string[]
+function M.status_lines(s, c)
+  local lines = vim.split(M.format_status(s, c), " | ", { plain = true })
+  for _, refused in ipairs(s.refusedFolders or {}) do
+    table.insert(lines, ("refused %s: %s"):format(vim.uri_to_fname(refused.uri), refused.reason))
+  end
+  if s.lastError then
+    local first = s.lastError:gsub("\n.*", "")
+    table.insert(lines, "last error: " .. (first:match("^(.-%.)%s") or first)
+      .. " (:checkhealth zero_latency has it whole)")
+  end
+  return lines
+end
+
+---:ZlStatus: the status in a float (never a hit-enter prompt).
 ---@param on_done? fun(err: table?, result: table?)
 function M.status(on_done)
   local client = require("zero_latency.client")
@@ -166,10 +229,7 @@ function M.status(on_done)
         client.notify_error("docs/status", err)
         return
       end
-      vim.api.nvim_echo({ { M.format_status(result, c) } }, true, {})
-      if result.lastError then
-        vim.notify("Zero-Latency: last error: " .. result.lastError, vim.log.levels.WARN)
-      end
+      M.show_float(M.status_lines(result, c))
     end)
   end)
 end

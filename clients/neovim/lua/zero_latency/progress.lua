@@ -7,12 +7,37 @@ M.active = {}
 -- The echo is throttled: a busy index run reports up to 10 times a second.
 local ECHO_EVERY_MS = 1000
 local last_echo = 0
+-- A message the user must read (why a search found nothing) holds the echo area this long.
+local HOLD_MS = 4000
+local hold_until = 0
 
----"Zero-Latency: indexing 37% 412/26,100 chunks embedded · 57/s · ~7 min left"
+---Keep progress echoes out of the echo area for a while: a message just shown stays readable.
+function M.hold()
+  hold_until = vim.uv.now() + HOLD_MS
+end
+
+---The phase a report belongs to: an index run first reads every file (the keyword pass),
+---then embeds the chunks (the backfill); each has its own 0–100 percentage.
+---@param work table { message? }
+---@return string
+function M.phase(work)
+  local message = work.message or ""
+  if message:find("chunks? embedded") then
+    return "embedding"
+  end
+  if message:match("^[%d,]+/[%d,]+") then
+    return "reading files"
+  end
+  return "indexing"
+end
+
+---"Zero-Latency: embedding 4% 412/26,100 chunks embedded · 57/s · ~7 min left": the phase
+---named, its own percentage, the server's message.
 ---@param work table { title?, message?, percentage? }
 ---@return string
 function M.format(work)
-  local parts = { work.title or "Zero-Latency" }
+  local title = (work.title or "Zero-Latency"):gsub(":%s*indexing$", "")
+  local parts = { title .. ": " .. M.phase(work) }
   if type(work.percentage) == "number" then
     table.insert(parts, ("%d%%"):format(work.percentage))
   end
@@ -56,7 +81,11 @@ function M.statusline(opts)
     local client = require("zero_latency.client")
     for _, c in ipairs(vim.lsp.get_clients({ name = "zero_latency", bufnr = opts.bufnr or 0 })) do
       local status = client.last_status[c.id]
-      if status and status.state and status.state ~= "ready" and status.state ~= "idle" then
+      if status and status.state == "embedding" and (status.keywordChunks or 0) > 0 then
+        -- No run reports progress (a paused or resumed backfill): its share, named.
+        text = ("Zero-Latency: embedding %d%%"):format(
+          math.floor((status.embeddedChunks or 0) * 100 / status.keywordChunks))
+      elseif status and status.state and status.state ~= "ready" and status.state ~= "idle" then
         text = "Zero-Latency: " .. status.state
       end
     end
@@ -102,7 +131,7 @@ function M.on_progress(client_id, params, echo)
   end
   vim.cmd("redrawstatus!")
   local now = vim.uv.now()
-  if echo and now - last_echo >= ECHO_EVERY_MS then
+  if echo and now - last_echo >= ECHO_EVERY_MS and now >= hold_until then
     last_echo = now
     vim.api.nvim_echo({ { M.fit(M.format(M.active[key])) } }, false, {})
   end

@@ -21,7 +21,7 @@ end
 ---@return string picker used
 function M.show(result, query, opts)
   return M.show_hits(result, ("Zero-Latency: %s"):format(query), opts,
-    ("no results for %q"):format(query))
+    ("nothing for %q"):format(query))
 end
 
 ---Show any hit list (docs/search or docs/related) with the chosen picker.
@@ -34,22 +34,70 @@ function M.show_hits(result, title, opts, nothing)
   local pickers = require("zero_latency.pickers")
   local items = hits.to_items(result.hits)
   local picker = pickers.resolve(opts.picker or "auto")
+  local progress = require("zero_latency.progress")
   if #items == 0 then
     -- Nothing to pick from: say so, and still empty the quickfix list for the quickfix path.
     if picker == "quickfix" then
       vim.fn.setqflist({}, " ", { title = title, items = {} })
     end
-    local why = result.indexState == "empty" and " (no documents are indexed in this workspace)"
-      or result.indexState == "indexing" and " (still indexing: try again shortly)"
-      or (tonumber(result.belowFloor) or 0) > 0
-        and (" (no good match: %d weaker hits left out)"):format(result.belowFloor) or ""
-    vim.notify(("Zero-Latency: %s%s"):format(nothing, why), vim.log.levels.INFO)
+    progress.hold() -- the reason stays readable, not overwritten by the next progress echo
+    -- One line that fits the echo area (no hit-enter prompt): the reason is what matters, the
+    -- query goes first when the line is too long for both.
+    local reason = M.empty_reason(result, opts.status)
+    local line = ("Zero-Latency: %s: %s"):format(nothing, reason)
+    if vim.fn.strdisplaywidth(line) > vim.v.echospace - 1 then
+      line = "Zero-Latency: " .. reason
+    end
+    vim.notify(progress.fit(line), vim.log.levels.INFO)
     return picker
   end
-  if result.indexState == "indexing" then
+  if result.notice and result.notice ~= "" then
+    progress.hold()
+    vim.notify(progress.fit("Zero-Latency: " .. result.notice), vim.log.levels.INFO)
+  elseif result.indexState == "indexing" then
     vim.notify("Zero-Latency: still indexing, results may be partial", vim.log.levels.INFO)
   end
   return pickers.show(items, title, opts)
+end
+
+local function first_sentence(text)
+  text = (text or ""):gsub("\n.*", "")
+  return text:match("^(.-%.)%s") or text
+end
+
+---Why a search found nothing, from the server's fields: the relevance floor (belowFloor), a
+---refused folder (status.refusedFolders), a store that failed (status.lastError), nothing
+---indexed yet (indexState "empty"), a first index still going (coverage), or no match.
+---@param result table docs/search result
+---@param status? table the last zl/status (docs/status) of the client
+---@return string
+function M.empty_reason(result, status)
+  local below = tonumber(result.belowFloor) or 0
+  if below > 0 then
+    return ("no good match (%d weaker passage%s left out)"):format(below, below == 1 and "" or "s")
+  end
+  status = status or {}
+  local refused = status.refusedFolders or {}
+  if result.indexState == "empty" and #refused > 0 then
+    return "index refused: " .. first_sentence(refused[1].reason)
+  end
+  if result.indexState == "empty" and status.state == "error" and status.lastError then
+    return "store unavailable: " .. first_sentence(status.lastError)
+  end
+  if result.indexState == "empty" then
+    local busy = status.state == "indexing" or status.state == "loading" or status.state == "loadingModel"
+    return busy and "nothing indexed yet (the first index is running: try again shortly)"
+      or "nothing indexed yet (no documents in this workspace)"
+  end
+  local coverage = result.coverage
+  if result.indexState == "indexing" or coverage then
+    if coverage and (coverage.keywordChunks or 0) > 0 then
+      return ("no match in the part indexed so far (%d%% of %d chunks embedded): try again shortly")
+        :format(math.floor(coverage.embeddedChunks * 100 / coverage.keywordChunks), coverage.keywordChunks)
+    end
+    return "no match in the part indexed so far: try again shortly"
+  end
+  return "no passage matches these words or their meaning"
 end
 
 ---:ZlSearch. `opts` may override picker, limit, mode, include, exclude; `on_done(err, result,
@@ -83,7 +131,8 @@ function M.run(query, opts)
       if not err and result and #(result.hits or {}) == 0 and result.indexState ~= "ready"
         and not opts._retried then
         local msg = "Zero-Latency: the index is still being built; searching when it is ready..."
-        vim.api.nvim_echo({ { msg } }, false, {})
+        require("zero_latency.progress").hold()
+        vim.api.nvim_echo({ { require("zero_latency.progress").fit(msg) } }, false, {})
         client.request(c, "docs/index", vim.empty_dict(), function(ierr)
           if ierr then
             client.notify_error("docs/index", ierr)
@@ -100,6 +149,7 @@ function M.run(query, opts)
           picker = opts.picker or cfg.picker,
           root = c.root_dir,
           open_quickfix = cfg.open_quickfix,
+          status = client.last_status[c.id],
         })
       end
       if opts.on_done then
