@@ -23,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from .config import LANGUAGES, MAX_LIMIT, MAX_QUERY_CHARS
@@ -31,9 +31,11 @@ from .embedder import Embedder
 from .errors import InvalidParamsError
 from .files import glob_spec
 from .indexer import WorkspaceIndex
-from .sparse import SparseEncoder
+from .models import covered_languages
+from .sparse import NEUTRAL, SparseEncoder, detect_scored
 from .stores import (
     HYBRID_FUSION,
+    ChunkPayload,
     Fusion,
     Mode,
     PathFilter,
@@ -63,6 +65,13 @@ COSINE_FULL = 0.75
 KEYWORD_HALF = 5.0
 #: Hybrid's score: this much of it is the share of query terms found in the chunk.
 TERM_WEIGHT = 0.2
+#: Hybrid's dense share, against the BM25 share, for a chunk or a query in a language the model
+#: does not cover (an English-only model's vectors of Korean text are close to noise).
+#: Chosen by benchmarks/languages.py (tldr pages in de/zh/ko/ru).
+UNCOVERED_DENSE_WEIGHT = 0.3
+#: The fastText probability above which a Latin-script query is taken to be in the language
+#: detected (a short query's language is hard to tell: below it, the model is trusted).
+QUERY_LANGUAGE_CONFIDENCE = 0.8
 
 
 @dataclasses.dataclass
@@ -84,6 +93,9 @@ class Hit:
     cosine: float | None = None  # to the query's vector, where both have one
     #: An un-embedded chunk's cosine as hybrid's partial fusion imputes it (see fuse_partial).
     estimate: float | None = None
+    lang: str = NEUTRAL  # the natural language of the chunk (its keyword analysis)
+    title: str = ""  # the document's title (its BM25 terms include it and the heading path)
+    evidence: float = 0.0  # the share of the query's terms that the chunk's BM25 terms hold
 
     def to_wire(self, terms: list[str]) -> dict[str, Any]:
         snippet, marks, (first, last) = make_snippet(self.text, terms)
@@ -146,7 +158,14 @@ def search(indexes: Sequence[WorkspaceIndex], embedder: Embedder | None, sparse:
         effective = "keyword"
         notice = "no embedding model is loaded: keyword results only"
     dense = embedder.embed_query(query) if embedder is not None and effective != "keyword" else None
-    sparse_q = sparse.query(query) if effective != "semantic" else None
+    workspace_langs: set[str] = set()
+    for index in indexes:
+        workspace_langs.update(index.languages())
+    sparse_q = sparse.query(query, workspace_langs)
+    covered = covered_languages(embedder.model_id) if embedder is not None else None
+    query_weight = 1.0 if query_covered(query, covered) else UNCOVERED_DENSE_WEIGHT
+    uncovered = covered is not None and any(lang not in covered and lang != NEUTRAL
+                                            for lang in workspace_langs)
     terms = query_terms(query)
     hits: list[Hit] = []
     coverage = _coverage(indexes) if embedder is not None else None
@@ -159,12 +178,15 @@ def search(indexes: Sequence[WorkspaceIndex], embedder: Embedder | None, sparse:
             never = [p for p in paths if exclude_spec.match_file(p)] if exclude_spec else []
         where = PathFilter(only=only, never=never, languages=languages)
         pending = coverage is not None and index.counts().pending > 0
-        if (pending and effective == "hybrid" and dense is not None and sparse_q is not None
+        weighed = query_weight < 1.0 or uncovered
+        if ((pending or weighed) and effective == "hybrid" and dense is not None
                 and sparse_q.indices):
-            found, cosines = _partial_hybrid(index, dense, sparse_q, limit * 2, where)
+            weights = (_dense_weights(covered, query_weight) if weighed else None)
+            found, cosines = _partial_hybrid(index, dense, sparse_q, limit * 2, where, weights)
         else:
             found = [_hit(index, h) for h in
-                     index.store.query(dense, sparse_q, effective, limit * 2, where, fusion)]
+                     index.store.query(dense, sparse_q if effective != "semantic" else None,
+                                       effective, limit * 2, where, fusion)]
             cosines = _cosines(index, found, dense, effective)
         if pending:
             # Which hits have a dense vector yet: the cosines were read from those vectors.
@@ -174,13 +196,17 @@ def search(indexes: Sequence[WorkspaceIndex], embedder: Embedder | None, sparse:
                 hit.embedded = hit.id in have
         for hit in found:
             hit.cosine = cosines.get(hit.id)
+            keyed = "\n".join([hit.title, *hit.heading, hit.text])  # what BM25 was given
+            hit.evidence = max(term_share(hit.text, terms),
+                               sparse.evidence(keyed, query, hit.lang))
             hit.relevance = relevance(effective, hit.score,
                                       hit.cosine if hit.embedded else hit.estimate,
-                                      term_share(hit.text, terms))
+                                      hit.evidence)
         hits += found
     hits.sort(key=lambda h: h.score, reverse=True)
     merged = merge_adjacent(hits)
-    kept = [h for h in merged if above_floor(effective, h, terms)]
+    kept = floor(effective, merged, trust_cosine=query_weight >= 1.0)
+    monotone(kept[:limit])
     result: dict[str, Any] = {
         "hits": [h.to_wire(terms) for h in kept[:limit]],
         "elapsedMs": round((time.perf_counter() - started) * 1000, 2),
@@ -195,6 +221,31 @@ def search(indexes: Sequence[WorkspaceIndex], embedder: Embedder | None, sparse:
     if notice:
         result["notice"] = notice
     return result
+
+
+def query_covered(query: str, covered: frozenset[str] | None) -> bool:
+    """Whether the model's dense vectors cover the query's language: any language for a
+    multilingual model (None); else a query with letters outside the Latin script is covered
+    when fastText is fairly sure of a covered language, a Latin-script one unless it is
+    confident of a language the model does not cover."""
+    if covered is None:
+        return True
+    found = detect_scored(query)
+    if not found:
+        return True
+    top, score = found[0]
+    if all(ord(c) < 0x250 for c in query if c.isalpha()):  # Latin script
+        return top in covered or score < QUERY_LANGUAGE_CONFIDENCE
+    return top in covered and score >= 0.5
+
+
+def _dense_weights(covered: frozenset[str] | None,
+                   query_weight: float) -> Callable[[str], float]:
+    def weight(lang: str) -> float:
+        chunk = (1.0 if covered is None or lang in covered or lang == NEUTRAL
+                 else UNCOVERED_DENSE_WEIGHT)
+        return min(chunk, query_weight)
+    return weight
 
 
 def _coverage(indexes: Sequence[WorkspaceIndex]) -> dict[str, int] | None:
@@ -233,11 +284,14 @@ def _cosines(index: WorkspaceIndex, found: list[Hit], dense: Vector | None,
 
 
 def _partial_hybrid(index: WorkspaceIndex, dense: Vector, sparse_q: SparseVec, limit: int,
-                    where: PathFilter) -> tuple[list[Hit], dict[str, float]]:
-    """Hybrid while some chunks still wait for their dense vector: the dense and the BM25
-    candidate lists (as deep as the store's own prefetches, ids and scores only) fused here by
-    `fuse_partial`, then the payloads of the `limit` best. Also returns the cosine of every
-    hit that has a vector (a hit without one is not embedded yet)."""
+                    where: PathFilter, weights: Callable[[str], float] | None = None
+                    ) -> tuple[list[Hit], dict[str, float]]:
+    """Hybrid while some chunks still wait for their dense vector, or where the model does not
+    cover every language of the query and the workspace: the dense and the BM25 candidate lists
+    (as deep as the store's own prefetches, ids and scores only) fused here by `fuse_partial`,
+    then the payloads of the `limit` best. `weights`: a chunk's dense weight by its language
+    (then every candidate's language is read first). Also returns the cosine of every hit
+    that has a vector (a hit without one is not embedded yet)."""
     depth = candidate_depth(limit)
     dense_list = index.store.query(dense, None, "semantic", depth, where, payload=False)
     sparse_list = index.store.query(None, sparse_q, "keyword", depth, where, payload=False)
@@ -247,9 +301,17 @@ def _partial_hybrid(index: WorkspaceIndex, dense: Vector, sparse_q: SparseVec, l
     others = [h.id for h in sparse_list if h.id not in cosines]
     for pid, vector in index.store.vectors(others).items():
         cosines[pid] = float(vector @ dense)
+    dense_weight: dict[str, float] | None = None
+    payloads: dict[str, ChunkPayload] = {}
+    if weights is not None:  # every candidate's language (its payload, read once)
+        payloads = index.store.payloads(
+            list(dict.fromkeys([h.id for h in dense_list] + [h.id for h in sparse_list])))
+        dense_weight = {pid: weights(str(p.get("lang", NEUTRAL))) for pid, p in payloads.items()}
     fused = fuse_partial([(h.id, h.score) for h in dense_list],
-                         [(h.id, h.score) for h in sparse_list], cosines)[:limit]
-    payloads = index.store.payloads([pid for pid, _, _ in fused])
+                         [(h.id, h.score) for h in sparse_list], cosines,
+                         dense_weight)[:limit]
+    if weights is None:
+        payloads = index.store.payloads([pid for pid, _, _ in fused])
     hits = []
     for pid, score, estimate in fused:
         if pid in payloads:
@@ -274,9 +336,12 @@ def dbsf_scale(scores: Sequence[float]) -> tuple[float, float]:
 
 
 def fuse_partial(dense: Sequence[tuple[str, float]], sparse: Sequence[tuple[str, float]],
-                 cosines: dict[str, float]) -> list[tuple[str, float, float | None]]:
+                 cosines: dict[str, float], weights: dict[str, float] | None = None
+                 ) -> list[tuple[str, float, float | None]]:
     """Hybrid's fusion while the backfill runs: `(id, score, estimated cosine)` best first.
-    `cosines`: every candidate that has a dense vector, its cosine to the query.
+    `cosines`: every candidate that has a dense vector, its cosine to the query. `weights`:
+    a candidate's dense share is multiplied by its weight (1 where absent): the model does
+    not cover its language or the query's.
 
     DBSF as the store does it (each list normalised by `dbsf_scale`, the two shares summed),
     except that a chunk is never scored as if its vector had been looked at and found far from
@@ -304,12 +369,15 @@ def fuse_partial(dense: Sequence[tuple[str, float]], sparse: Sequence[tuple[str,
                  else 0.0)
         offset = mean_y - slope * mean_x
     estimates: dict[str, float] = {}
+    weight = (weights or {}).get
+    for pid in fused:
+        fused[pid] *= weight(pid, 1.0)
     for pid, share in shares:
         if pid in cosines:
-            fused[pid] = (cosines[pid] - d_low) / d_span + share
+            fused[pid] = weight(pid, 1.0) * (cosines[pid] - d_low) / d_span + share
         else:
             imputed = slope * share + offset
-            fused[pid] = imputed + share
+            fused[pid] = weight(pid, 1.0) * imputed + share
             estimates[pid] = d_low + imputed * d_span
     ranked = sorted(fused.items(), key=lambda item: item[1], reverse=True)
     return [(pid, score, estimates.get(pid)) for pid, score in ranked]
@@ -330,7 +398,48 @@ def relevance(mode: Mode, raw: float, cosine: float | None, terms_found: float) 
     return (1 - TERM_WEIGHT) * semantic + TERM_WEIGHT * terms_found
 
 
-def above_floor(mode: Mode, hit: Hit, terms: list[str]) -> bool:
+#: Hybrid hits kept when none reaches the floor: the best few with keyword evidence (a
+#: nonsense query's stray word matches return no more than this).
+NO_GOOD_MATCH_HITS = 3
+
+
+def floor(mode: Mode, merged: list[Hit], trust_cosine: bool = True) -> list[Hit]:
+    """The hits kept, best first. In hybrid mode only the tail that has neither keyword
+    evidence nor the floor's cosine is cut: a hit the fused ranking puts high because its words
+    match is kept whatever its cosine (the old floor dropped such relevant hits: SciFact
+    nDCG@10 0.738 -> 0.729); no hit reaching `above_floor` (no good match): at most
+    NO_GOOD_MATCH_HITS with keyword evidence. `trust_cosine` False (the model does not cover
+    the query's language): keyword evidence only."""
+    if mode != "hybrid":
+        if not any(above_floor(mode, h) for h in merged):
+            return []
+        return [h for h in merged if above_floor(mode, h)]
+    if not trust_cosine:
+        return [h for h in merged if h.evidence > 0]
+    if not any(above_floor(mode, h) for h in merged):
+        return [h for h in merged if h.evidence > 0][:NO_GOOD_MATCH_HITS]
+    return [h for h in merged if h.evidence > 0 or above_floor(mode, h)]
+
+
+def monotone(hits: list[Hit]) -> None:
+    """Make the 0–1 scores non-increasing down the list without changing its order (the
+    ranking's): each run of hits whose scores contradict the order gets their mean (pool
+    adjacent violators, the isotonic fit)."""
+    blocks: list[list[float]] = []  # [sum, count]
+    for hit in hits:
+        blocks.append([hit.relevance, 1.0])
+        while len(blocks) > 1 and (blocks[-2][0] / blocks[-2][1] < blocks[-1][0] / blocks[-1][1]):
+            total, count = blocks.pop()
+            blocks[-1][0] += total
+            blocks[-1][1] += count
+    i = 0
+    for total, count in blocks:
+        for _ in range(int(count)):
+            hits[i].relevance = total / count
+            i += 1
+
+
+def above_floor(mode: Mode, hit: Hit) -> bool:
     """Keyword hits always match a term. A semantic or hybrid hit needs COSINE_FLOOR, unless
     it holds every query term (a long section whose one sentence answers dilutes its vector;
     an exact name the model does not know), or, in hybrid mode, has no vector yet (then any
@@ -340,7 +449,7 @@ def above_floor(mode: Mode, hit: Hit, terms: list[str]) -> bool:
     cosine = hit.cosine
     if cosine is not None and cosine >= COSINE_FLOOR:
         return True
-    found = term_share(hit.text, terms)
+    found = hit.evidence
     if cosine is None and mode == "hybrid":
         return found > 0
     return found >= 1.0
@@ -362,6 +471,7 @@ def _hit(index: WorkspaceIndex, stored: StoredHit) -> Hit:
         uri=(index.root / path).as_uri(), path=path, start=start,
         end=int(p.get("end", 0)), score=stored.score, heading=list(p.get("heading") or []),
         text=str(p.get("text", "")), language=str(p.get("language", "plaintext")),
+        lang=str(p.get("lang", NEUTRAL)), title=str(p.get("title", "")),
         root=str(index.root), source="buffer" if path in index.overlays else "disk",
         text_line=start, id=stored.id,
     )
@@ -384,6 +494,7 @@ def merge_adjacent(hits: list[Hit]) -> list[Hit]:
                 kept.start, kept.end = min(kept.start, hit.start), max(kept.end, hit.end)
                 if kept.cosine is None or (hit.cosine is not None and hit.cosine > kept.cosine):
                     kept.cosine = hit.cosine
+                kept.evidence = max(kept.evidence, hit.evidence)
                 break
         else:
             out.append(dataclasses.replace(hit))
@@ -467,7 +578,7 @@ def related(indexes: Sequence[WorkspaceIndex], vector: Vector,
         hits += found
     hits.sort(key=lambda h: h.score, reverse=True)
     merged = merge_adjacent(hits)
-    kept = [h for h in merged if above_floor("semantic", h, [])]
+    kept = [h for h in merged if above_floor("semantic", h)]
     result: dict[str, Any] = {"hits": [h.to_wire([]) for h in kept[:limit]]}
     below = min(limit, len(merged)) - min(limit, len(kept))
     if below:
