@@ -230,6 +230,22 @@ def resolve_model(spec: str, device: str = "cpu",
         )
 
 
+#: Model ids (lowercased) that name a model trained on many languages: its dense vectors are
+#: trusted for every language. Any other model is taken to cover English only (the bundled
+#: MiniLM, gte-small, bge-*-en…), and hybrid search weighs its dense share down for text in
+#: other languages (search.py).
+MULTILINGUAL_MARKERS = ("multilingual", "bge-m3", "labse", "xlm", "mbert", "qwen3-embedding",
+                        "jina-embeddings-v3", "mxbai-embed-xsmall", "nomic-embed-text-v2")
+
+
+def covered_languages(model_id: str) -> frozenset[str] | None:
+    """The languages (ISO 639-1) a model's dense vectors cover; None: every language."""
+    lowered = model_id.lower()
+    if any(marker in lowered for marker in MULTILINGUAL_MARKERS):
+        return None
+    return frozenset({"en"})
+
+
 def _hub_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}
 
@@ -242,4 +258,4 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-__all__ = ["ModelFiles", "resolve_model"]
+__all__ = ["ModelFiles", "covered_languages", "resolve_model"]

