@@ -1,5 +1,13 @@
-"""Embedding throughput: the engine's embedder against a plain ONNX Runtime loop (the ceiling)
-and against fastembed, on the same model and the same real chunks, in one run.
+"""Embedding throughput: the engine's embedder against a plain ONNX Runtime loop (the baseline:
+one session on every core, one text per run, the shipped graph) and against fastembed and
+OpenVINO, on the same model and the same real chunks, in one run; contenders are interleaved
+over `--rounds` rounds (the median rate counts) and the load is printed with the figures.
+
+Contenders: the plain loop on the shipped graph and on the engine's optimised graph
+(models.optimise: fused, then int8-quantised); the engine as configured (optimised graph,
+`--threads` single-threaded sessions fed from one queue, batch 1); the engine on the shipped
+graph; the engine with length-bucketed batches (`--batch-sizes`). Every chunk's vector is
+checked against the plain loop's on the shipped graph: min cosine >= 0.99 or the run fails.
 
 The chunks are what the indexer would embed (heading path + text, chunked at `--chunk-tokens`
 model tokens) from a real corpus. Every contender gets the same texts, the same thread count,
@@ -9,28 +17,36 @@ fastembed pins an older huggingface_hub than the engine, so it lives in a venv o
 `python3 -m venv /tmp/fe && /tmp/fe/bin/pip install fastembed==0.9.1`, then pass
 `--fastembed-python /tmp/fe/bin/python`; it loads the same model folder (no download).
 
-    python benchmarks/embed.py --chunks 512
+OpenVINO (optional, probed in its own process: it has crashed at compile on Zen 4 before):
+`python3 -m venv /tmp/ov && /tmp/ov/bin/pip install openvino==2026.4.1 tokenizers numpy`, then
+`--openvino-python /tmp/ov/bin/python` (throughput hint, its own infer-request queue).
+
+    python benchmarks/embed.py                      # every chunk of rust-book, 2 rounds
+    python benchmarks/embed.py --chunks 512 --rounds 3 --batch-sizes 4 8
     python benchmarks/embed.py --fastembed-python /tmp/fe/bin/python --batch-sizes 1 4 8
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from zero_latency.chunking import chunk_document, document_title, language_for
 from zero_latency.embedder import Embedder, Matrix, OnnxEmbedder, onnxruntime
-from zero_latency.models import ModelFiles, resolve_model
+from zero_latency.models import ModelFiles, optimise, resolve_model
 
 DEFAULT_CORPUS = Path(__file__).resolve().parents[2] / "shared" / "data" / "corpora" / "rust-book"
 
@@ -127,54 +143,160 @@ def fastembed_run(python: str, files: ModelFiles, texts: list[str], threads: int
         return seconds, np.load(out_file)
 
 
+OPENVINO_SCRIPT = textwrap.dedent("""
+    import json, sys, time
+    import numpy as np
+    import openvino as ov
+    model_path, ids_file, out_file = sys.argv[1:4]
+    batches = json.load(open(ids_file))
+    compiled = ov.Core().compile_model(model_path, "CPU", {"PERFORMANCE_HINT": "THROUGHPUT"})
+    requests = ov.AsyncInferQueue(compiled,
+                                  compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+    out = np.zeros((len(batches), 384), np.float32)
+    def done(request, row):
+        vector = request.get_output_tensor(0).data[0].mean(axis=0)
+        out[row] = vector / np.linalg.norm(vector)
+    requests.set_callback(done)
+    def run():
+        for row, ids in enumerate(batches):
+            a = np.array([ids], np.int64)
+            requests.start_async({"input_ids": a, "attention_mask": np.ones_like(a),
+                                  "token_type_ids": np.zeros_like(a)}, row)
+        requests.wait_all()
+    run()  # warm-up (compiles the shapes it meets)
+    started = time.perf_counter()
+    run()
+    elapsed = time.perf_counter() - started
+    np.save(out_file, out)
+    print(json.dumps({"seconds": elapsed}))
+""")
+
+
+def openvino_run(python: str, files: ModelFiles, texts: list[str]) -> tuple[float, Matrix]:
+    """OpenVINO in its own process: a crash there (SIGFPE at compile) is reported, not ours."""
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(files.tokenizer_path))
+    tokenizer.no_padding()
+    tokenizer.enable_truncation(max_length=files.max_length)
+    with tempfile.TemporaryDirectory() as tmp:
+        ids_file, out_file = Path(tmp) / "ids.json", Path(tmp) / "out.npy"
+        ids_file.write_text(json.dumps([e.ids for e in tokenizer.encode_batch(texts)]))
+        done = subprocess.run([python, "-c", OPENVINO_SCRIPT, str(files.onnx_path),
+                               str(ids_file), str(out_file)],
+                              capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"OpenVINO failed (exit {done.returncode}):\n"
+                               f"{done.stderr[-2000:]}")
+        seconds = float(json.loads(done.stdout.strip().splitlines()[-1])["seconds"])
+        return seconds, np.load(out_file)
+
+
+def engine_run(files: ModelFiles, texts: list[str], threads: int, batch: int,
+               optimised: bool) -> tuple[float, Matrix]:
+    embedder = OnnxEmbedder(files, threads=threads, batch_size=batch, optimised=optimised)
+    try:
+        embedder.embed(texts[:4])
+        started = time.perf_counter()
+        vectors = embedder.embed(texts)
+        return time.perf_counter() - started, vectors
+    finally:
+        embedder.close()
+
+
+def load() -> str:
+    return os.getloadavg().__repr__()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
     parser.add_argument("--model", default="bundled")
-    parser.add_argument("--chunks", type=int, default=512)
+    parser.add_argument("--chunks", type=int, default=0, help="0: every chunk of the corpus")
     parser.add_argument("--chunk-tokens", type=int, default=256)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 4, 8, 32])
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--batch-sizes", type=int, nargs="*", default=[4],
+                        help="length-bucketed batch sizes for the engine (besides 1)")
     parser.add_argument("--fastembed-python", help="a Python with fastembed installed")
+    parser.add_argument("--openvino-python", help="a Python with openvino installed")
     args = parser.parse_args()
     if not args.corpus.is_dir():
         print(f"corpus {args.corpus} not found: pass --corpus", file=sys.stderr)
         return 2
     files, _ = resolve_model(args.model)
-    probe = OnnxEmbedder(files, threads=args.threads, batch_size=1)
-    texts = real_chunks(args.corpus, probe, args.chunks, args.chunk_tokens)
+    probe = OnnxEmbedder(files, threads=1, batch_size=1, optimised=False)
+    texts = real_chunks(args.corpus, probe, args.chunks or 10**9, args.chunk_tokens)
     tokens = sum(min(probe.count_tokens(t) + 2, files.max_length) for t in texts)
-    probe.embed(texts[:4])  # warm-up
+    probe.close()
+    built, why_not = optimise(files)  # built (and cached) now, outside the timings
+    if why_not:
+        print(f"no optimised graph: {why_not}", file=sys.stderr)
     print(f"{len(texts)} chunks from {args.corpus.name} ({tokens} tokens, "
           f"{tokens / len(texts):.0f} per chunk), model {files.model_id}, "
-          f"{args.threads} threads", file=sys.stderr)
+          f"{args.threads} threads, {args.rounds} rounds; optimised graph "
+          f"{built.onnx_path if not why_not else '-'}", file=sys.stderr)
 
-    rows: list[tuple[str, float, Matrix]] = []
-    seconds, reference = plain_loop(files, texts, args.threads)
-    rows.append(("plain ORT loop, batch 1", seconds, reference))
+    contenders: list[tuple[str, Callable[[], tuple[float, Matrix]]]] = [
+        ("plain ORT loop, shipped graph", lambda: plain_loop(files, texts, args.threads)),
+    ]
+    if not why_not:
+        contenders.append(("plain ORT loop, optimised graph",
+                           lambda: plain_loop(dataclasses.replace(built), texts, args.threads)))
+    contenders += [
+        (f"engine, shipped graph, {args.threads}x1 thr",
+         lambda: engine_run(files, texts, args.threads, 1, False)),
+        (f"engine, optimised, {args.threads}x1 thr (default)",
+         lambda: engine_run(files, texts, args.threads, 1, True)),
+    ]
     for batch in args.batch_sizes:
-        embedder = OnnxEmbedder(files, threads=args.threads, batch_size=batch)
-        embedder.embed(texts[:4])
-        started = time.perf_counter()
-        vectors = embedder.embed(texts)
-        rows.append((f"engine embedder, batch {batch}", time.perf_counter() - started, vectors))
-        embedder.close()
+        contenders.append((f"engine, optimised, bucketed batch {batch}",
+                           lambda b=batch: engine_run(files, texts, args.threads, b, True)))
     if args.fastembed_python:
-        for batch in args.batch_sizes:
-            seconds, vectors = fastembed_run(args.fastembed_python, files, texts, args.threads,
-                                             batch)
-            rows.append((f"fastembed, batch {batch}", seconds, vectors))
+        contenders.append(("fastembed, batch 1", lambda: fastembed_run(
+            args.fastembed_python, files, texts, args.threads, 1)))
+    if args.openvino_python:
+        contenders.append(("openvino, shipped graph", lambda: openvino_run(
+            args.openvino_python, files, texts)))
+        if not why_not:
+            contenders.append(("openvino, optimised graph", lambda: openvino_run(
+                args.openvino_python, built, texts)))
 
-    ceiling = len(texts) / rows[0][1]
-    print(f"\n{'contender':<28} {'chunks/s':>9} {'tokens/s':>9} {'vs plain':>9} "
-          f"{'min cos':>8}")
-    for name, secs, vectors in rows:
-        rate = len(texts) / secs
-        cosine = float(np.min(np.sum(vectors * reference, axis=1)))
-        print(f"{name:<28} {rate:>9.1f} {tokens / secs:>9.0f} {rate / ceiling:>8.0%} "
-              f"{cosine:>8.4f}")
-    return 0
+    rates: dict[str, list[float]] = {name: [] for name, _ in contenders}
+    vectors: dict[str, Matrix] = {}
+    loads = [load()]
+    for _round in range(args.rounds):
+        for name, run in contenders:
+            try:
+                seconds, out = run()
+            except RuntimeError as err:
+                print(f"{name}: {err}", file=sys.stderr)
+                continue
+            rates[name].append(len(texts) / seconds)
+            vectors[name] = out
+            print(f"  round {_round + 1}: {name:<40} {len(texts) / seconds:7.1f} chunks/s",
+                  file=sys.stderr)
+        loads.append(load())
+    reference = vectors[contenders[0][0]]
+    baseline = statistics.median(rates[contenders[0][0]])
+    print(f"\nload (1/5/15-min averages) before and after each round: {'  '.join(loads)}")
+    print(f"{'contender':<42} {'chunks/s':>9} {'tokens/s':>9} {'vs plain':>9} "
+          f"{'min cos':>8}  rounds")
+    failed = False
+    for name, _ in contenders:
+        if not rates[name]:
+            print(f"{name:<42} {'failed':>9}")
+            continue
+        rate = statistics.median(rates[name])
+        cosine = float(np.min(np.sum(vectors[name] * reference, axis=1)))
+        failed |= cosine < 0.99
+        print(f"{name:<42} {rate:>9.1f} {rate * tokens / len(texts):>9.0f} "
+              f"{rate / baseline:>8.2f}x {cosine:>8.4f}  "
+              f"{' '.join(f'{r:.1f}' for r in rates[name])}")
+    print(f"every chunk's vector within 0.99 cosine of the shipped graph's: "
+          f"{'yes' if not failed else 'NO'}")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

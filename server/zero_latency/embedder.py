@@ -4,11 +4,15 @@ the benchmarks never depend on how a model runs (a new runtime is one new class 
 `OnnxEmbedder` is the real one: ONNX Runtime + Hugging Face `tokenizers`. Texts are tokenised
 with truncation at the model's limit, sorted by length and run in batches padded only to the
 longest member (padding is wasted work: see benchmarks/embed.py), pooled by the model's pooling
-strategy (`POOLINGS`, as fastembed picks one per model) and L2-normalised. Repeated texts
-(queries, mostly) come from an LRU cache. Inference runs on the model's own thread
-(`ModelWorker`, through `submit`) so that neither the asyncio loop nor pygls's own pool (which
-reads stdin) blocks; urgent work (an edited or opened file) goes before background work (the
-backfill) and interrupts it between batches.
+strategy (`POOLINGS`, as fastembed picks one per model) and L2-normalised. Identical texts in
+one call are embedded once; repeated queries come from an LRU cache. On a CPU the graph is the
+model's own rebuilt for speed (`models.optimise`: fused, then int8-quantised; cached, and only
+used when its vectors stay within 0.995 cosine of the shipped graph's on probe texts), and
+`threads` single-threaded sessions run batches side by side, fed from one queue (small BERTs
+scale badly with intra-op threads: benchmarks/embed.py). Inference runs on the model's own
+thread (`ModelWorker`, through `submit`) so that neither the asyncio loop nor pygls's own pool
+(which reads stdin) blocks; urgent work (an edited or opened file) goes before background work
+(the backfill) and interrupts it between batches.
 
 `HashingEmbedder` is a deterministic test double (hashed unit vectors, no model) for
 benchmarks and fast tests.
@@ -22,14 +26,14 @@ import os
 import threading
 from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
 
 from .errors import CancelledError, DeviceUnavailableError, ModelUnavailableError
-from .models import ModelFiles, Pooling
+from .models import OPTIMISE_PROBES, ModelFiles, Pooling, optimise
 
 log = logging.getLogger(__name__)
 
@@ -212,11 +216,17 @@ class OnnxEmbedder:
     """The `Embedder` for an ONNX model on disk (thread-safe)."""
 
     def __init__(self, files: ModelFiles, device: str = "cpu", threads: int = 0,
-                 batch_size: int = 0, cache_size: int = 2048) -> None:
+                 batch_size: int = 0, cache_size: int = 2048, *,
+                 optimised: bool = True) -> None:
+        """`threads`: on a CPU, how many single-threaded sessions run side by side (0: one
+        per core); `batch_size`: texts per run (0: 1 on a CPU, where padding costs more than
+        batching saves, 32 on a GPU); `optimised`: run the rebuilt graph (`models.optimise`)
+        where it exists or can be built, else the file as shipped."""
         from tokenizers import Tokenizer
 
-        ort = onnxruntime()
         self.files = files
+        self.shipped_files = files
+        self.optimise_note: str | None = "not asked for"
         # 0: one text per run on CPU (no padding is fastest there), 32 on a GPU.
         self.batch_size = batch_size or (32 if device == "cuda" else 1)
         try:
@@ -231,37 +241,33 @@ class OnnxEmbedder:
         self._tokenizer.enable_truncation(max_length=files.max_length)
         self._counter.no_truncation()
         self._counter.no_padding()
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or (os.cpu_count() or 1)
-        options.inter_op_num_threads = 1
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.log_severity_level = 3
-        providers: list[str] = ["CPUExecutionProvider"]
+        cores = os.cpu_count() or 1
+        self._providers: list[str] = ["CPUExecutionProvider"]
         if device == "cuda":
-            if "CUDAExecutionProvider" not in ort.get_available_providers():
+            if "CUDAExecutionProvider" not in onnxruntime().get_available_providers():
                 raise DeviceUnavailableError(
                     "device 'cuda' asked for, but this ONNX Runtime has no CUDA execution "
                     "provider: `pip uninstall onnxruntime && pip install onnxruntime-gpu`, or "
                     "set device to 'cpu'."
                 )
-            providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
-        try:
-            self._session = ort.InferenceSession(
-                str(files.onnx_path), sess_options=options, providers=providers
-            )
-        except Exception as err:  # onnxruntime raises its own untyped errors
-            raise ModelUnavailableError(
-                f"Cannot load ONNX model {files.onnx_path}: {str(err).splitlines()[0]}. "
-                "The file may be corrupt: delete it and download it again."
-            ) from err
-        self.device = "cuda" if self._session.get_providers()[0].startswith("CUDA") else "cpu"
+            self._providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
         self._closed = threading.Event()  # a group being embedded stops at its next batch
-        self._input_names = {i.name for i in self._session.get_inputs()}
-        output = self._session.get_outputs()[0]
-        self._output_name = output.name
-        # A graph that already pools has a 2-D output: nothing left to pool.
-        self._pooling: PoolingFn | None = (
-            None if len(output.shape) == 2 else POOLINGS[files.pooling])
+        self._sessions = [self._open_session(files, 0 if device == "cuda" else 1)]
+        self.device = "cuda" if self._sessions[0].get_providers()[0].startswith("CUDA") else "cpu"
+        self._configure(self._sessions[0], files)
+        if optimised and self.device == "cpu":
+            built, self.optimise_note = optimise(files, self._probe_cosine)
+            if built is not files:
+                self.files = built
+                self._sessions = [self._open_session(built, 1)]
+                self._configure(self._sessions[0], built)
+        if self.device == "cpu":  # one single-threaded session per stream
+            streams = max(1, threads or cores)
+            self._sessions += [self._open_session(self.files, 1) for _ in range(streams - 1)]
+        self._pool = ThreadPoolExecutor(max_workers=len(self._sessions),
+                                        thread_name_prefix="zl-infer")
+        self._free: deque[Any] = deque(self._sessions)
+        self._free_lock = threading.Lock()
         self._cache: OrderedDict[str, Vector] = OrderedDict()
         self._cache_size = cache_size
         self._cache_lock = threading.Lock()
@@ -272,7 +278,47 @@ class OnnxEmbedder:
             self.dimension = int(self.embed(["dimension probe"]).shape[1])
         except BaseException:
             self._worker.close()
+            self._pool.shutdown(wait=False)
             raise
+
+    def _open_session(self, files: ModelFiles, threads: int) -> Any:
+        """An ONNX Runtime session on `files` (`threads` intra-op threads; 0: ORT's own
+        choice, for a GPU)."""
+        ort = onnxruntime()
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3
+        try:
+            return ort.InferenceSession(str(files.onnx_path), sess_options=options,
+                                        providers=self._providers)
+        except Exception as err:  # onnxruntime raises its own untyped errors
+            raise ModelUnavailableError(
+                f"Cannot load ONNX model {files.onnx_path}: {str(err).splitlines()[0]}. "
+                "The file may be corrupt: delete it and download it again."
+            ) from err
+
+    def _configure(self, session: Any, files: ModelFiles) -> None:
+        self._input_names = {i.name for i in session.get_inputs()}
+        output = session.get_outputs()[0]
+        self._output_name = output.name
+        # A graph that already pools has a 2-D output: nothing left to pool.
+        self._pooling: PoolingFn | None = (
+            None if len(output.shape) == 2 else POOLINGS[files.pooling])
+
+    def _probe_cosine(self, candidate: ModelFiles) -> float:
+        """The lowest cosine between `candidate`'s vectors and the shipped graph's (the one
+        loaded now) on models.OPTIMISE_PROBES."""
+        encodings = self._tokenizer.encode_batch(list(OPTIMISE_PROBES))
+        shipped = self._sessions[0]
+        trial = self._open_session(candidate, 1)
+        lowest = 1.0
+        for encoding in encodings:
+            ids = [encoding.ids]
+            a, b = self._run_on(shipped, ids), self._run_on(trial, ids)
+            lowest = min(lowest, float(np.dot(a[0], b[0])))
+        return lowest
 
     @property
     def model_id(self) -> str:
@@ -296,21 +342,43 @@ class OnnxEmbedder:
     def embed(self, texts: Sequence[str]) -> Matrix:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        prefixed = [self.files.passage_prefix + t for t in texts]
-        encodings = self._tokenizer.encode_batch(prefixed)
-        order = sorted(range(len(encodings)), key=lambda i: len(encodings[i].ids))
+        # Identical texts (boilerplate, repeated notices) are embedded once.
+        slot: dict[str, int] = {}
+        where = [slot.setdefault(t, len(slot)) for t in texts]
+        unique = list(slot)
+        encodings = self._tokenizer.encode_batch(
+            [self.files.passage_prefix + t for t in unique])
+        # Longest first: the streams finish together (the short ones fill in at the end).
+        order = sorted(range(len(encodings)), key=lambda i: -len(encodings[i].ids))
         out: Matrix | None = None
-        for start in range(0, len(order), self.batch_size):
-            if self._closed.is_set():
-                raise CancelledError("the model was closed")
-            self._worker.yield_to_urgent()
-            idx = order[start : start + self.batch_size]
-            vectors = self._run([encodings[i].ids for i in idx])
+        in_flight: deque[tuple[list[int], Future[Matrix]]] = deque()
+        streams = len(self._sessions)
+
+        def collect() -> None:
+            nonlocal out
+            idx, future = in_flight.popleft()
+            vectors = future.result()
             if out is None:
-                out = np.empty((len(texts), vectors.shape[1]), dtype=np.float32)
+                out = np.empty((len(unique), vectors.shape[1]), dtype=np.float32)
             out[idx] = vectors
+
+        try:
+            for start in range(0, len(order), self.batch_size):
+                if self._closed.is_set():
+                    raise CancelledError("the model was closed")
+                self._worker.yield_to_urgent()
+                while len(in_flight) >= streams:
+                    collect()
+                idx = order[start : start + self.batch_size]
+                in_flight.append((idx, self._pool.submit(
+                    self._run, [encodings[i].ids for i in idx])))
+            while in_flight:
+                collect()
+        finally:
+            for _idx, future in in_flight:
+                future.cancel()
         assert out is not None
-        return out
+        return out if len(unique) == len(texts) else out[where]
 
     def embed_query(self, text: str) -> Vector:
         """One query vector, from the LRU cache when the same text was asked before."""
@@ -334,8 +402,21 @@ class OnnxEmbedder:
     def close(self) -> None:
         self._closed.set()
         self._worker.close()
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
     def _run(self, batch_ids: list[list[int]]) -> Matrix:
+        """One batch on a free session (one per stream; a query may share a busy one)."""
+        with self._free_lock:
+            session = self._free.popleft() if self._free else None
+        if session is None:
+            return self._run_on(self._sessions[0], batch_ids)
+        try:
+            return self._run_on(session, batch_ids)
+        finally:
+            with self._free_lock:
+                self._free.append(session)
+
+    def _run_on(self, session: Any, batch_ids: list[list[int]]) -> Matrix:
         width = max(len(ids) for ids in batch_ids)
         input_ids = np.zeros((len(batch_ids), width), dtype=np.int64)
         mask = np.zeros((len(batch_ids), width), dtype=np.int64)
@@ -345,7 +426,7 @@ class OnnxEmbedder:
         feeds = {"input_ids": input_ids, "attention_mask": mask}
         if "token_type_ids" in self._input_names:
             feeds["token_type_ids"] = np.zeros_like(input_ids)
-        hidden = np.asarray(self._session.run([self._output_name], feeds)[0], dtype=np.float32)
+        hidden = np.asarray(session.run([self._output_name], feeds)[0], dtype=np.float32)
         return normalise(hidden if self._pooling is None else self._pooling(hidden, mask))
 
 

@@ -11,6 +11,7 @@ Sources, in the order they are tried for a setting:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import importlib.util
@@ -78,10 +79,14 @@ class ModelFiles:
     query_prefix: str = ""
     passage_prefix: str = ""
     source: str = "folder"  # "bundled" | "folder" | "hub"
+    #: How the graph was rebuilt from the model's own (`optimise`); "" as shipped.
+    variant: str = ""
 
     def fingerprint(self) -> str:
-        """Identity of the vectors this model makes (id plus the graph's size)."""
-        return f"{self.model_id}#{self.onnx_path.stat().st_size}"
+        """Identity of the vectors this model makes (id plus the graph's size, plus the
+        rebuild's recipe: its vectors are close to, not equal to, the shipped graph's)."""
+        base = f"{self.model_id}#{self.onnx_path.stat().st_size}"
+        return f"{base}+{self.variant}" if self.variant else base
 
 
 def sha256_file(path: Path) -> str:
@@ -246,6 +251,140 @@ def covered_languages(model_id: str) -> frozenset[str] | None:
     return frozenset({"en"})
 
 
+# --- the model as it runs here: optimised, then quantised (cached by fingerprint) ---------------
+
+#: Bump when the recipe below changes: every cached file built by an older one is rebuilt.
+OPTIMISE_RECIPE = "fuse-q8pc-1"
+#: Graphs whose activations are already quantised: fusion and quantisation do not apply.
+_QUANTISED_OPS = {"MatMulInteger", "QLinearMatMul", "DynamicQuantizeLinear", "QuantizeLinear",
+                  "QAttention", "DynamicQuantizeMatMul"}
+#: A few sentences of several shapes: an optimised file whose vectors for them are not the
+#: model's (cosine < OPTIMISE_MIN_COSINE to the original's) is not used.
+OPTIMISE_PROBES = (
+    "dimension probe",
+    "How does the borrow checker prevent dangling references?",
+    "## Installation\n\nRun `pip install zero-latency` and then `zl index ~/notes` to build "
+    "the index. The first run downloads nothing when the offline bundle is installed.",
+    "def retry(fn, attempts=3):\n    \"\"\"Call fn until it succeeds, at most attempts times."
+    "\"\"\"\n    for _ in range(attempts):\n        try:\n            return fn()\n",
+    "Les vecteurs restent ceux du modèle : la recherche sémantique ne change pas.",
+    " ".join(["ownership borrowing lifetimes traits generics closures iterators"] * 30),
+)
+OPTIMISE_MIN_COSINE = 0.995
+
+
+def model_cache_dir() -> Path:
+    """Where built model files live: the user's cache folder (XDG_CACHE_HOME)."""
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("zero-latency", appauthor=False)) / "models"
+
+
+def optimised_path(files: ModelFiles) -> Path:
+    """The cached optimised graph of `files`: named by the source graph's content (sha256),
+    the recipe and ONNX Runtime's version, so a changed model or recipe is built anew and the
+    vectors of two builds are never mixed (the fingerprint names the build)."""
+    import onnxruntime
+
+    key = hashlib.sha256(
+        f"{sha256_file(files.onnx_path)}|{OPTIMISE_RECIPE}|{onnxruntime.__version__}".encode()
+    ).hexdigest()[:24]
+    # The name is the content's: a build found in the home folder's default cache (made by
+    # another environment of this user, e.g. before XDG_CACHE_HOME was set) is the same file.
+    for folder in (model_cache_dir(), Path.home() / ".cache" / "zero-latency" / "models"):
+        if (folder / key / "model.onnx").is_file():
+            return folder / key / "model.onnx"
+    return model_cache_dir() / key / "model.onnx"
+
+
+def optimise(files: ModelFiles, check: Any = None) -> tuple[ModelFiles, str | None]:
+    """The graph of `files` as it runs best on a CPU: ONNX Runtime's constant folding (an int8
+    weight-only file becomes fp32), its transformer optimizer's fusions (SkipLayerNorm,
+    BiasGelu, attention where the export's pattern is known), then dynamic int8 quantisation
+    (per channel; FFN down-projections left in fp32, which is what keeps every vector within
+    0.99 cosine of the original's). Built once per model, cached under the user's cache folder
+    (`optimised_path`); any model folder gets the same treatment.
+
+    `check(candidate) -> float`: the lowest cosine between the candidate's vectors and the
+    original's on `OPTIMISE_PROBES`; below OPTIMISE_MIN_COSINE the build is not used.
+    Returns (the files to run, None) or (the original files, why not)."""
+    try:
+        target = optimised_path(files)
+    except ImportError as err:
+        return files, f"no ONNX Runtime ({err})"
+    # The fingerprint names the recipe and the build (the source's content): a store holds
+    # the vectors of one build only.
+    built = dataclasses.replace(files, onnx_path=target,
+                                variant=f"{OPTIMISE_RECIPE}:{target.parent.name}")
+    if target.is_file():
+        return built, None
+    rejected = target.with_name("rejected.txt")
+    if rejected.is_file():
+        return files, rejected.read_text(encoding="utf-8").strip()
+    try:
+        reason = _build_optimised(files.onnx_path, target)
+    except ImportError as err:  # not this model's fault: try again once it is installed
+        log.info("model %s runs as shipped: the optimizer is not installed (%s)",
+                 files.model_id, err)
+        return files, f"the optimizer is not installed ({err})"
+    except Exception as err:  # onnx / the optimizer raise many kinds: keep the original
+        reason = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+        if "ImportError" in str(err) or "missing" in str(err):  # sympy, say: not the model's
+            log.info("model %s runs as shipped: %s", files.model_id, reason)
+            return files, reason
+    if reason is None and check is not None:
+        cosine = float(check(built))
+        if cosine < OPTIMISE_MIN_COSINE:
+            reason = f"its vectors drift from the model's (min cosine {cosine:.4f})"
+            target.unlink(missing_ok=True)
+    if reason is not None:
+        log.info("model %s runs as shipped: %s", files.model_id, reason)
+        with contextlib.suppress(OSError):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            rejected.write_text(reason + "\n", encoding="utf-8")
+        return files, reason
+    return built, None
+
+
+def _build_optimised(source: Path, target: Path) -> str | None:
+    """Fold, fuse and quantise `source` into `target` (atomically). Returns why not, or None."""
+    import tempfile
+
+    import onnx  # ImportError: the caller keeps the original
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    from .embedder import onnxruntime
+
+    ort = onnxruntime()
+    graph = onnx.load(str(source), load_external_data=False)
+    found = sorted({node.op_type for node in graph.graph.node} & _QUANTISED_OPS)
+    if found:
+        return f"its activations are already quantised ({', '.join(found)})"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        folded, fused, quantised = (Path(tmp) / name for name in
+                                    ("folded.onnx", "fused.onnx", "quantised.onnx"))
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+        options.optimized_model_filepath = str(folded)
+        options.log_severity_level = 3
+        ort.InferenceSession(str(source), options, providers=["CPUExecutionProvider"])
+        # opt_level 0: the Python fusions only (level 1 asks for torch); 0 heads: detected.
+        model = optimize_model(str(folded), model_type="bert", num_heads=0, hidden_size=0,
+                               opt_level=0)
+        model.save_model_to_file(str(fused))
+        fused_graph = onnx.load(str(fused))
+        weights = {init.name: tuple(init.dims) for init in fused_graph.graph.initializer}
+        down = [node.name for node in fused_graph.graph.node if node.op_type == "MatMul"
+                and any(len(weights.get(i, ())) == 2 and weights[i][0] > weights[i][1]
+                        for i in node.input)]
+        quantize_dynamic(str(fused), str(quantised), weight_type=QuantType.QInt8,
+                         per_channel=True, nodes_to_exclude=down)
+        os.replace(quantised, target)
+    return None
+
+
 def _hub_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}
 
@@ -258,4 +397,4 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-__all__ = ["ModelFiles", "covered_languages", "resolve_model"]
+__all__ = ["ModelFiles", "covered_languages", "optimise", "resolve_model"]
