@@ -243,8 +243,10 @@ def spawn(folder: Path) -> subprocess.Popen[bytes]:
     log_file = open(folder / "daemon.log", "ab")  # noqa: SIM115 (the child keeps it)
     try:
         return subprocess.Popen(
-            [sys.executable, "-m", "zero_latency", "daemon", "run", "--fingerprint",
-             folder.name],
+            # Straight to daemon.run (daemon_main: no CLI imports); `daemon run` kept in the
+            # command line so that it reads in `ps` as the one `zl daemon run` starts.
+            [sys.executable, "-m", "zero_latency.daemon_main", "daemon", "run",
+             "--fingerprint", folder.name],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log_file,
             start_new_session=True, close_fds=True, cwd="/")
     finally:
