@@ -40,8 +40,9 @@ BM25_AVG_LEN = 150.0
 #: Bumped when a text would be analysed differently: the indexer records it with each file
 #: (beside the chunker's version), so a store analysed by an older version is re-analysed on
 #: the next run (keyword pass only: chunk vectors are reused, nothing is embedded again).
-#: 1: every text analysed as English. 2: per-language profiles.
-ANALYSIS_VERSION = 2
+#: 1: every text analysed as English. 2: per-language profiles. 3: a language only when
+#: identified with confidence (CONFIDENT).
+ANALYSIS_VERSION = 3
 
 #: The profile of text with no identifiable language (or too little text to tell).
 NEUTRAL = "und"
@@ -114,13 +115,26 @@ class _Detector:
 _detect = _Detector()
 
 
+#: A chunk is analysed as another language than English only when fastText is this sure of
+#: it: an English chunk with a few odd words ("Note 16: the quokka", a heading) came out
+#: Finnish at 0.43 (English 0.30), and its analysis then let "the" match as a rare term.
+CONFIDENT = 0.5
+
+
 def detect(text: str) -> str:
-    """The ISO 639-1 code of `text`'s language, or NEUTRAL when it has too few letters."""
+    """The ISO 639-1 code of `text`'s language, or NEUTRAL when it has too few letters. An
+    uncertain guess is English where English is a candidate (what every text was analysed as
+    before), else NEUTRAL (no stemmer, no stopwords)."""
     sample = " ".join(text[:_DETECT_CHARS].split())
     if len(_LETTERS.findall(sample)) < _MIN_LETTERS:
         return NEUTRAL
-    found = _detect(sample)
-    return found[0][0].split("-")[0] if found else NEUTRAL
+    found = [(lang.split("-")[0], score) for lang, score in _detect(sample)]
+    if not found:
+        return NEUTRAL
+    best, score = found[0]
+    if score >= CONFIDENT:
+        return best
+    return "en" if any(lang == "en" for lang, _ in found) else NEUTRAL
 
 
 def detect_scored(text: str) -> list[tuple[str, float]]:
@@ -175,11 +189,19 @@ class SparseEncoder:
         language's and English's, combined (each term once, weight 1)."""
         profiles = {"en", *(profile_of(lang) for lang in languages),
                     *(profile_of(lang) for lang in detect_query(text))}
+        # An English stopword ("the", "how") is dropped by the English analysis but kept by a
+        # profile without English stopwords, where it would match as a rare, heavy term only
+        # the chunks analysed that way: it is dropped from every profile's terms.
+        english = self._model("en")
+        stopwords = [w for w in text.split() if w.isascii() and not english.embed_query(w).indices]
         terms: dict[int, float] = {}
         for profile in sorted(profiles):
-            vec = self._model(profile).embed_query(text)
-            for index in vec.indices:
-                terms[index] = 1.0
+            model = self._model(profile)
+            dropped = set(model.embed_query(" ".join(stopwords)).indices) if (
+                stopwords and profile != "en") else set()
+            for index in model.embed_query(text).indices:
+                if index not in dropped:
+                    terms[index] = 1.0
         return SparseVec(list(terms), list(terms.values()))
 
     def evidence(self, text: str, query: str, language: str) -> float:
