@@ -158,7 +158,8 @@ def test_zl_status_files_pages_and_json(tmp_path: Path) -> None:
     lines = text.stdout.splitlines()
     assert lines == ["skipped  .gitignore  — not a document type",
                      "skipped  blob.md  — binary file (contains NUL bytes): not indexed"]
-    assert "1-2 of 5 files" in text.stderr and "--offset 2" in text.stderr
+    assert "1-2 of 5 skipped files" in text.stderr, text.stderr
+    assert "next page: zl status --files --state skipped --offset 2" in text.stderr
 
 
 def test_the_file_states_are_one_list() -> None:

@@ -303,8 +303,11 @@ def test_a_store_folder_that_cannot_be_made_is_reported_and_the_server_serves(
         assert status["state"] == "error", status
         assert "cannot create the store folder" in status["lastError"], status
         assert "storePath" in status["lastError"]
+        # The search says why nothing can be searched (issue 20), not "no good match".
         reply = server.request("docs/search", {"query": "ownership"})
-        assert reply["result"]["hits"] == [] and reply["result"]["indexState"] == "empty"
+        assert reply["error"]["code"] == -32803, reply
+        assert reply["error"]["data"]["kind"] == "storeUnavailable", reply
+        assert "cannot create the store folder" in reply["error"]["message"], reply
     finally:
         assert server.close() == 0
 
