@@ -147,11 +147,9 @@ def main() -> int:
         holder.request(2, "docs/search", {"query": args.query, "limit": 5})
         for run in range(args.runs):
             cold_root = base / f"cold-{run}"
+            # Folders of its own (the warm daemon holds its store's lock); the model's
+            # optimised graph is found in the home folder's cache as for a user's new dirs.
             cold_env = environment(cold_root)
-            # The same data/cache/config as the warm case's, only the runtime differs: the
-            # cold daemon opens the same (already built) index.
-            for name in ("data", "cache", "config"):
-                cold_env[f"XDG_{name.upper()}_HOME"] = warm_env[f"XDG_{name.upper()}_HOME"]
             results["cold"].append(session(cold_env, workspace, args.query))
             stop_daemon(cold_env)
             results["warm"].append(session(warm_env, workspace, args.query))
