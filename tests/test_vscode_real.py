@@ -234,6 +234,8 @@ UNKNOWN_SETTING = "lighthouseColour"
 RELATED_IN_CONTRACT = "docs/related" in json.loads(
     (ROOT / "protocol" / "schema.json").read_text())["methods"]
 SIDEBAR_WIDTH = 300
+#: An off-topic question and gibberish: each gets an empty state that says why (issue 23).
+EMPTY_QUERIES = ["quantum chromodynamics of gluon plasma in neutron stars", "xqzvbnmw plokijuh"]
 
 
 @contextlib.contextmanager
@@ -310,7 +312,8 @@ def _vscode_session(workspace: Path, tmp_path: Path, scenario: str,
             "scenario": scenario, "url": address[0], "chromium": chromium,
             "expectedFiles": len(files), "query": QUERY, "editText": EDIT_TEXT,
             "editWord": EDIT_WORD, "editQuery": EDIT_QUERY, "longQuery": LONG_QUERY,
-            "sidebarWidth": SIDEBAR_WIDTH, "related": RELATED_IN_CONTRACT, "shots": str(shots),
+            "sidebarWidth": SIDEBAR_WIDTH,
+            "emptyQueries": EMPTY_QUERIES, "related": RELATED_IN_CONTRACT, "shots": str(shots),
             "timeoutMs": STEP_TIMEOUT_S * 1000,
         }))
         driver = Driver(config, env)
@@ -365,6 +368,8 @@ def test_related_passages_and_log_lines_once_in_real_vscode(workspace: Path,
         source = driver.next_event("opened", STEP_TIMEOUT_S)["hit"]["file"]
         if RELATED_IN_CONTRACT:
             rows = driver.next_event("related", STEP_TIMEOUT_S)["rows"]
+            keys = [(row["label"], row["description"]) for row in rows]
+            assert len(keys) == len(set(keys)), rows  # each passage once
             for row in rows:
                 file, _, line = row["description"].rpartition(":")
                 assert file in session.files and file != source, (source, rows)  # other files
@@ -499,6 +504,10 @@ def _check_session(driver: Driver, workspace: Path, store: Path, files: list[str
     assert hits, results
     assert hits[0]["file"] == "book/ch04-02-references-and-borrowing.md", hits[:3]
     assert re.match(r"\d+ results? in \d+ files?", results["summary"]), results["summary"]
+    # The server's order and scores, shown: read top-down, the best is first.
+    scores = [float(hit["score"]) for hit in hits]
+    assert scores == sorted(scores, reverse=True), scores
+    assert all(hit["source"] == "disk" and not hit["badge"] for hit in hits), hits
     for hit in hits:
         assert hit["file"] in files, hit  # workspace-relative labels
         lines = (workspace / hit["file"]).read_text().splitlines()
@@ -526,10 +535,25 @@ def _check_session(driver: Driver, workspace: Path, store: Path, files: list[str
     edited = [hit for hit in found["hits"] if EDIT_WORD in hit["snippet"]]
     assert edited and edited[0]["file"] == hits[0]["file"], found
     assert "quokka marmalade" in edited[0]["snippet"], edited[0]
+    # Marked as the unsaved buffer's text.
+    assert edited[0]["source"] == "buffer" and edited[0]["badge"] == "unsaved", edited[0]
     # Only the buffer has it: nothing was saved.
     assert EDIT_WORD not in (workspace / hits[0]["file"]).read_text()
 
     _check_layout(driver.next_event("layout", STEP_TIMEOUT_S))
+
+    # Nothing found says why, from the server's fields (never a bare "No results."): gibberish
+    # finds nothing; an off-topic question finds nothing or only what the server ranked.
+    states = driver.next_event("emptyStates", STEP_TIMEOUT_S)["states"]
+    assert [s["query"] for s in states] == EMPTY_QUERIES, states
+    for state in states:
+        assert state["text"] != "No results.", state
+        if not state["hits"]:
+            assert state["kind"] in ("noGoodMatch", "noMatch"), state
+            if state["kind"] == "noGoodMatch":
+                assert re.fullmatch(r"No good match: [\d,]+ weaker passages? left out\.",
+                                    state["text"]), state
+    assert not states[-1]["hits"] and states[-1]["kind"], states[-1]  # the gibberish
 
     driver.next_event("readyToClose", STEP_TIMEOUT_S)
     servers = [(pid, argv) for pid, argv, state in _processes_of_this_run(marker)

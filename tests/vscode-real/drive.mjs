@@ -76,6 +76,9 @@ async function readHits(frame) {
           heading: hit.querySelector('.heading')?.textContent ?? '',
           line: Number(lineText.replace(/^line /, '')),
           snippet: hit.querySelector('.snippet')?.textContent ?? '',
+          score: hit.querySelector('.score')?.textContent ?? '',
+          source: hit.dataset.source ?? '',
+          badge: hit.querySelector('.source-badge')?.textContent ?? '',
         });
       });
     }
@@ -109,12 +112,12 @@ async function cursorText(page) {
 }
 
 /** Drags the sash at the sidebar's right edge until the sidebar is `width` px wide. */
-async function setSidebarWidth(page, width) {
+async function setSidebarWidth(page, width, ms = timeout, slack = 1) {
   const sidebar = page.locator('.part.sidebar').first();
   return until(`the sidebar to be ${width} px wide`, async () => {
     const box = await sidebar.boundingBox();
     if (box === null) return undefined;
-    if (Math.abs(box.width - width) < 1) return box.width;
+    if (Math.abs(box.width - width) < slack) return box.width;
     const edge = box.x + box.width;
     await page.mouse.move(edge - 1, box.y + box.height / 2);
     await page.mouse.down();
@@ -174,6 +177,33 @@ async function search(frame, query, accept) {
     const summary = (await frame.locator('#summary').textContent()) ?? '';
     const notice = (await frame.locator('#notice').isVisible()) ? await frame.locator('#notice').textContent() : '';
     return accept(hits) ? { hits, summary, notice } : undefined;
+  });
+}
+
+/** Runs `query` and reports what the view says once its answer shows: the empty state (#summary's
+ * data-empty) and text, and the hits (an off-topic question may still find weak ones). */
+async function searchSettled(frame, query) {
+  const input = frame.locator('#query');
+  await input.click();
+  await input.fill('');
+  await input.press('Enter'); // an empty query clears the list and the summary at once
+  await until('the summary to clear', async () => ((await frame.locator('#summary').textContent()) === '' ? true : undefined));
+  await input.pressSequentially(query, { delay: 15 });
+  await input.press('Enter');
+  return until(`the answer to "${query}"`, async () => {
+    const state = await frame.locator('#summary').evaluate((el) => ({ kind: el.dataset.empty ?? '', text: el.textContent ?? '' }));
+    return state.text !== '' ? { query, ...state, hits: await readHits(frame) } : undefined;
+  });
+}
+
+/** The query box and the mode list: boxes in webview pixels. */
+async function barLayout(frame) {
+  return frame.locator('.bar').evaluate((bar) => {
+    const box = (el) => {
+      const r = el.getBoundingClientRect();
+      return { left: r.left, right: r.right, width: r.width };
+    };
+    return { viewport: document.documentElement.clientWidth, bar: box(bar), query: box(bar.querySelector('#query')), mode: box(bar.querySelector('#mode')) };
   });
 }
 
@@ -336,6 +366,14 @@ async function main() {
     const layout = await resultLayout(frame);
     await shot(page, 'layout');
     report('layout', { sidebarWidth, hits: long.hits, ...layout });
+
+    // Empty states: an off-topic query and gibberish each say why nothing shows.
+    const empties = [];
+    for (const query of config.emptyQueries ?? []) {
+      empties.push(await searchSettled(frame, query));
+    }
+    await shot(page, 'empty-state');
+    report('emptyStates', { states: empties });
 
     report('readyToClose');
     await closeWhenTold(page);
