@@ -616,7 +616,7 @@ def _print_hits(hits: list[dict[str, Any]], colour: bool) -> None:
         unsaved = "(unsaved)  " if hit.get("source") == "buffer" else ""
         if colour:
             location, score = f"\x1b[1m{location}\x1b[0m", f"\x1b[2m{score}\x1b[0m"
-            unsaved = unsaved and f"\x1b[33m(unsaved)\x1b[0m  "
+            unsaved = unsaved and "\x1b[33m(unsaved)\x1b[0m  "
         print(f"{number:>2}  {location}  {unsaved}{terminal_safe(heading)}  {score}".rstrip())
         for row in _wrapped(hit["snippet"], hit.get("highlights", []), width - 6, colour):
             print(f"      {row}")
