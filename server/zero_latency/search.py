@@ -21,6 +21,7 @@ path runs unchanged. Figures: benchmarks/coverage_quality.py.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -168,6 +169,7 @@ def search(indexes: Sequence[WorkspaceIndex], embedder: Embedder | None, sparse:
                                             for lang in workspace_langs)
     terms = query_terms(query)
     hits: list[Hit] = []
+    wanted: dict[str, list[int]] = {}  # the query's BM25 terms for evidence, by chunk language
     coverage = _coverage(indexes) if embedder is not None else None
     for index in indexes:
         only: list[str] | None = None
@@ -196,9 +198,12 @@ def search(indexes: Sequence[WorkspaceIndex], embedder: Embedder | None, sparse:
                 hit.embedded = hit.id in have
         for hit in found:
             hit.cosine = cosines.get(hit.id)
-            keyed = "\n".join([hit.title, *hit.heading, hit.text])  # what BM25 was given
-            hit.evidence = max(term_share(hit.text, terms),
-                               sparse.evidence(keyed, query, hit.lang))
+            hit.evidence = term_share(hit.text, terms)
+            if hit.evidence < 1.0:  # all terms found: BM25's share (at most 1) cannot add
+                if hit.lang not in wanted:  # the query analysed once per chunk language
+                    wanted[hit.lang] = sparse.evidence_terms(query, hit.lang)
+                keyed = "\n".join([hit.title, *hit.heading, hit.text])  # what BM25 was given
+                hit.evidence = max(hit.evidence, sparse.evidence_of(keyed, wanted[hit.lang]))
             hit.relevance = relevance(effective, hit.score,
                                       hit.cosine if hit.embedded else hit.estimate,
                                       hit.evidence)
@@ -460,7 +465,17 @@ def term_share(text: str, terms: list[str]) -> float:
     if not terms:
         return 0.0
     words = {w.lower() for w in _WORD.findall(text)}
-    return sum(1 for t in terms if any(_matches(w, [t]) for w in words)) / len(terms)
+    # A term matches a word of its stem (`_matches`: all but its last letter) no more than 3
+    # letters longer than itself: per stem length, the shortest word of each stem.
+    shortest: dict[int, dict[str, int]] = {len(t) - 1: {} for t in terms if len(t) >= 4}
+    for word in words:
+        n = len(word)
+        for k, stems in shortest.items():
+            if n >= k and n < stems.get(word[:k], _NEVER):
+                stems[word[:k]] = n
+    found = sum(1 for t in terms if t in words or (
+        len(t) >= 4 and shortest[len(t) - 1].get(t[:-1], _NEVER) <= len(t) + 3))
+    return found / len(terms)
 
 
 def _hit(index: WorkspaceIndex, stored: StoredHit) -> Hit:
@@ -515,6 +530,7 @@ def make_snippet(text: str, terms: list[str]
     flat = text.strip()
     if not flat:
         return "", [], ((0, 0), (0, 0))
+    matches = _matcher(tuple(terms))
     best_start, best_end, best_score = 0, 0, -1.0
     pos = 0
     for piece in _SENTENCE_END.split(flat):
@@ -523,7 +539,7 @@ def make_snippet(text: str, terms: list[str]
             continue
         pos = start + len(piece)
         words = [w.lower() for w in _WORD.findall(piece)]
-        score = sum(1.0 for w in words if _matches(w, terms)) + (0.5 if not words else 0)
+        score = sum(1.0 for w in words if matches(w)) + (0.5 if not words else 0)
         if score > best_score:
             best_start, best_end, best_score = start, start + len(piece.rstrip()), score
     if best_score <= 0:
@@ -538,7 +554,7 @@ def make_snippet(text: str, terms: list[str]
     snippet = " ".join(snippet.split())
     marks = []
     for m in _WORD.finditer(snippet):
-        if _matches(m.group().lower(), terms):
+        if matches(m.group().lower()):
             marks.append({"start": _utf16_len(snippet[: m.start()]),
                           "length": _utf16_len(m.group())})
     return snippet, marks, (_line_col(text, lead + start), _line_col(text, lead + best_end))
@@ -555,6 +571,34 @@ def _matches(word: str, terms: list[str]) -> bool:
     # A light stem match: "rotating" marks for "rotate", "keys" for "key".
     return any(word == t or (len(t) >= 4 and word[: len(t) - 1] == t[:-1]
                              and len(word) <= len(t) + 3) for t in terms)
+
+
+_NEVER = 1 << 30
+
+
+class _Matcher:
+    """`_matches(word, terms)` for many words of one query: the terms in a set, the stem
+    match as one look-up per stem length (the longest word a stem allows)."""
+
+    def __init__(self, terms: tuple[str, ...]) -> None:
+        self.exact = frozenset(terms)
+        stems: dict[int, dict[str, int]] = {}
+        for t in terms:
+            if len(t) >= 4:
+                longest = stems.setdefault(len(t) - 1, {})
+                longest[t[:-1]] = max(longest.get(t[:-1], 0), len(t) + 3)
+        self.stems = list(stems.items())
+
+    def __call__(self, word: str) -> bool:
+        if word in self.exact:
+            return True
+        n = len(word)
+        return any(k <= n <= longest.get(word[:k], -1) for k, longest in self.stems)
+
+
+@functools.lru_cache(maxsize=64)
+def _matcher(terms: tuple[str, ...]) -> _Matcher:
+    return _Matcher(terms)
 
 
 def _utf16_len(text: str) -> int:

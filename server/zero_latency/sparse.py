@@ -208,8 +208,16 @@ class SparseEncoder:
         """The share of the query's terms (analysed for `language`, the chunk's, and English)
         that `text`'s BM25 terms hold: keyword evidence for the floor and the 0–1 score, in any
         language (a word inside an unsegmented Chinese sentence counts)."""
-        wanted = self.query(query, (language,))
-        if not wanted.indices:
+        return self.evidence_of(text, self.evidence_terms(query, language))
+
+    def evidence_terms(self, query: str, language: str) -> list[int]:
+        """The query's terms that `evidence` looks for in a chunk of `language` (analyse the
+        query once per language, not once per chunk)."""
+        return list(self.query(query, (language,)).indices)
+
+    def evidence_of(self, text: str, wanted: list[int]) -> float:
+        """`evidence` with the query's terms (`evidence_terms`) given."""
+        if not wanted:
             return 0.0
         have = set(self.analyse(text)[0].indices)
-        return sum(1 for i in wanted.indices if i in have) / len(wanted.indices)
+        return sum(1 for i in wanted if i in have) / len(wanted)
