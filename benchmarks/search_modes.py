@@ -70,9 +70,11 @@ def tldr_workspace(root: Path, pages: int, queries: int, seed: int) -> list[str]
     return asked
 
 
-def scifact_workspace(root: Path, queries: int, seed: int) -> list[str]:
+def scifact_workspace(root: Path, queries: int, seed: int, docs: int) -> list[str]:
+    """The SciFact training corpus (its first `docs` abstracts, 0: all) and a seeded sample
+    of its queries."""
     corpus, asked, _ = load_scifact(DEFAULT_DATA)
-    for did, doc in corpus.items():
+    for did, doc in list(corpus.items())[: docs or None]:
         target = root / f"{did}.md"
         if not target.exists():
             target.write_text(f"# {doc['title']}\n\n{doc['text']}\n", encoding="utf-8")
@@ -95,6 +97,7 @@ def main() -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--corpus", choices=("tldr", "scifact"), default="tldr")
     parser.add_argument("--pages", type=int, default=1000, help="tldr pages in the sample")
+    parser.add_argument("--docs", type=int, default=0, help="SciFact abstracts (0: all)")
     parser.add_argument("--queries", type=int, default=60)
     parser.add_argument("--rounds", type=int, default=2, help="times each query is asked")
     parser.add_argument("--seed", type=int, default=22)
@@ -110,7 +113,8 @@ def main() -> int:
         ws = work / f"ws-{args.corpus}"
         ws.mkdir(parents=True, exist_ok=True)
         queries = (tldr_workspace(ws, args.pages, args.queries, args.seed)
-                   if args.corpus == "tldr" else scifact_workspace(ws, args.queries, args.seed))
+                   if args.corpus == "tldr"
+                   else scifact_workspace(ws, args.queries, args.seed, args.docs))
         engine = Engine(Settings(model=args.model, storePath=str(work / "store")))
         try:
             engine.open_workspace(ws)

@@ -36,7 +36,6 @@ from .models import covered_languages
 from .sparse import NEUTRAL, SparseEncoder, detect_scored
 from .stores import (
     HYBRID_FUSION,
-    ChunkPayload,
     Fusion,
     Mode,
     PathFilter,
@@ -307,16 +306,15 @@ def _partial_hybrid(index: WorkspaceIndex, dense: Vector, sparse_q: SparseVec, l
     for pid, vector in index.store.vectors(others).items():
         cosines[pid] = float(vector @ dense)
     dense_weight: dict[str, float] | None = None
-    payloads: dict[str, ChunkPayload] = {}
-    if weights is not None:  # every candidate's language (its payload, read once)
-        payloads = index.store.payloads(
-            list(dict.fromkeys([h.id for h in dense_list] + [h.id for h in sparse_list])))
-        dense_weight = {pid: weights(str(p.get("lang", NEUTRAL))) for pid, p in payloads.items()}
+    if weights is not None:  # every candidate's language (that field only)
+        langs = index.store.payloads(
+            list(dict.fromkeys([h.id for h in dense_list] + [h.id for h in sparse_list])),
+            fields=["lang"])
+        dense_weight = {pid: weights(str(p.get("lang", NEUTRAL))) for pid, p in langs.items()}
     fused = fuse_partial([(h.id, h.score) for h in dense_list],
                          [(h.id, h.score) for h in sparse_list], cosines,
                          dense_weight)[:limit]
-    if weights is None:
-        payloads = index.store.payloads([pid for pid, _, _ in fused])
+    payloads = index.store.payloads([pid for pid, _, _ in fused])
     hits = []
     for pid, score, estimate in fused:
         if pid in payloads:
@@ -588,12 +586,17 @@ class _Matcher:
                 longest = stems.setdefault(len(t) - 1, {})
                 longest[t[:-1]] = max(longest.get(t[:-1], 0), len(t) + 3)
         self.stems = list(stems.items())
+        self.seen: dict[str, bool] = {}
 
     def __call__(self, word: str) -> bool:
-        if word in self.exact:
-            return True
-        n = len(word)
-        return any(k <= n <= longest.get(word[:k], -1) for k, longest in self.stems)
+        known = self.seen.get(word)
+        if known is None:
+            n = len(word)
+            known = word in self.exact or any(k <= n <= longest.get(word[:k], -1)
+                                              for k, longest in self.stems)
+            if len(self.seen) < 50_000:
+                self.seen[word] = known
+        return known
 
 
 @functools.lru_cache(maxsize=64)

@@ -248,8 +248,10 @@ class Store(Protocol):
               payload: bool = True) -> list[StoredHit]:
         """`plan_query`'s search; `payload=False`: hits with an empty payload (ids and scores
         only), for a candidate list the caller fuses itself."""
-    def payloads(self, ids: Sequence[str]) -> dict[str, ChunkPayload]:
-        """The payloads of these stored chunks (ids not stored are left out)."""
+    def payloads(self, ids: Sequence[str],
+                 fields: Sequence[str] | None = None) -> dict[str, ChunkPayload]:
+        """The payloads of these stored chunks (ids not stored are left out); `fields`: those
+        fields only (cheaper: hybrid reads every candidate's language)."""
     def pending(self, paths: Sequence[str] | None, limit: int) -> list[PendingChunk]:
         """Chunks that still lack their dense vector (of `paths` only, unless None)."""
     def add_dense(self, vectors: dict[str, Vector]) -> None:

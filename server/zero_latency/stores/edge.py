@@ -373,10 +373,12 @@ class EdgeStore:
             with_payload=qe.PayloadSelector.Include(["chunk_hash"]), with_vector=[DENSE]))
         return vectors_by_chunk_hash(records)
 
-    def payloads(self, ids: Sequence[str]) -> dict[str, ChunkPayload]:
+    def payloads(self, ids: Sequence[str],
+                 fields: Sequence[str] | None = None) -> dict[str, ChunkPayload]:
         if not ids:
             return {}
-        records = self._shard.retrieve(list(ids), with_payload=True, with_vector=False)
+        records = self._shard.retrieve(list(ids), with_payload=True if fields is None
+                                       else list(fields), with_vector=False)
         return {str(r.id): as_payload(r.payload) for r in records}
 
     def query(self, dense: Vector | None, sparse: SparseVec | None, mode: Mode, limit: int,

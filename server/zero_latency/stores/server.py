@@ -367,12 +367,14 @@ class ServerStore:
             with_payload=["chunk_hash"], with_vectors=[DENSE]))
         return vectors_by_chunk_hash(records)
 
-    def payloads(self, ids: Sequence[str]) -> dict[str, ChunkPayload]:
+    def payloads(self, ids: Sequence[str],
+                 fields: Sequence[str] | None = None) -> dict[str, ChunkPayload]:
         if not ids:
             return {}
         by_sid = {self._sid(i): i for i in ids}
+        wanted: bool | list[str] = True if fields is None else list(fields)
         records = self._call("read chunks", lambda: self.client.retrieve(
-            self.collection, ids=list(by_sid), with_payload=True, with_vectors=False))
+            self.collection, ids=list(by_sid), with_payload=wanted, with_vectors=False))
         out: dict[str, ChunkPayload] = {}
         for r in records:
             if str(r.id) in by_sid:
