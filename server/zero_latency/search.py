@@ -20,6 +20,7 @@ path runs unchanged. Figures: benchmarks/coverage_quality.py.
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import functools
 import re
@@ -306,11 +307,15 @@ def _partial_hybrid(index: WorkspaceIndex, dense: Vector, sparse_q: SparseVec, l
     for pid, vector in index.store.vectors(others).items():
         cosines[pid] = float(vector @ dense)
     dense_weight: dict[str, float] | None = None
-    if weights is not None:  # every candidate's language (that field only)
-        langs = index.store.payloads(
-            list(dict.fromkeys([h.id for h in dense_list] + [h.id for h in sparse_list])),
-            fields=["lang"])
-        dense_weight = {pid: weights(str(p.get("lang", NEUTRAL))) for pid, p in langs.items()}
+    if weights is not None:
+        candidates = list(dict.fromkeys([h.id for h in dense_list] + [h.id for h in sparse_list]))
+        lowest = weights(NEUTRAL)  # the query's own weight: no chunk's language raises it
+        if lowest <= UNCOVERED_DENSE_WEIGHT:  # every chunk's weight: no language to read
+            dense_weight = dict.fromkeys(candidates, lowest)
+        else:  # every candidate's language (that field only)
+            langs = index.store.payloads(candidates, fields=["lang"])
+            dense_weight = {pid: weights(str(p.get("lang", NEUTRAL)))
+                            for pid, p in langs.items()}
     fused = fuse_partial([(h.id, h.score) for h in dense_list],
                          [(h.id, h.score) for h in sparse_list], cosines,
                          dense_weight)[:limit]
@@ -463,16 +468,23 @@ def term_share(text: str, terms: list[str]) -> float:
     if not terms:
         return 0.0
     words = {w.lower() for w in _WORD.findall(text)}
-    # A term matches a word of its stem (`_matches`: all but its last letter) no more than 3
-    # letters longer than itself: per stem length, the shortest word of each stem.
-    shortest: dict[int, dict[str, int]] = {len(t) - 1: {} for t in terms if len(t) >= 4}
-    for word in words:
-        n = len(word)
-        for k, stems in shortest.items():
-            if n >= k and n < stems.get(word[:k], _NEVER):
-                stems[word[:k]] = n
-    found = sum(1 for t in terms if t in words or (
-        len(t) >= 4 and shortest[len(t) - 1].get(t[:-1], _NEVER) <= len(t) + 3))
+    ordered: list[str] | None = None
+    found = 0
+    for t in terms:
+        if t in words:
+            found += 1
+        elif len(t) >= 4:
+            # The stem match (`_matches`): a word that starts with all but the term's last
+            # letter and is at most 3 letters longer; such words are adjacent when sorted.
+            if ordered is None:
+                ordered = sorted(words)
+            stem, longest = t[:-1], len(t) + 3
+            i = bisect.bisect_left(ordered, stem)
+            while i < len(ordered) and ordered[i].startswith(stem):
+                if len(ordered[i]) <= longest:
+                    found += 1
+                    break
+                i += 1
     return found / len(terms)
 
 
@@ -570,8 +582,6 @@ def _matches(word: str, terms: list[str]) -> bool:
     return any(word == t or (len(t) >= 4 and word[: len(t) - 1] == t[:-1]
                              and len(word) <= len(t) + 3) for t in terms)
 
-
-_NEVER = 1 << 30
 
 
 class _Matcher:
