@@ -131,7 +131,7 @@ def _mrr(engine: Engine, items: dict[str, tuple[str, str]], mode: str) -> float:
 
 
 def test_korean_hybrid_ranks_known_items_at_least_as_well_as_keyword(tmp_path: Path) -> None:
-    items = _known_items(40)
+    items = _known_items(120)
     ws = tmp_path / "ko"
     ws.mkdir()
     for name, (_, body) in items.items():
