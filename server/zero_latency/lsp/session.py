@@ -228,9 +228,7 @@ class ZeroLatencyServer(LanguageServer):
         path = _uri_path(uri)
         if engine is None or path is None:
             return None
-        if admit and not any(resolves_inside(path, root) for root in self.roots()):
-            return None
-        index = engine.index_for(path)
+        index = self.session_index(path) if admit else engine.index_for(path)
         if index is None:
             return None
         rel = index.uri_to_rel(path)
@@ -241,6 +239,14 @@ class ZeroLatencyServer(LanguageServer):
             return None
         return index, rel
 
+    def session_index(self, path: Path) -> WorkspaceIndex | None:
+        """The index holding `path` when it lies in one of this session's folders (another
+        session's workspace is not this client's to read or index)."""
+        engine = self.engine
+        if engine is None or not any(resolves_inside(path, root) for root in self.roots()):
+            return None
+        return engine.index_for(path)
+
     def admitted(self, field: str, uri: str) -> tuple[WorkspaceIndex, Path]:
         """The index and canonical path of a file (or folder) a request names, once the file
         rules admit it (WorkspaceFilter.refusal: the walk's rules, a regular file within
@@ -249,9 +255,8 @@ class ZeroLatencyServer(LanguageServer):
         path = _uri_path(uri)
         if path is None:
             raise JsonRpcInvalidParams(f"{field}: {_quote(uri)} is not a file uri")
-        engine = self.require_engine()
-        index = engine.index_for(path) if any(
-            resolves_inside(path, root) for root in self.roots()) else None
+        self.require_engine()
+        index = self.session_index(path)
         if index is None:
             spelled = to_fs_path(uri) or uri
             named = spelled if spelled == str(path) else f"{spelled} (which resolves to {path})"
