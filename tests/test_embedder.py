@@ -53,7 +53,7 @@ def test_the_engine_indexes_and_searches_with_the_double(tmp_path: Path) -> None
         assert report.indexedFiles == 2 and report.embeddedChunks >= 2, report
         status = engine.status()
         assert status["model"] == {"id": "test-double:hashing-8", "dimension": 8,
-                                   "device": "test-double"}
+                                   "device": "test-double", "languages": ["en"]}
         index = engine.indexes[ws.resolve()]
         assert index.max_tokens == 64 and index.count_tokens("a b c") == 3
     finally:

@@ -213,3 +213,124 @@ def test_the_floor_keeps_keyword_evidence_and_cuts_nonsense(tmp_path: Path) -> N
         assert engine.search("zzqxqv", mode="hybrid")["hits"] == []
     finally:
         engine.close()
+
+
+# --- what the model covers, and status saying so --------------------------------------------
+
+ZH_PAGES = [
+    "使用相对路径从目录创建一个压缩文件并将其写入磁盘。",
+    "列出当前目录中的所有文件，包括隐藏文件，并按修改时间排序。",
+    "在后台启动服务器进程，并把日志写入指定的文件中。",
+    "从远程仓库克隆项目，然后切换到开发分支继续工作。",
+    "显示磁盘的使用情况，以人类可读的格式列出每个分区。",
+    "在文本文件中查找匹配正则表达式的行，并显示行号。",
+]
+EN_PAGES = [
+    "Copy the database to the backup volume every night and keep seven copies.",
+    "Rotate the log files weekly and compress the old ones to save disk space.",
+]
+
+
+def _bundled_folder(tmp_path: Path, name: str, declared: dict[str, object] | None) -> Path:
+    """The bundled model's files in a folder of the given name (a model folder as a user
+    would have one), with an optional zero_latency.json."""
+    import json
+    import shutil
+
+    from zero_latency.models import resolve_bundled
+
+    shipped = resolve_bundled()
+    folder = tmp_path / name
+    folder.mkdir()
+    shutil.copy(shipped.onnx_path, folder / "model.onnx")
+    shutil.copy(shipped.tokenizer_path, folder / "tokenizer.json")
+    (folder / "sentence_bert_config.json").write_text('{"max_seq_length": 256}')
+    if declared is not None:
+        (folder / "zero_latency.json").write_text(json.dumps(declared))
+    return folder
+
+
+def _status_of(tmp_path: Path, model: str) -> dict[str, object]:
+    ws = tmp_path / "ws"
+    ws.mkdir(exist_ok=True)
+    for i, text in enumerate(ZH_PAGES):
+        (ws / f"zh{i}.md").write_text(f"# 页面 {i}\n\n{text}\n", encoding="utf-8")
+    for i, text in enumerate(EN_PAGES):
+        (ws / f"en{i}.md").write_text(f"# Page {i}\n\n{text}\n", encoding="utf-8")
+    engine = Engine(Settings(model=model, storePath=str(tmp_path / f"store-{len(model)}")))
+    try:
+        engine.open_workspace(ws)
+        engine.index([ws])
+        return engine.status(read_manifests=True)
+    finally:
+        engine.close()
+
+
+def test_status_names_the_languages_the_model_does_not_cover(tmp_path: Path) -> None:
+    status = _status_of(tmp_path, "bundled")
+    assert status["model"]["languages"] == ["en"]  # type: ignore[index]
+    assert status["languages"] == {"zh": 6, "en": 2}, status["languages"]
+    assert status["uncoveredLanguages"] == ["zh"]
+    notice = str(status["languageNotice"])
+    assert "75% of the chunks are in Chinese" in notice, notice
+    assert "multilingual-e5-small" in notice and "zeroLatency.model" in notice, notice
+    # `zl status` says it to a user, in a real process over the same store.
+    import subprocess
+    import sys
+
+    shown = subprocess.run(
+        [sys.executable, "-m", "zero_latency", "status", "--model", "bundled",
+         "--store-path", str(tmp_path / "store-7"), "--no-daemon"],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path / "ws")
+    assert shown.returncode == 0, shown.stderr
+    assert "languages: zh 75%, en 25%" in shown.stdout, shown.stdout
+    assert "note:      75% of the chunks are in Chinese" in shown.stdout, shown.stdout
+
+
+def test_a_model_folder_declares_its_languages(tmp_path: Path) -> None:
+    folder = _bundled_folder(tmp_path, "my-model", {"languages": ["en", "zh-Hans"]})
+    status = _status_of(tmp_path, str(folder))
+    assert status["model"]["languages"] == ["en", "zh"]  # type: ignore[index]
+    assert "uncoveredLanguages" not in status and "languageNotice" not in status, status
+    everything = _bundled_folder(tmp_path, "other", {"languages": "all"})
+    from zero_latency.models import resolve_folder
+
+    assert resolve_folder(everything).languages is None
+    from zero_latency.errors import ModelUnavailableError
+
+    wrong = _bundled_folder(tmp_path, "wrong", {"languages": "English"})
+    with pytest.raises(ModelUnavailableError, match="languages"):
+        resolve_folder(wrong)
+
+
+def test_e5_models_get_their_query_and_passage_prompts(tmp_path: Path) -> None:
+    """An e5-family folder (its Hub repos do not declare the prompts they were trained with)
+    embeds passages as "passage: …" and queries as "query: …"; a folder's own declaration
+    wins; an -instruct model gets none. Real vectors: the bundled graph under an e5 name."""
+    import numpy as np
+
+    from zero_latency.embedder import OnnxEmbedder
+    from zero_latency.models import resolve_bundled, resolve_folder
+
+    e5 = resolve_folder(_bundled_folder(tmp_path, "multilingual-e5-small", None))
+    assert (e5.query_prefix, e5.passage_prefix) == ("query: ", "passage: ")
+    assert e5.languages is None  # multilingual by name
+    instruct = resolve_folder(_bundled_folder(tmp_path, "multilingual-e5-large-instruct", None))
+    assert (instruct.query_prefix, instruct.passage_prefix) == ("", "")
+    own = _bundled_folder(tmp_path, "e5-small-v2", None)
+    (own / "config_sentence_transformers.json").write_text(
+        '{"prompts": {"query": "Q: ", "passage": "P: "}}')
+    assert (resolve_folder(own).query_prefix, resolve_folder(own).passage_prefix) == (
+        "Q: ", "P: ")
+    prompted = OnnxEmbedder(e5, threads=1, optimised=False)
+    plain = OnnxEmbedder(resolve_bundled(), threads=1, optimised=False)
+    try:
+        text = "Rotate the log files weekly and compress the old ones."
+        assert np.allclose(prompted.embed([text])[0], plain.embed([f"passage: {text}"])[0],
+                           atol=1e-5)
+        assert np.allclose(prompted.embed_query("log rotation"),
+                           plain.embed_query("query: log rotation"), atol=1e-5)
+        assert not np.allclose(prompted.embed([text])[0], plain.embed([text])[0], atol=1e-3)
+    finally:
+        prompted.close()
+        plain.close()

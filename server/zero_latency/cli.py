@@ -718,6 +718,12 @@ def cmd_status(args: argparse.Namespace) -> int:
              f"files:     {status['files']:,}   chunks: {status['chunks']:,}"]
     model = status["model"]
     lines.append(f"model:     {model['id']} ({model['dimension']}-d, {model['device']})")
+    if status.get("languages"):
+        total = max(sum(status["languages"].values()), 1)
+        lines.append("languages: " + ", ".join(
+            f"{lang} {n * 100 / total:.0f}%" for lang, n in list(status["languages"].items())[:6]))
+    if status.get("languageNotice"):
+        lines.append(f"note:      {status['languageNotice']}")
     for ws in status["workspaces"]:
         lines.append(f"store:     {status['store']['kind']} at {ws['store']}")
     for refused in status.get("refusedFolders", []):

@@ -33,7 +33,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .errors import CancelledError, DeviceUnavailableError, ModelUnavailableError
-from .models import OPTIMISE_PROBES, ModelFiles, Pooling, optimise
+from .models import OPTIMISE_PROBES, ModelFiles, Pooling, covered_languages, optimise
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,10 @@ class Embedder(Protocol):
 
     @property
     def dimension(self) -> int: ...
+
+    @property
+    def languages(self) -> frozenset[str] | None:
+        """The languages (ISO 639-1) its vectors cover; None: every language."""
 
     @property
     def device(self) -> str:
@@ -329,6 +333,10 @@ class OnnxEmbedder:
         return self.files.fingerprint()
 
     @property
+    def languages(self) -> frozenset[str] | None:
+        return self.files.languages
+
+    @property
     def max_tokens(self) -> int:
         return self.files.max_length - 2  # [CLS] and [SEP] take two of the model's positions
 
@@ -448,6 +456,7 @@ class HashingEmbedder:
         self.model_id = model_id or f"test-double:hashing-{dimension}"
         self.fingerprint = fingerprint or self.model_id
         self.device = "test-double"
+        self.languages: frozenset[str] | None = covered_languages(self.model_id)
         self.max_tokens = max_tokens
         self._count = count_tokens or (lambda text: len(text.split()))
         self._closed = threading.Event()

@@ -41,7 +41,7 @@ from .errors import (
 )
 from .files import FileEntry, canonical_path, probe
 from .indexer import CancelToken, IndexReport, ProgressFn, WorkspaceIndex
-from .models import resolve_model
+from .models import language_notice, resolve_model, uncovered_languages
 from .search import related, search
 from .sparse import SparseEncoder
 from .stores import (
@@ -614,6 +614,18 @@ class Engine:
             ],
             "searchModes": list(SEARCH_MODES if self.embedder else KEYWORD_ONLY_MODES),
         }
+        languages: dict[str, int] = {}
+        for index in loaded:
+            for lang, n in index.languages().items():
+                languages[lang] = languages.get(lang, 0) + n
+        result["languages"] = dict(sorted(languages.items(), key=lambda item: -item[1]))
+        if self.embedder is not None:
+            covered = self.embedder.languages
+            result["model"]["languages"] = sorted(covered) if covered is not None else "all"
+            if uncovered := uncovered_languages(languages, covered):
+                result["uncoveredLanguages"] = uncovered
+                result["languageNotice"] = language_notice(
+                    uncovered, languages, self.embedder.model_id)
         if (result["state"] == "idle" and self.embedder is not None
                 and result["embeddedChunks"] < result["keywordChunks"]):
             # Keyword-searchable, but meaning is partial: "idle" would tell clients "ready".

@@ -149,7 +149,9 @@ def build_server(workspace: Path, options: dict[str, Any]) -> tuple[MCPServer, S
     @server.tool(description=(
         "What is indexed: state (idle: complete; embedding: keyword search complete, meaning "
         "partial; indexing/loadingModel/error), files and chunks, the "
-        "embedding model, where the store is, the workspace folders, refused folders and why, "
+        "embedding model and the languages it covers, the workspace's languages (chunks by "
+        "ISO 639-1 code; `languageNotice` when the model leaves some out), where the store is, "
+        "the workspace folders, refused folders and why, "
         "and the server's warnings (`messages`: ignored settings and the like)."))
     async def status() -> dict[str, Any]:
         result: dict[str, Any] = await session.acall("docs/status")

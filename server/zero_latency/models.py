@@ -18,6 +18,7 @@ import importlib.util
 import json
 import logging
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -81,6 +82,9 @@ class ModelFiles:
     source: str = "folder"  # "bundled" | "folder" | "hub"
     #: How the graph was rebuilt from the model's own (`optimise`); "" as shipped.
     variant: str = ""
+    #: The languages (ISO 639-1) its dense vectors cover; None: every language (a
+    #: multilingual model). Hybrid weighs the dense share by it, status names what is not.
+    languages: frozenset[str] | None = frozenset({"en"})
 
     def fingerprint(self) -> str:
         """Identity of the vectors this model makes (id plus the graph's size, plus the
@@ -168,11 +172,13 @@ def resolve_folder(folder: Path, device: str = "cpu", model_id: str | None = Non
     prompts = _read_json(folder / "config_sentence_transformers.json").get("prompts") or {}
     if not isinstance(prompts, dict):
         prompts = {}
-    extra = {"queryPrefix": prompts.get("query", ""),
-             "passagePrefix": prompts.get("passage", prompts.get("document", "")),
+    model_id = model_id or f"{folder.name}/{onnx_path.name}"
+    query_prefix, passage_prefix = known_prompts(model_id)
+    extra = {"queryPrefix": prompts.get("query", query_prefix),
+             "passagePrefix": prompts.get("passage", prompts.get("document", passage_prefix)),
              **_read_json(folder / "zero_latency.json")}
     return ModelFiles(
-        model_id=model_id or f"{folder.name}/{onnx_path.name}",
+        model_id=model_id,
         onnx_path=onnx_path,
         tokenizer_path=tokenizer_path,
         pooling=pooling,
@@ -180,7 +186,43 @@ def resolve_folder(folder: Path, device: str = "cpu", model_id: str | None = Non
         query_prefix=str(extra.get("queryPrefix", "")),
         passage_prefix=str(extra.get("passagePrefix", "")),
         source=source,
+        languages=_declared_languages(extra.get("languages"), model_id, folder),
     )
+
+
+#: Model families trained with query/passage prompts that their Hub repos do not declare in
+#: `config_sentence_transformers.json` (sentence-transformers and MTEB add them in code): a
+#: model id matching the pattern gets them unless the folder declares its own. The e5 family
+#: (intfloat/e5-*-v2, intfloat/multilingual-e5-*): "query: " and "passage: ", without which
+#: its retrieval quality drops (the model card); its -instruct variants take an instruction
+#: instead, which their repos do declare.
+_KNOWN_PROMPTS: tuple[tuple[re.Pattern[str], str, str], ...] = (
+    (re.compile(r"(^|[/_-])e5([-_]|$)(?!.*instruct)", re.IGNORECASE), "query: ", "passage: "),
+)
+
+
+def known_prompts(model_id: str) -> tuple[str, str]:
+    """The (query, passage) prompts a model family was trained with, ("", "") if none known."""
+    for pattern, query, passage in _KNOWN_PROMPTS:
+        if pattern.search(model_id):
+            return query, passage
+    return "", ""
+
+
+def _declared_languages(declared: object, model_id: str,
+                        folder: Path) -> frozenset[str] | None:
+    """`languages` from a folder's zero_latency.json: a list of ISO 639-1 codes, or "all";
+    absent: what the model's name tells (`covered_languages`)."""
+    if declared is None:
+        return covered_languages(model_id)
+    if declared in ("all", "*"):
+        return None
+    if (isinstance(declared, list) and declared
+            and all(isinstance(code, str) and code for code in declared)):
+        return frozenset(code.lower().split("-")[0] for code in declared)
+    raise ModelUnavailableError(
+        f"{folder / 'zero_latency.json'}: `languages` must be \"all\" or a list of ISO 639-1 "
+        f"codes such as [\"en\", \"de\"], not {json.dumps(declared)}")
 
 
 def resolve_hub(repo_id: str, device: str = "cpu") -> ModelFiles:
@@ -237,18 +279,67 @@ def resolve_model(spec: str, device: str = "cpu",
 
 #: Model ids (lowercased) that name a model trained on many languages: its dense vectors are
 #: trusted for every language. Any other model is taken to cover English only (the bundled
-#: MiniLM, gte-small, bge-*-en…), and hybrid search weighs its dense share down for text in
-#: other languages (search.py).
+#: MiniLM, gte-small, bge-*-en…) unless its folder's zero_latency.json declares `languages`;
+#: hybrid search weighs the dense share by it (search.py) and status names the workspace's
+#: languages it leaves out (engine.py).
 MULTILINGUAL_MARKERS = ("multilingual", "bge-m3", "labse", "xlm", "mbert", "qwen3-embedding",
                         "jina-embeddings-v3", "mxbai-embed-xsmall", "nomic-embed-text-v2")
 
 
 def covered_languages(model_id: str) -> frozenset[str] | None:
-    """The languages (ISO 639-1) a model's dense vectors cover; None: every language."""
+    """The languages (ISO 639-1) a model's dense vectors cover by its name; None: every
+    language. (`ModelFiles.languages` is this unless the model's folder declares them.)"""
     lowered = model_id.lower()
     if any(marker in lowered for marker in MULTILINGUAL_MARKERS):
         return None
     return frozenset({"en"})
+
+
+#: A language counts as the workspace's (for `uncovered_languages`) from this share of its
+#: chunks and this many: a few chunks misidentified (a table, a list of names) say nothing.
+UNCOVERED_MIN_SHARE = 0.02
+UNCOVERED_MIN_CHUNKS = 5
+#: The multilingual model the README recommends and status names (measured there).
+RECOMMENDED_MULTILINGUAL = "intfloat/multilingual-e5-small"
+_LANGUAGE_NAMES = {
+    "ar": "Arabic", "bg": "Bulgarian", "ca": "Catalan", "cs": "Czech", "da": "Danish",
+    "de": "German", "el": "Greek", "en": "English", "es": "Spanish", "fa": "Persian",
+    "fi": "Finnish", "fr": "French", "he": "Hebrew", "hi": "Hindi", "hu": "Hungarian",
+    "id": "Indonesian", "it": "Italian", "ja": "Japanese", "ko": "Korean", "nl": "Dutch",
+    "no": "Norwegian", "pl": "Polish", "pt": "Portuguese", "ro": "Romanian", "ru": "Russian",
+    "sk": "Slovak", "sv": "Swedish", "th": "Thai", "tr": "Turkish", "uk": "Ukrainian",
+    "vi": "Vietnamese", "zh": "Chinese",
+}
+
+
+def language_name(code: str) -> str:
+    """An ISO 639-1 code's English name (the code itself where it is not in the table)."""
+    return _LANGUAGE_NAMES.get(code, code)
+
+
+def uncovered_languages(chunks_by_language: dict[str, int],
+                        covered: frozenset[str] | None) -> list[str]:
+    """The workspace's languages (chunk counts by ISO 639-1 code; "und": none identified) that
+    the model's vectors do not cover, most chunks first: each holds at least
+    UNCOVERED_MIN_SHARE of the chunks and UNCOVERED_MIN_CHUNKS of them."""
+    if covered is None:
+        return []
+    total = sum(chunks_by_language.values())
+    return [lang for lang, n in sorted(chunks_by_language.items(), key=lambda item: -item[1])
+            if lang not in covered and lang != "und" and n >= UNCOVERED_MIN_CHUNKS
+            and n >= UNCOVERED_MIN_SHARE * total]
+
+
+def language_notice(uncovered: list[str], chunks_by_language: dict[str, int],
+                    model_id: str) -> str:
+    """One sentence for status: which languages the model leaves out, and what to set."""
+    total = max(sum(chunks_by_language.values()), 1)
+    share = sum(chunks_by_language.get(lang, 0) for lang in uncovered) * 100 // total
+    names = ", ".join(language_name(lang) for lang in uncovered)
+    return (f"{max(share, 1)}% of the chunks are in {names}, which the model {model_id} does not "
+            "cover: keyword search serves them fully, meaning only partly. For search by "
+            f"meaning in every language set the model ({MODEL_SETTING}) to a multilingual one, "
+            f"e.g. {RECOMMENDED_MULTILINGUAL}.")
 
 
 # --- the model as it runs here: optimised, then quantised (cached by fingerprint) ---------------
@@ -397,4 +488,5 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-__all__ = ["ModelFiles", "covered_languages", "optimise", "resolve_model"]
+__all__ = ["ModelFiles", "covered_languages", "known_prompts", "language_notice", "optimise",
+           "resolve_model", "uncovered_languages"]

@@ -33,7 +33,6 @@ from .embedder import Embedder
 from .errors import InvalidParamsError
 from .files import glob_spec
 from .indexer import WorkspaceIndex
-from .models import covered_languages
 from .sparse import NEUTRAL, SparseEncoder, detect_scored
 from .stores import (
     HYBRID_FUSION,
@@ -167,7 +166,7 @@ def search(indexes: Sequence[WorkspaceIndex], embedder: Embedder | None, sparse:
     for index in indexes:
         workspace_langs.update(index.languages())
     sparse_q = sparse.query(query, workspace_langs)
-    covered = covered_languages(embedder.model_id) if embedder is not None else None
+    covered = embedder.languages if embedder is not None else None
     query_weight = 1.0 if query_covered(query, covered) else UNCOVERED_DENSE_WEIGHT
     uncovered = covered is not None and any(lang not in covered and lang != NEUTRAL
                                             for lang in workspace_langs)
