@@ -78,6 +78,53 @@ UNCOVERED_DENSE_WEIGHT = 1.0
 QUERY_LANGUAGE_CONFIDENCE = 0.8
 
 
+class Evidence:
+    """A hit's keyword evidence: the share of the query's terms found among the chunk's words
+    (`term_share`), else (short of all) by its BM25 terms, which match in any language. Worked
+    out only when something asks (the floor, for a hit under the cosine floor; the 0–1 score of
+    a returned hybrid hit): the BM25 side (language detection and the encoder over the chunk)
+    was about a third of a search's time, spent on every candidate, and most are never asked."""
+
+    __slots__ = ("_bm25", "_full", "_share", "_words")
+
+    def __init__(self, words: Callable[[], float], bm25: Callable[[], float] | None) -> None:
+        self._words: Callable[[], float] | None = words
+        self._bm25 = bm25
+        self._share: float | None = None
+        self._full: float | None = None
+
+    @classmethod
+    def settled(cls, value: float) -> Evidence:
+        evidence = cls(lambda: value, None)
+        evidence._share = evidence._full = value
+        return evidence
+
+    @classmethod
+    def either(cls, a: Evidence, b: Evidence) -> Evidence:
+        """The evidence of two merged hits: the better of the two."""
+        return cls(lambda: max(a.share(), b.share()), lambda: max(a.value(), b.value()))
+
+    def share(self) -> float:
+        """The share found among the words: a lower bound of `value`, cheaper."""
+        if self._share is None:
+            assert self._words is not None
+            self._share, self._words = self._words(), None
+        return self._share
+
+    def value(self) -> float:
+        if self._full is None:
+            share = self.share()
+            # Every term found: the BM25 share (at most 1) cannot add.
+            self._full = (share if share >= 1.0 or self._bm25 is None
+                          else max(share, self._bm25()))
+            self._bm25 = None
+        return self._full
+
+    def positive(self) -> bool:
+        """`value() > 0`, from the words alone where they hold a term."""
+        return self.share() > 0 or self.value() > 0
+
+
 @dataclasses.dataclass
 class Hit:
     uri: str
@@ -99,7 +146,26 @@ class Hit:
     estimate: float | None = None
     lang: str = NEUTRAL  # the natural language of the chunk (its keyword analysis)
     title: str = ""  # the document's title (its BM25 terms include it and the heading path)
-    evidence: float = 0.0  # the share of the query's terms that the chunk's BM25 terms hold
+    #: The share of the query's terms that the chunk holds (`evidence`), worked out when asked.
+    keyword: Evidence = dataclasses.field(default_factory=lambda: Evidence.settled(0.0),
+                                          repr=False, compare=False)
+    #: Its 0–1 score, worked out when it is returned (`settle`); None: `relevance` as set.
+    rate: Callable[[], float] | None = dataclasses.field(default=None, repr=False,
+                                                          compare=False)
+
+    @property
+    def evidence(self) -> float:
+        """The share of the query's terms that the chunk's words or BM25 terms hold."""
+        return self.keyword.value()
+
+    @evidence.setter
+    def evidence(self, value: float) -> None:
+        self.keyword = Evidence.settled(value)
+
+    def settle(self) -> None:
+        """Work out the 0–1 score of a hit that is returned."""
+        if self.rate is not None:
+            self.relevance, self.rate = self.rate(), None
 
     def to_wire(self, terms: list[str]) -> dict[str, Any]:
         snippet, marks, (first, last) = make_snippet(self.text, terms)
@@ -201,19 +267,17 @@ def search(indexes: Sequence[WorkspaceIndex], embedder: Embedder | None, sparse:
                 hit.embedded = hit.id in have
         for hit in found:
             hit.cosine = cosines.get(hit.id)
-            hit.evidence = term_share(hit.text, terms)
-            if hit.evidence < 1.0:  # all terms found: BM25's share (at most 1) cannot add
-                if hit.lang not in wanted:  # the query analysed once per chunk language
-                    wanted[hit.lang] = sparse.evidence_terms(query, hit.lang)
-                keyed = "\n".join([hit.title, *hit.heading, hit.text])  # what BM25 was given
-                hit.evidence = max(hit.evidence, sparse.evidence_of(keyed, wanted[hit.lang]))
-            hit.relevance = relevance(effective, hit.score,
-                                      hit.cosine if hit.embedded else hit.estimate,
-                                      hit.evidence)
+            hit.keyword = Evidence(functools.partial(term_share, hit.text, terms),
+                                   _bm25_share(sparse, query, wanted, hit))
+            hit.rate = functools.partial(_rate, effective, hit.score,
+                                         hit.cosine if hit.embedded else hit.estimate,
+                                         hit.keyword)
         hits += found
     hits.sort(key=lambda h: h.score, reverse=True)
     merged = merge_adjacent(hits)
     kept = floor(effective, merged, trust_cosine=query_weight >= 1.0)
+    for hit in kept[:limit]:
+        hit.settle()
     monotone(kept[:limit])
     result: dict[str, Any] = {
         "hits": [h.to_wire(terms) for h in kept[:limit]],
@@ -409,6 +473,24 @@ def relevance(mode: Mode, raw: float, cosine: float | None, terms_found: float) 
     return (1 - TERM_WEIGHT) * semantic + TERM_WEIGHT * terms_found
 
 
+def _rate(mode: Mode, raw: float, cosine: float | None, evidence: Evidence) -> float:
+    """`relevance`, asking for the keyword evidence only in hybrid mode (the others ignore it)."""
+    return relevance(mode, raw, cosine, evidence.value() if mode == "hybrid" else 0.0)
+
+
+def _bm25_share(sparse: SparseEncoder, query: str, wanted: dict[str, list[int]],
+                hit: Hit) -> Callable[[], float]:
+    """The share of the query's BM25 terms (analysed once per chunk language, kept in
+    `wanted`) that the hit's chunk holds, as BM25 was given it, when called."""
+    lang, keyed = hit.lang, "\n".join([hit.title, *hit.heading, hit.text])
+
+    def share() -> float:
+        if lang not in wanted:
+            wanted[lang] = sparse.evidence_terms(query, lang)
+        return sparse.evidence_of(keyed, wanted[lang])
+    return share
+
+
 #: Hybrid hits kept when none reaches the floor: the best few with keyword evidence (a
 #: nonsense query's stray word matches return no more than this).
 NO_GOOD_MATCH_HITS = 3
@@ -426,10 +508,11 @@ def floor(mode: Mode, merged: list[Hit], trust_cosine: bool = True) -> list[Hit]
             return []
         return [h for h in merged if above_floor(mode, h)]
     if not trust_cosine:
-        return [h for h in merged if h.evidence > 0]
+        return [h for h in merged if h.keyword.positive()]
     if not any(above_floor(mode, h) for h in merged):
-        return [h for h in merged if h.evidence > 0][:NO_GOOD_MATCH_HITS]
-    return [h for h in merged if h.evidence > 0 or above_floor(mode, h)]
+        return [h for h in merged if h.keyword.positive()][:NO_GOOD_MATCH_HITS]
+    # The cosine first: a hit above the floor is kept without its keyword evidence.
+    return [h for h in merged if above_floor(mode, h) or h.keyword.positive()]
 
 
 def monotone(hits: list[Hit]) -> None:
@@ -460,10 +543,9 @@ def above_floor(mode: Mode, hit: Hit) -> bool:
     cosine = hit.cosine
     if cosine is not None and cosine >= COSINE_FLOOR:
         return True
-    found = hit.evidence
     if cosine is None and mode == "hybrid":
-        return found > 0
-    return found >= 1.0
+        return hit.keyword.positive()
+    return hit.keyword.value() >= 1.0
 
 
 def term_share(text: str, terms: list[str]) -> float:
@@ -522,7 +604,7 @@ def merge_adjacent(hits: list[Hit]) -> list[Hit]:
                 kept.start, kept.end = min(kept.start, hit.start), max(kept.end, hit.end)
                 if kept.cosine is None or (hit.cosine is not None and hit.cosine > kept.cosine):
                     kept.cosine = hit.cosine
-                kept.evidence = max(kept.evidence, hit.evidence)
+                kept.keyword = Evidence.either(kept.keyword, hit.keyword)
                 break
         else:
             out.append(dataclasses.replace(hit))
