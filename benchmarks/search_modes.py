@@ -15,6 +15,8 @@ compare after, on the same `--workdir` (the same stored vectors).
 
 Every query is embedded before timing (the embedder caches query vectors, so otherwise
 the first mode to meet a query pays for its embedding): the times are the search path's.
+`--embed` times what a new query costs instead: the embedder's query cache is emptied before
+every timed search, so semantic and hybrid each embed their query.
 
 `--cold` empties the search path's chunk caches (each chunk's words and BM25 terms, kept for
 the next queries) before every timed search: every search then analyses its chunks afresh, as
@@ -122,6 +124,8 @@ def main() -> int:
     parser.add_argument("--record", type=Path, help="write the hits to this JSON file")
     parser.add_argument("--compare", type=Path, help="check the hits against this JSON file")
     parser.add_argument("--profile", choices=MODES, help="cProfile this mode's queries")
+    parser.add_argument("--embed", action="store_true",
+                        help="every semantic and hybrid search embeds its query")
     parser.add_argument("--cold", action="store_true",
                         help="empty the chunk caches before every timed search")
     args = parser.parse_args()
@@ -166,6 +170,8 @@ def main() -> int:
                         for mode in MODES[i % 3:] + MODES[: i % 3]:
                             if args.cold:
                                 forget_chunks()
+                            if args.embed:  # the embedder's LRU of query vectors
+                                engine.embedder._cache.clear()  # type: ignore[attr-defined]
                             c0, t0 = time.process_time(), time.perf_counter()
                             result = engine.search(query, limit=limit,
                                                    mode=mode)  # type: ignore[arg-type]

@@ -1,13 +1,21 @@
 """The query path's faster keyword evidence gives what the plain definitions give: the share
-of query terms found (`term_share`) and the snippet's term matches (`_matcher`) against
-`_matches`, the light stem match, word by word (issue 22: hybrid as cheap as semantic).
+of query terms found (`term_share`) and the snippet's term matches (`_matcher`, and its one
+regular expression over a text) against `_matches`, the light stem match, word by word; the
+BM25 share read from the chunk-terms cache against `SparseEncoder.evidence`; evidence worked
+out on demand as it was worked out for every hit (issue 22: hybrid as cheap as semantic).
 Whole result lists before/after: benchmarks/search_modes.py --record / --compare."""
 
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
+
+import pytest
 
 from zero_latency import search
+from zero_latency.sparse import SparseEncoder, detect
+
+from .conftest import need_corpus
 
 
 def _reference_share(text: str, terms: list[str]) -> float:
@@ -19,7 +27,7 @@ def _reference_share(text: str, terms: list[str]) -> float:
 
 def test_term_share_and_matcher_equal_the_plain_stem_match() -> None:
     rng = random.Random(22)
-    for alphabet in ("abc", "abcde", "aéK"):
+    for alphabet in ("abc", "abcde", "aéK", "aBcD"):
         def word(alphabet: str = alphabet) -> str:
             return "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 9)))
 
@@ -39,3 +47,111 @@ def test_term_share_examples() -> None:
     assert search.term_share("rotational", ["rotate"]) == 0.0  # more than 3 letters longer
     assert search.term_share("Rotate", ["rotate", "daily"]) == 0.5
     assert search.term_share("nothing here", []) == 0.0
+
+
+
+def _texts() -> list[str]:
+    """Real chunk-sized texts (English prose and code from the Rust book, tldr pages in
+    English, German, Korean, Russian and Chinese) and made-up ones where sentences, list items
+    and paragraphs meet words and punctuation."""
+    texts: list[str] = []
+    for chapter in sorted(need_corpus("rust-book").glob("ch0*.md"))[:6]:
+        body = chapter.read_text(encoding="utf-8")
+        texts += [body[i : i + 1200] for i in range(0, min(len(body), 12_000), 1200)]
+    tldr = need_corpus("tldr-pages")
+    texts += [p.read_text(encoding="utf-8") for p in sorted((tldr / "common").glob("*.md"))[:40]]
+    for folder in sorted(need_corpus("tldr-pages-i18n").glob("pages.*")):
+        texts += [p.read_text(encoding="utf-8") for p in sorted(folder.glob("*/*.md"))[:15]]
+    rng = random.Random(22)
+    parts = ["ab", "abc. ", "Abcd! ", "\n", "\n\n", "\n- ", "\n1. ", " ", "é", "x_y", "-", "?"]
+    texts += ["".join(rng.choice(parts) for _ in range(60)) for _ in range(300)]
+    return texts
+
+
+def _queries(texts: list[str]) -> list[list[str]]:
+    """Query terms as search makes them, from words of the texts (some cut to a stem, some
+    lengthened), a word found in none, and a few made for the made-up texts."""
+    rng = random.Random(22)
+    words = [w.lower() for t in texts for w in search._WORD.findall(t)]
+    queries = [[], ["ab"], ["abcd", "abc"], ["xy", "x_y"]]
+    for _ in range(60):
+        picked = [rng.choice(words) for _ in range(rng.randint(1, 6))]
+        picked += [w[:-1] for w in picked if len(w) > 4 and rng.random() < 0.3]
+        picked += [w + "s" for w in picked if rng.random() < 0.2] + ["zzyzx"]
+        queries.append(search.query_terms(" ".join(picked)))
+    return queries
+
+
+def test_the_snippet_from_one_pass_equals_the_word_by_word_snippet(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    texts = _texts()
+    queries = _queries(texts)
+    pairs = [(t, q) for i, t in enumerate(texts) for q in queries[i % 7 :: 7]]
+    fast = [search.make_snippet(t, q) for t, q in pairs]
+    monkeypatch.setattr(search._Matcher, "starts", lambda self, text: None)
+    search._matcher.cache_clear()
+    assert fast == [search.make_snippet(t, q) for t, q in pairs]
+    search._matcher.cache_clear()
+
+
+def test_lower_casing_keeps_every_word_where_it_was() -> None:
+    """What `_lowered` relies on: a character that lowers to one character is a word character
+    exactly when its lower case is (every code point of this Python's Unicode tables)."""
+    for code in range(0x110000):
+        c = chr(code)
+        lowered = c.lower()
+        if len(lowered) == 1:
+            assert bool(search._WORD.match(c)) == bool(search._WORD.match(lowered)), hex(code)
+    assert search._lowered("Straße ΣΟΦΙΑ") is None  # capital sigma lowers by its context
+    assert search._lowered("İstanbul") is None  # one character lowers to two
+    assert search._lowered("Größe Kelvin \u212a") == "größe kelvin k"
+
+
+def test_the_cached_bm25_share_equals_the_encoders_evidence() -> None:
+    """A chunk's BM25 terms, read from the cache (`_chunk_terms`) the first time and again,
+    give `SparseEncoder.evidence`'s share for chunks in five languages and queries in them."""
+    sparse = SparseEncoder()
+    texts = _texts()[:-300]
+    queries = [" ".join(q) for q in _queries(texts)[4:24]]
+    queries += ["archive files", "Dateien archivieren", "압축 파일", "архив файлы", "压缩文件"]
+    search._chunk_terms.cache_clear()
+    for i, text in enumerate(texts):
+        lang = detect(text)
+        hit = search.Hit(uri="", path="p.md", start=0, end=1, score=0.0, heading=["Intro"],
+                         text=text, language="markdown", root="", lang=lang, title="Title")
+        keyed = "\n".join([hit.title, *hit.heading, hit.text])
+        for query in queries[i % 5 :: 5]:
+            wanted: dict[str, list[int]] = {}
+            expected = sparse.evidence(keyed, query, lang)
+            assert search._bm25_share(sparse, query, wanted, hit)() == expected
+            assert search._bm25_share(sparse, query, wanted, hit)() == expected  # cached
+
+
+def test_evidence_is_worked_out_only_when_asked_and_as_before() -> None:
+    asked: list[str] = []
+
+    def part(name: str, value: float) -> Callable[[], float]:
+        def get() -> float:
+            asked.append(name)
+            return value
+        return get
+
+    some = search.Evidence(part("words", 0.5), part("bm25", 0.75))
+    assert some.positive() and asked == ["words"]  # a word found: no BM25 analysis
+    assert some.value() == 0.75 and asked == ["words", "bm25"]
+    assert some.value() == 0.75 and asked == ["words", "bm25"]  # once each
+    asked.clear()
+    every = search.Evidence(part("words", 1.0), part("bm25", 0.5))
+    assert every.value() == 1.0 and asked == ["words"]  # every term found: BM25 cannot add
+    asked.clear()
+    none = search.Evidence(part("words", 0.0), part("bm25", 0.25))
+    assert none.positive() and asked == ["words", "bm25"]
+    merged = search.Evidence.either(search.Evidence.settled(0.25), none)
+    assert merged.share() == 0.25 and merged.value() == 0.25
+    assert search.Evidence.either(search.Evidence.settled(0.0),
+                                  search.Evidence(part("w", 0.0), part("b", 0.5))).value() == 0.5
+    hit = search.Hit(uri="", path="", start=0, end=1, score=0.0, heading=[], text="",
+                     language="plaintext", root="")
+    assert hit.evidence == 0.0
+    hit.evidence = 0.5
+    assert hit.keyword.value() == hit.evidence == 0.5

@@ -487,8 +487,50 @@ def _bm25_share(sparse: SparseEncoder, query: str, wanted: dict[str, list[int]],
     def share() -> float:
         if lang not in wanted:
             wanted[lang] = sparse.evidence_terms(query, lang)
-        return sparse.evidence_of(keyed, wanted[lang])
+        terms = wanted[lang]
+        if not terms:  # as SparseEncoder.evidence_of
+            return 0.0
+        have = _chunk_terms(sparse, keyed)
+        return sum(1 for i in terms if i in have) / len(terms)
     return share
+
+
+#: Chunks whose analysis (their words; their BM25 terms) is kept for the next queries: a chunk
+#: found again (the next query as one types, a larger limit, another mode) is not analysed
+#: again. About 20 KB a chunk (a SciFact abstract: ~130 distinct words and terms).
+CHUNKS_CACHED = 1024
+
+
+@functools.lru_cache(maxsize=CHUNKS_CACHED)
+def _chunk_terms(sparse: SparseEncoder, keyed: str) -> frozenset[int]:
+    """The BM25 terms of a chunk's title, heading path and text (`SparseEncoder.evidence_of`'s
+    analysis of it), by that text: its language identified and the text encoded once."""
+    return frozenset(sparse.analyse(keyed)[0].indices)
+
+
+@functools.lru_cache(maxsize=CHUNKS_CACHED)
+def _chunk_words(text: str) -> frozenset[str]:
+    """The lower-cased words of a chunk's text (`term_share`)."""
+    lowered = _lowered(text)
+    if lowered is not None:  # the same words, found in one pass
+        return frozenset(_WORD.findall(lowered))
+    return frozenset(w.lower() for w in _WORD.findall(text))
+
+
+def _lowered(text: str) -> str | None:
+    """`text` lower-cased where that keeps its words where they were (each character lowers
+    to one, and only capital sigma lowers by its context): its words are then the lower-cased
+    words of `text`, at the same offsets. None where it would not."""
+    if text.isascii():
+        return text.lower()
+    lowered = text.lower()
+    return lowered if len(lowered) == len(text) and "\u03a3" not in text else None
+
+
+@functools.lru_cache(maxsize=CHUNKS_CACHED)
+def _chunk_sorted(text: str) -> tuple[str, ...]:
+    """`_chunk_words`, sorted: only a term not found as a word needs them (its stem match)."""
+    return tuple(sorted(_chunk_words(text)))
 
 
 #: Hybrid hits kept when none reaches the floor: the best few with keyword evidence (a
@@ -552,8 +594,8 @@ def term_share(text: str, terms: list[str]) -> float:
     """The share of the query terms that occur in `text` (light stemming, as highlighted)."""
     if not terms:
         return 0.0
-    words = {w.lower() for w in _WORD.findall(text)}
-    ordered: list[str] | None = None
+    words = _chunk_words(text)
+    ordered: tuple[str, ...] | None = None
     found = 0
     for t in terms:
         if t in words:
@@ -562,7 +604,7 @@ def term_share(text: str, terms: list[str]) -> float:
             # The stem match (`_matches`): a word that starts with all but the term's last
             # letter and is at most 3 letters longer; such words are adjacent when sorted.
             if ordered is None:
-                ordered = sorted(words)
+                ordered = _chunk_sorted(text)
             stem, longest = t[:-1], len(t) + 3
             i = bisect.bisect_left(ordered, stem)
             while i < len(ordered) and ordered[i].startswith(stem):
@@ -626,6 +668,7 @@ def make_snippet(text: str, terms: list[str]
     if not flat:
         return "", [], ((0, 0), (0, 0))
     matches = _matcher(tuple(terms))
+    found = matches.starts(flat)
     best_start, best_end, best_score = 0, 0, -1.0
     pos = 0
     for piece in _SENTENCE_END.split(flat):
@@ -633,8 +676,13 @@ def make_snippet(text: str, terms: list[str]
         if start < 0:
             continue
         pos = start + len(piece)
-        words = [w.lower() for w in _WORD.findall(piece)]
-        score = sum(1.0 for w in words if matches(w)) + (0.5 if not words else 0)
+        if found is not None and _whole_words(flat, start, pos):
+            # The matching words of the sentence: those of the text that start inside it.
+            score = (bisect.bisect_left(found, pos) - bisect.bisect_left(found, start)
+                     + (0.5 if _WORD.search(piece) is None else 0))
+        else:
+            words = [w.lower() for w in _WORD.findall(piece)]
+            score = sum(1.0 for w in words if matches(w)) + (0.5 if not words else 0)
         if score > best_score:
             best_start, best_end, best_score = start, start + len(piece.rstrip()), score
     if best_score <= 0:
@@ -653,6 +701,13 @@ def make_snippet(text: str, terms: list[str]
             marks.append({"start": _utf16_len(snippet[: m.start()]),
                           "length": _utf16_len(m.group())})
     return snippet, marks, (_line_col(text, lead + start), _line_col(text, lead + best_end))
+
+
+def _whole_words(text: str, start: int, end: int) -> bool:
+    """Whether no word of `text` crosses either end of `text[start:end]` (then its words are
+    those of the slice)."""
+    return ((start == 0 or not _WORD.match(text, start - 1))
+            and (end >= len(text) or not _WORD.match(text, end)))
 
 
 def _line_col(text: str, offset: int) -> tuple[int, int]:
@@ -682,6 +737,20 @@ class _Matcher:
                 longest[t[:-1]] = max(longest.get(t[:-1], 0), len(t) + 3)
         self.stems = list(stems.items())
         self.seen: dict[str, bool] = {}
+        # The same test as one regular expression over a text's words: a term, or a term's
+        # stem and at most 4 more letters, as a whole word.
+        forms = sorted({re.escape(t[:-1]) + r"\w{0,4}" if len(t) >= 4 else re.escape(t)
+                        for t in terms})
+        self.pattern = (re.compile(r"(?<!\w)(?:" + "|".join(forms) + r")(?!\w)")
+                        if forms else None)
+
+    def starts(self, text: str) -> list[int] | None:
+        """Where the words of `text` that match start, found in one pass where its
+        lower-casing keeps every word where it was (`_lowered`); None: ask word by word."""
+        if self.pattern is None:
+            return []
+        lowered = _lowered(text)
+        return None if lowered is None else [m.start() for m in self.pattern.finditer(lowered)]
 
     def __call__(self, word: str) -> bool:
         known = self.seen.get(word)
