@@ -39,6 +39,7 @@ class RawServer:
         self.stderr: list[bytes] = []
         self.notifications: list[dict[str, Any]] = []  # seen while waiting for responses
         self.error_replies: list[dict[str, Any]] = []  # every error response, in order
+        self.answered: list[Any] = []  # the id of every response, in order
         threading.Thread(target=self._read, daemon=True).start()
         threading.Thread(target=self._drain_stderr, daemon=True).start()
         self._next_id = 0
@@ -66,6 +67,8 @@ class RawServer:
             message = json.loads(out.read(length))
             if "error" in message and "method" not in message:
                 self.error_replies.append(message)
+            if "id" in message and "method" not in message:
+                self.answered.append(message["id"])
             self.messages.put(message)
 
     def errors(self) -> list[dict[str, Any]]:

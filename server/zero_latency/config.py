@@ -13,20 +13,23 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import os
 import sys
 import tomllib
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Literal, get_args, get_type_hints
+from typing import TYPE_CHECKING, Any, Literal, get_args, get_type_hints
 
-import cattrs
 import platformdirs
 
 from .errors import InvalidParamsError
 from .languages import LANGUAGE_IDS, SUFFIXES
 from .paths import is_inside
+
+if TYPE_CHECKING:
+    import cattrs
 
 if sys.platform != "win32":
     import pwd
@@ -150,7 +153,7 @@ class Settings:
                 warnings.append(f"unknown setting '{key}' ignored")
                 continue
             try:
-                changes[key] = _converter.structure(value, annotation)
+                changes[key] = _converter().structure(value, annotation)
             except _InvalidValue as err:
                 raise SettingsError(key, str(err)) from None
         updated = dataclasses.replace(self, **changes)
@@ -224,10 +227,14 @@ def _structure_strings(value: Any, _: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
-def _make_converter() -> cattrs.Converter:
+@functools.cache
+def _converter() -> cattrs.Converter:
     """Settings are structured by type (as jedi-language-server structures its initialization
     options with cattrs), so a field of any type cattrs knows works without a branch here;
-    these hooks only make the scalar types strict and keep the messages the user reads."""
+    these hooks only make the scalar types strict and keep the messages the user reads.
+    Made on first use: `zl serve`'s bridge imports this module, and never reads settings."""
+    import cattrs
+
     converter = cattrs.Converter()
     converter.register_structure_hook(str, _strict(str, "a string"))
     converter.register_structure_hook(int, _strict(int, "an integer"))
@@ -239,8 +246,6 @@ def _make_converter() -> cattrs.Converter:
         lambda annotation: getattr(annotation, "__origin__", None) is Literal, _literal_hook)
     return converter
 
-
-_converter = _make_converter()
 
 
 def _setting_types(cls: type[Settings]) -> dict[str, Any]:

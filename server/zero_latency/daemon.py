@@ -26,7 +26,6 @@ the engine or pygls at module level.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import errno
 import fcntl
@@ -43,7 +42,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from .hub import EngineHub
 
 log = logging.getLogger("zero_latency.daemon")
 
@@ -180,6 +184,7 @@ def connect(autostart: bool = True, timeout: float = 60.0, *,
     proc = spawn(folder)
     deadline = time.monotonic() + timeout
     lost_at: float | None = None
+    delay = 0.005  # a new daemon binds its socket within ~0.1 s: look often, then less
     while True:
         if replacing is None or _inode(path) != replacing:
             try:
@@ -205,7 +210,8 @@ def connect(autostart: bool = True, timeout: float = 60.0, *,
         if now > deadline:
             raise DaemonError(f"the Zero-Latency daemon did not start within {timeout:.0f} s; "
                               f"its log: {folder / 'daemon.log'}")
-        time.sleep(0.02)
+        time.sleep(delay)
+        delay = min(delay * 1.5, 0.05)
 
 
 def _inode(path: Path) -> int | None:
@@ -394,6 +400,8 @@ def run(idle: float | None = None, expect: str | None = None) -> int:
     place = _Place(folder, lock)
     with contextlib.suppress(FileNotFoundError):
         place.path.unlink()  # the lock is ours: whatever socket is there is stale
+    import asyncio  # here: `zl serve`'s bridge imports this module, and needs no event loop
+
     try:
         return asyncio.run(_serve(place, idle, ident))
     finally:
@@ -401,23 +409,47 @@ def run(idle: float | None = None, expect: str | None = None) -> int:
 
 
 async def _serve(place: _Place, idle: float, ident: dict[str, Any]) -> int:
-    from .hub import EngineHub
-    from .lsp import CLIENT_LOG, _StreamWriter, create_server, serve_connection
+    import asyncio
 
-    logging.getLogger("zero_latency").addHandler(CLIENT_LOG)
-    hub = EngineHub()
+    from .frontdoor import FrontDoor, preload
+
     loop = asyncio.get_running_loop()
+    # The socket is bound before the language server has loaded (pygls and lsprotocol take
+    # ~0.3 s to import): until then each connection's front door answers zl/hello and
+    # initialize (frontdoor.py), and the rest waits for the server.
+    loading = loop.run_in_executor(None, preload)
+    hub_ready: asyncio.Future[EngineHub] = loop.create_future()
     stopping = asyncio.Event()
     connections: set[asyncio.StreamWriter] = set()
     servers: list[asyncio.Server] = []
     started = time.time()
     path = place.path
-    hub.info = lambda: {
-        "pid": os.getpid(), "socket": str(path), "startedAt": started,
-        "idleSeconds": idle, "clients": len(connections),
-        "workspaces": [root.as_uri() for root in hub.open_roots()],
-        "version": ident["version"], "fingerprint": place.folder.name,
-        "identity": shown(ident), "retired": place.retired}
+
+    def loaded(done: asyncio.Future[None]) -> None:
+        err = None if done.cancelled() else done.exception()
+        if done.cancelled() or err is not None:
+            log.error("the language server could not load: %r", err)
+            hub_ready.set_exception(DaemonError(f"the language server did not load: {err!r}"))
+            stopping.set()
+            return
+        from .hub import EngineHub
+        from .lsp import CLIENT_LOG
+
+        logging.getLogger("zero_latency").addHandler(CLIENT_LOG)
+        hub = EngineHub()
+        hub.info = lambda: {
+            "pid": os.getpid(), "socket": str(path), "startedAt": started,
+            "idleSeconds": idle, "clients": len(connections),
+            "workspaces": [root.as_uri() for root in hub.open_roots()],
+            "version": ident["version"], "fingerprint": place.folder.name,
+            "identity": shown(ident), "retired": place.retired}
+        hub.retire = retire
+        hub_ready.set_result(hub)
+        # The engine's modules (numpy, Qdrant, ONNX Runtime) next, while the client sends
+        # `initialized`: the first session's engine then only has to open its store.
+        loop.run_in_executor(None, _preload_engine)
+
+    loading.add_done_callback(loaded)
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = _peer_uid(writer.get_extra_info("socket"))
@@ -426,7 +458,6 @@ async def _serve(place: _Place, idle: float, ident: dict[str, Any]) -> int:
             writer.close()
             return
         connections.add(writer)
-        ls = create_server(hub)
 
         def write(data: bytes) -> None:
             # A client that went away (EOF, reset, kill -9) gets nothing more: asyncio would
@@ -435,8 +466,34 @@ async def _serve(place: _Place, idle: float, ident: dict[str, Any]) -> int:
                 writer.write(data)
 
         try:
-            await serve_connection(ls, lambda: reader.read(65536),
-                                   _StreamWriter(write, writer.close))
+            early = None
+            reading: asyncio.Future[bytes] | None = None
+            if not hub_ready.done():
+                early = FrontDoor(write)
+                while not hub_ready.done():
+                    reading = reading or asyncio.ensure_future(reader.read(65536))
+                    await asyncio.wait([reading, hub_ready],  # type: ignore[type-var]
+                                       return_when=asyncio.FIRST_COMPLETED)
+                    if reading.done():
+                        data = reading.result()
+                        reading = None
+                        if not data:
+                            return  # gone before the server loaded: nothing to release
+                        early.feed(data)
+            if hub_ready.exception() is not None:
+                return
+            from .lsp import _StreamWriter, create_server, serve_connection
+
+            ls = create_server(hub_ready.result())
+
+            async def read() -> bytes:
+                nonlocal reading
+                if reading is not None:  # the front door's last read, still on its way
+                    pending, reading = reading, None
+                    return await pending
+                return await reader.read(65536)
+
+            await serve_connection(ls, read, _StreamWriter(write, writer.close), early)
         except (ConnectionError, OSError) as err:
             log.info("a client connection ended: %s", err)
         finally:
@@ -473,7 +530,6 @@ async def _serve(place: _Place, idle: float, ident: dict[str, Any]) -> int:
         place.leave()
         return {"retiring": True}
 
-    hub.retire = retire
     await bind()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
@@ -496,7 +552,8 @@ async def _serve(place: _Place, idle: float, ident: dict[str, Any]) -> int:
                 await bind()
             except (OSError, DaemonError) as err:
                 log.error("cannot bind %s again: %s", path, err)
-        if connections or hub.busy():
+        if connections or (hub_ready.done() and not hub_ready.exception()
+                           and hub_ready.result().busy()):
             idle_since = time.monotonic()
         elif time.monotonic() - idle_since >= idle:
             log.info("idle for %.0f s: exiting", idle)
@@ -505,8 +562,17 @@ async def _serve(place: _Place, idle: float, ident: dict[str, Any]) -> int:
         server.close()
     for writer in list(connections):
         writer.close()
-    await loop.run_in_executor(None, hub.close)
-    return 0
+    if hub_ready.done() and hub_ready.exception() is None:
+        await loop.run_in_executor(None, hub_ready.result().close)
+    failed = hub_ready.done() and hub_ready.exception() is not None
+    return 1 if failed else 0
+
+
+def _preload_engine() -> None:
+    try:
+        from . import engine  # noqa: F401
+    except Exception as err:  # the session that needs it reports it
+        log.warning("could not load the engine ahead: %r", err)
 
 
 def _peer_uid(sock: socket.socket | None) -> int | None:

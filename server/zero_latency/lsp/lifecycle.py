@@ -15,16 +15,11 @@ from lsprotocol import types as lsp
 from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
 
 from .. import __version__
-from ..config import (
-    DEFAULT_INCLUDE_EXTENSIONS,
-    WORKSPACE_SETTINGS_KEY,
-    Settings,
-    SettingsError,
-    load_settings,
-)
+from ..config import DEFAULT_INCLUDE_EXTENSIONS, Settings
 from ..errors import ZeroLatencyError
+from ..frontdoor import SetupError, prepare_session
 from .docsync import _rescan, _sync_paths
-from .plumbing import _show, _show_threadsafe, _supports, _uri_path, _validated
+from .plumbing import _show, _show_threadsafe, _supports, _validated
 from .session import HELLO, feature
 from .status_push import _status_changed
 
@@ -42,32 +37,23 @@ WATCH_GLOB = "**/*.{" + ",".join(e.lstrip(".") for e in DEFAULT_INCLUDE_EXTENSIO
 def initialize(ls: ZeroLatencyServer, params: lsp.InitializeParams) -> None:
     ls.initialize_seen = True
     ls.main_loop = asyncio.get_running_loop()
-    folders = [p for f in (params.workspace_folders or []) if (p := _uri_path(f.uri))]
-    if not folders and params.root_uri and (root := _uri_path(params.root_uri)):
-        folders = [root]
-    options = params.initialization_options or {}
-    if not isinstance(options, dict):
-        raise JsonRpcInvalidParams("initializationOptions: must be an object")
-    options = dict(options)
-    for key in ("indexOnStart", "findIndexedRoot"):  # the connection's, not settings
-        if not isinstance(options.get(key, False), bool):
-            raise JsonRpcInvalidParams(f"initializationOptions.{key}: must be a boolean")
-    ls.index_on_start = options.pop("indexOnStart", True)
-    ls.find_indexed_root = options.pop("findIndexedRoot", False)
-    workspace_settings = options.pop(WORKSPACE_SETTINGS_KEY, None)
-    if not isinstance(workspace_settings, dict | None):
-        raise JsonRpcInvalidParams(
-            f"initializationOptions.{WORKSPACE_SETTINGS_KEY}: must be an object")
-    try:
-        settings, warnings = load_settings(folders[0] if folders else None, options,
-                                           workspace_settings, home=ls.client_home)
-    except SettingsError as err:
-        raise JsonRpcInvalidParams(
-            str(err) if err.source else f"initializationOptions.{err}") from err
-    for warning in warnings:  # shown: an ignored setting (a workspace's storeUrl) must be seen
+    # The daemon's front door may have answered this very initialize already (frontdoor.py):
+    # its setup is taken as it is, so that the session is the one the client was told of.
+    setup, ls.early_setup = ls.early_setup, None
+    if setup is None:
+        try:
+            setup = prepare_session([f.uri for f in params.workspace_folders or []],
+                                    params.root_uri, params.initialization_options,
+                                    ls.client_home)
+        except SetupError as err:
+            raise JsonRpcInvalidParams(err.message) from err
+    # Shown: an ignored setting (a workspace's storeUrl) must be seen.
+    for warning in setup.warnings:
         _show(ls, warning, lsp.MessageType.Warning)
-    ls.settings = settings
-    ls.folders = folders
+    ls.index_on_start = setup.index_on_start
+    ls.find_indexed_root = setup.find_indexed_root
+    ls.settings = setup.settings
+    ls.folders = setup.folders
 
 
 @feature(HELLO)

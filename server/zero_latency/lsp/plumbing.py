@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING, Any
 from lsprotocol import types as lsp
 from pygls.capabilities import get_capability
 from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
-from pygls.uris import to_fs_path
 
 from ..errors import ZeroLatencyError
+from ..frontdoor import uri_path
 
 if TYPE_CHECKING:  # the engine (numpy, Qdrant, ONNX Runtime) loads after `initialize`
     from .session import ZeroLatencyServer
@@ -54,17 +54,9 @@ def _rpc_error(err: ZeroLatencyError) -> JsonRpcException:
 
 
 def _uri_path(uri: str) -> Path | None:
-    """The canonical path of a file uri: one identity per file however the client spells it
-    (percent escapes in either case, `file://localhost/`, `/./`, `..`, symlinks,
-    /proc/self/root/…). None for other schemes and for paths that cannot be resolved."""
-    from ..files import canonical_path
-
-    if not uri.startswith("file:"):
-        return None
-    if uri[5:].lower().startswith("//localhost/"):  # RFC 8089: the local host, spelled out
-        uri = "file://" + uri[len("file://localhost"):]
-    path = to_fs_path(uri)
-    return canonical_path(Path(path)) if path else None
+    """The canonical path of a file uri (frontdoor.uri_path: initialize's folders are read
+    there too, before the server has loaded)."""
+    return uri_path(uri)
 
 
 def _document_key(uri: str) -> str:

@@ -14,6 +14,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from lsprotocol import types as lsp
 from pygls.exceptions import (
     JsonRpcException,
     JsonRpcInvalidParams,
@@ -24,11 +25,12 @@ from pygls.exceptions import (
 from ..framing import Frame, FrameParser, FramingError
 from ..hub import EngineHub
 from .logs import CLIENT_LOG
+from .plumbing import _show
 from .session import create_server
 
 if TYPE_CHECKING:  # the engine (numpy, Qdrant, ONNX Runtime) loads after `initialize`
+    from ..frontdoor import FrontDoor
     from .session import ZeroLatencyServer
-    pass
 
 log = logging.getLogger("zero_latency")
 
@@ -42,9 +44,14 @@ class _StreamWriter:
         self._write = write
         self._close = close
         self.closed = False
+        #: While the server replays what the front door already answered (frontdoor.py).
+        self.muted = False
+        self.held: list[bytes] = []  # what was muted
 
     def write(self, data: bytes) -> None:
-        if not self.closed:
+        if self.muted:
+            self.held.append(data)
+        elif not self.closed:
             self._write(data)
 
     def close(self) -> None:
@@ -130,16 +137,40 @@ def _invalid_request(data: Any) -> str | None:
     return None
 
 
+def _replay(ls: ZeroLatencyServer, early: FrontDoor, writer: _StreamWriter) -> bool:
+    """Hand the server every message the front door read, in order, the front door's answers
+    muted. False when the server refused an initialize the front door had answered (params
+    the front door took for plain that lsprotocol cannot read): the session cannot go on."""
+    ls.early_setup = early.setup
+    for index, item in enumerate(early.items):
+        writer.muted = index in early.answered
+        try:
+            dispatch(ls, item)
+        finally:
+            writer.muted = False
+    if early.setup is None or ls.initialize_seen:
+        return True
+    refusal = b"".join(writer.held).decode("utf-8", "replace")
+    log.error("the server refused the initialize its front door had answered: %s", refusal)
+    _show(ls, "Zero-Latency: the server could not read this client's initialize params after "
+          f"all ({refusal}); closing the connection", lsp.MessageType.Error)
+    return False
+
+
 async def serve_connection(ls: ZeroLatencyServer, read: Callable[[], Any],
-                           writer: _StreamWriter) -> int:
+                           writer: _StreamWriter, early: FrontDoor | None = None) -> int:
     """Serve one client until `exit`, or until its stream ends; then release what it held.
-    `read` returns the next bytes (b"" at the end). Returns the LSP exit code."""
+    `read` returns the next bytes (b"" at the end). `early`: the daemon's front door, which
+    read (and answered) the client's first messages while this server loaded. Returns the
+    LSP exit code."""
     ls.protocol.set_writer(writer)
     CLIENT_LOG.clients.add(ls)
-    parser = FrameParser()
+    parser = early.parser if early is not None else FrameParser()
     reading: asyncio.Future[Any] | None = None
     closing = asyncio.ensure_future(ls.closing.wait())
     try:
+        if early is not None and not _replay(ls, early, writer):
+            return 1
         while not ls.closing.is_set():
             reading = asyncio.ensure_future(read())
             await asyncio.wait([reading, closing], return_when=asyncio.FIRST_COMPLETED)

@@ -39,6 +39,7 @@ from .status_push import _status_changed, _status_changed_threadsafe
 
 if TYPE_CHECKING:  # the engine (numpy, Qdrant, ONNX Runtime) loads after `initialize`
     from ..engine import Engine
+    from ..frontdoor import SessionSetup
     from ..indexer import WorkspaceIndex
     from ..watcher import DiskWatcher
 
@@ -162,6 +163,9 @@ class ZeroLatencyServer(LanguageServer):
         #: The client process's home folder (zl/hello): `~` and the home-folder refusal are
         #: the client's, not this daemon's. None: a client that sent no hello (this process's).
         self.client_home: str | None = None
+        #: The session the daemon's front door set up when it answered `initialize` before
+        #: this server had loaded (frontdoor.py); the replayed initialize applies it.
+        self.early_setup: SessionSetup | None = None
 
     # --- helpers -----------------------------------------------------------------------------
 
