@@ -110,6 +110,22 @@ def test_index_search_incremental_and_delete(engine: Engine, workspace: Path) ->
                 if "narwhal" in h["snippet"]]
 
 
+def test_a_folder_with_no_documents_is_empty_beside_an_indexed_one(
+        engine: Engine, workspace: Path, tmp_path: Path) -> None:
+    """A daemon's engine serves every client with the same settings: a window on a folder with
+    no documents searches only its own folder, and hears "empty" (nothing indexed), not the
+    other window's "ready" (issue 23: the editor's empty state says why)."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    engine.open_workspace(workspace)
+    engine.open_workspace(empty)
+    engine.index([workspace, empty])
+    own = engine.search("borrowing rules", roots=[empty])
+    assert own["hits"] == [] and own["indexState"] == "empty"
+    assert engine.search("borrowing rules", roots=[workspace])["indexState"] == "ready"
+    assert engine.search("borrowing rules")["indexState"] == "ready"
+
+
 def test_bad_files_are_reported_and_nothing_else_is_lost(engine: Engine, workspace: Path,
                                                          settings: Settings) -> None:
     (workspace / "binary.md").write_bytes(b"\x89PNG\x00\x00\x01garbage")

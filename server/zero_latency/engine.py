@@ -490,7 +490,7 @@ class Engine:
         scoped = self._scoped(roots)
         result = search(scoped, self.embedder, self.sparse, query, limit,
                         mode, include, exclude, fusion, languages)
-        result["indexState"] = self.index_state()
+        result["indexState"] = self.index_state(scoped)
         return result
 
     def related(self, path: Path, line: int, limit: int = 10, text: str | None = None,
@@ -555,10 +555,14 @@ class Engine:
             pending = any(self._pending.values())
         return bool(self._active_runs or pending or self._loading)
 
-    def index_state(self) -> str:
+    def index_state(self, indexes: Sequence[WorkspaceIndex] | None = None) -> str:
+        """`indexes` (default: every open one) as a search over them sees it: "empty" when
+        none holds a file, whatever other workspaces this engine serves (a daemon's engine is
+        shared by every client with the same settings)."""
         if self.state() in ("indexing", "loading", "loadingModel"):
             return "indexing"
-        if not any(index.files for index in self.indexes.values()):
+        scoped = self.indexes.values() if indexes is None else indexes
+        if not any(index.files for index in scoped):
             return "empty"
         return "ready"
 
