@@ -4,8 +4,9 @@
 // server process) so every assertion lives in one place.
 //
 // Usage: node drive.mjs <config.json>
-//   { "scenario": "search" | "related" | "workspaceSettings", "url", "chromium", "expectedFiles", "query", "editText",
-//     "editWord", "editQuery", "longQuery", "sidebarWidth", "shots", "timeoutMs" }
+//   { "scenario": "search" | "related" | "workspaceSettings" | "firstIndex", "url", "chromium", "expectedFiles",
+//     "query", "editText", "editWord", "editQuery", "longQuery", "sidebarWidth", "narrowWidth",
+//     "emptyQueries", "keywordQuery", "emptyFolder", "shots", "timeoutMs" }
 // Before closing the window it prints {"event":"readyToClose"} and waits for a line on stdin,
 // so the test can find the server process while the window is still open.
 import { createInterface } from 'node:readline';
@@ -106,6 +107,47 @@ async function progressItems(page) {
   });
 }
 
+/** Records the Zero-Latency progress items on screen now into `progress`: the most seen at
+ * once, and which kinds were ever seen. */
+async function sampleProgress(page, progress) {
+  const items = await progressItems(page);
+  progress.samples += 1;
+  if (items.length > progress.most.length) progress.most = items;
+  for (const item of items) {
+    const kind = item.split(':')[0];
+    if (!progress.seen.includes(kind)) progress.seen.push(kind);
+  }
+}
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** What the search view shows now: the query, the hits, the summary (with its empty kind and
+ * how many times the extension re-ran the query by itself), and the coverage line (the server's
+ * notice while it has one, else the view's own coverage line). */
+async function viewState(frame) {
+  const shown = async (id) => {
+    const el = frame.locator(`#${id}`);
+    return (await el.isVisible()) ? ((await el.textContent()) ?? '') : '';
+  };
+  const summary = await frame.locator('#summary').evaluate((el) => ({
+    text: el.textContent ?? '', kind: el.dataset.empty ?? '', refreshed: Number(el.dataset.refreshed ?? '0'),
+  }));
+  return {
+    query: await frame.locator('#query').inputValue(),
+    hits: await readHits(frame),
+    summary: summary.text,
+    kind: summary.kind,
+    refreshed: summary.refreshed,
+    notice: await shown('notice'),
+    coverage: await shown('coverage'),
+  };
+}
+
+/** The hits as the test compares them: file, line and score, in display order. */
+function hitsKey(view) {
+  return JSON.stringify(view.hits.map((hit) => [hit.file, hit.line, hit.score]));
+}
+
 /** The cursor as the status bar shows it: "Ln 12, Col 1 (345 selected)". */
 async function cursorText(page) {
   return ((await page.locator('[id="status.editor.selection"]').textContent({ timeout: 1000 }).catch(() => null)) ?? '').trim();
@@ -114,14 +156,33 @@ async function cursorText(page) {
 /** Drags the sash at the sidebar's right edge until the sidebar is `width` px wide. */
 async function setSidebarWidth(page, width, ms = timeout, slack = 1) {
   const sidebar = page.locator('.part.sidebar').first();
+  let reached;
   return until(`the sidebar to be ${width} px wide`, async () => {
     const box = await sidebar.boundingBox();
     if (box === null) return undefined;
     if (Math.abs(box.width - width) < slack) return box.width;
+    if (box.width !== reached) {
+      reached = box.width;
+      report('sidebarDragged', { wanted: width, width: box.width }); // where a failed drag stopped
+    }
+    // The sash on the sidebar's right edge (the vertical one nearest it), dragged by its middle.
     const edge = box.x + box.width;
-    await page.mouse.move(edge - 1, box.y + box.height / 2);
+    const sash = await page.evaluate(({ edge, top, bottom }) => {
+      let best;
+      for (const el of document.querySelectorAll('.monaco-sash.vertical')) {
+        const r = el.getBoundingClientRect();
+        const x = r.left + r.width / 2;
+        if (r.width === 0 || r.bottom <= top || r.top >= bottom) continue;
+        if (best === undefined || Math.abs(x - edge) < Math.abs(best.x - edge)) {
+          best = { x, y: Math.max(r.top, top) + (Math.min(r.bottom, bottom) - Math.max(r.top, top)) / 2 };
+        }
+      }
+      return best;
+    }, { edge, top: box.y, bottom: box.y + box.height });
+    const grip = sash !== undefined && Math.abs(sash.x - edge) < 8 ? sash : { x: edge, y: box.y + box.height / 2 };
+    await page.mouse.move(grip.x, grip.y);
     await page.mouse.down();
-    await page.mouse.move(box.x + width, box.y + box.height / 2, { steps: 5 });
+    await page.mouse.move(grip.x + (width - box.width), grip.y, { steps: 5 });
     await page.mouse.up();
     return undefined;
   });
@@ -182,18 +243,51 @@ async function search(frame, query, accept) {
 
 /** Runs `query` and reports what the view says once its answer shows: the empty state (#summary's
  * data-empty) and text, and the hits (an off-topic question may still find weak ones). */
-async function searchSettled(frame, query) {
+async function searchSettled(frame, query, mode = 'hybrid') {
   const input = frame.locator('#query');
+  const select = frame.locator('#mode');
   await input.click();
   await input.fill('');
   await input.press('Enter'); // an empty query clears the list and the summary at once
   await until('the summary to clear', async () => ((await frame.locator('#summary').textContent()) === '' ? true : undefined));
+  if ((await select.inputValue()) !== mode) {
+    await select.selectOption(mode); // as a user picks it (with the box empty: nothing is asked)
+    await until('the summary to stay clear', async () => ((await frame.locator('#summary').textContent()) === '' ? true : undefined));
+  }
+  await input.click();
   await input.pressSequentially(query, { delay: 15 });
   await input.press('Enter');
   return until(`the answer to "${query}"`, async () => {
     const state = await frame.locator('#summary').evaluate((el) => ({ kind: el.dataset.empty ?? '', text: el.textContent ?? '' }));
-    return state.text !== '' ? { query, ...state, hits: await readHits(frame) } : undefined;
+    return state.text !== '' ? { query, mode, ...state, hits: await readHits(frame) } : undefined;
   });
+}
+
+/** A second window of the same code-server on a folder with no documents: its search view's
+ * answer to a query (the empty state it shows), then the window closed. */
+async function emptyWorkspace(browser, query) {
+  const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+  page.setDefaultTimeout(timeout);
+  page.on('dialog', (dialog) => void dialog.accept().catch(() => undefined));
+  const url = new URL(config.url);
+  url.searchParams.set('folder', config.emptyFolder);
+  await page.goto(url.toString());
+  await page.locator('.monaco-workbench').waitFor();
+  await page.locator('.activitybar [aria-label="Zero-Latency"]').first().click();
+  const frame = await searchFrame(page);
+  const input = frame.locator('#query');
+  await input.click();
+  await input.pressSequentially(query, { delay: 15 });
+  // Enter until the server answers (it may still be starting): then the summary says why.
+  const state = await until(`the empty workspace's answer to "${query}"`, async () => {
+    await input.press('Enter');
+    await sleep(500);
+    const view = await viewState(frame);
+    return view.summary !== '' ? { query, folder: config.emptyFolder, kind: view.kind, text: view.summary, hits: view.hits } : undefined;
+  });
+  await shot(page, 'empty-workspace');
+  await page.close({ runBeforeUnload: true });
+  return state;
 }
 
 /** The query box and the mode list: boxes in webview pixels. */
@@ -201,7 +295,7 @@ async function barLayout(frame) {
   return frame.locator('.bar').evaluate((bar) => {
     const box = (el) => {
       const r = el.getBoundingClientRect();
-      return { left: r.left, right: r.right, width: r.width };
+      return { left: r.left, right: r.right, width: r.width, top: r.top, bottom: r.bottom };
     };
     return { viewport: document.documentElement.clientWidth, bar: box(bar), query: box(bar.querySelector('#query')), mode: box(bar.querySelector('#mode')) };
   });
@@ -238,6 +332,64 @@ async function closeWhenTold(page) {
   report('closed');
 }
 
+/**
+ * The first index, its dense backfill held back by the workspace's real setting
+ * (backfillChunksPerSecond): a query typed once while meaning covers only part of the index,
+ * then nothing typed while the list (its coverage line, its hits) follows the index by itself.
+ * Meanwhile how many progress items show at once. Then the view in a 170 px sidebar.
+ */
+async function firstIndex(page) {
+  const progress = { samples: 0, most: [], seen: [] };
+  await page.locator('.activitybar [aria-label="Zero-Latency"]').first().click();
+  const frame = await searchFrame(page);
+  report('viewOpen');
+  const input = frame.locator('#query');
+  await input.click();
+  await input.pressSequentially(config.query, { delay: 15 });
+  // Enter until an answer with hits and a coverage line shows (the server may still be starting).
+  const first = await until('a partial answer (hits and a coverage line)', async () => {
+    await sampleProgress(page, progress);
+    await input.press('Enter');
+    await sleep(500);
+    const view = await viewState(frame);
+    const covered = /[\d,]+ of [\d,]+ chunks/.test(`${view.notice} ${view.coverage}`);
+    return view.hits.length > 0 && (covered || (view.notice === '' && view.coverage === '')) ? view : undefined;
+  });
+  if (first.notice === '' && first.coverage === '') {
+    // A complete answer: the backfill ended before the test could watch it (too fast).
+    throw new Error(`the index was complete before a partial answer showed: ${JSON.stringify(first)}`);
+  }
+  await shot(page, 'live-first');
+  report('liveFirst', first);
+
+  // From here on nothing is typed: every change on screen is the extension's own re-run.
+  const states = [first];
+  const updated = await until('the open list to follow the index (coverage line and hits)', async () => {
+    await sampleProgress(page, progress);
+    const view = await viewState(frame);
+    const last = states[states.length - 1];
+    if (hitsKey(view) !== hitsKey(last) || view.notice !== last.notice || view.coverage !== last.coverage || view.summary !== last.summary) {
+      states.push(view);
+    }
+    const lineChanged = view.notice !== first.notice || view.coverage !== first.coverage;
+    return view.refreshed > 0 && lineChanged && hitsKey(view) !== hitsKey(first) && view.hits.length > 0 ? view : undefined;
+  });
+  await shot(page, 'live-updated');
+  report('liveUpdated', { first, updated, states });
+  report('progress', progress);
+
+  // A 170 px sidebar: the query box keeps a usable width beside the mode list.
+  const sidebarWidth = await setSidebarWidth(page, config.narrowWidth);
+  const bar = await until('the view to lay out at the new width', async () => {
+    const layout = await barLayout(frame);
+    return layout.viewport <= config.narrowWidth ? layout : undefined;
+  });
+  await shot(page, 'narrow');
+  report('narrow', { sidebarWidth, ...bar });
+  report('readyToClose');
+  await closeWhenTold(page);
+}
+
 async function main() {
   const browser = await chromium.launch({
     executablePath: config.chromium,
@@ -254,6 +406,10 @@ async function main() {
     await page.goto(config.url);
     await page.locator('.monaco-workbench').waitFor();
     report('workbench');
+    if (config.scenario === 'firstIndex') {
+      await firstIndex(page);
+      return;
+    }
 
     // The status item: idle with every copied file indexed ("0 files" shows before the scan).
     const wanted = new RegExp(`Zero-Latency: ${config.expectedFiles} files · ([\\d,]+) chunks`);
@@ -373,7 +529,12 @@ async function main() {
       empties.push(await searchSettled(frame, query));
     }
     await shot(page, 'empty-state');
+    // Gibberish in keyword mode: no passage has these words.
+    empties.push(await searchSettled(frame, config.keywordQuery, 'keyword'));
+    await shot(page, 'empty-state-keyword');
     report('emptyStates', { states: empties });
+    // A folder with no documents, in a second window (its own `zl serve`, closed again).
+    report('emptyWorkspace', await emptyWorkspace(browser, config.query));
 
     report('readyToClose');
     await closeWhenTold(page);

@@ -161,7 +161,7 @@ export function coverageLine(coverage: SearchResult['coverage']): string | undef
  * (belowFloor), a refused folder (refusedFolders), a store that failed (state "error" with
  * lastError), nothing indexed yet (indexState "empty"), or no passage matching at all.
  */
-export function emptyState(result: Pick<SearchResult, 'indexState' | 'belowFloor' | 'notice' | 'coverage'>, status?: StatusResult): { kind: EmptyKind; text: string } {
+export function emptyState(result: Pick<SearchResult, 'indexState' | 'belowFloor' | 'notice' | 'coverage' | 'mode'>, status?: StatusResult): { kind: EmptyKind; text: string } {
   const below = result.belowFloor ?? 0;
   if (below > 0) {
     return { kind: 'noGoodMatch', text: `No good match: ${plural(below, 'weaker passage')} left out.` };
@@ -180,5 +180,6 @@ export function emptyState(result: Pick<SearchResult, 'indexState' | 'belowFloor
   if (result.indexState === 'indexing' || result.coverage !== undefined) {
     return { kind: 'noMatch', text: 'No match in the part indexed so far: this list updates as the index grows.' };
   }
-  return { kind: 'noMatch', text: 'No passage matches these words or their meaning.' };
+  // Keyword mode matches words only: "or their meaning" would promise what it did not try.
+  return { kind: 'noMatch', text: result.mode === 'keyword' ? 'No passage contains these words.' : 'No passage matches these words or their meaning.' };
 }

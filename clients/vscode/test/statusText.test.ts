@@ -118,4 +118,5 @@ test('empty states are distinct and come from the server\'s fields', () => {
   assert.equal(kinds[4]!.text, 'Store unavailable: Qdrant at http://q:6333 is unreachable: connection refused.');
   assert.equal(new Set(kinds.map((k) => k.kind)).size, 5);
   assert.match(emptyState({ indexState: 'indexing', coverage: { files: 3, keywordChunks: 10, embeddedChunks: 0 } }).text, /updates as the index grows/);
+  assert.equal(emptyState({ indexState: 'ready', mode: 'keyword' }).text, 'No passage contains these words.');
 });

@@ -26,6 +26,8 @@ const list = element<HTMLDivElement>('results');
 
 let seq = 0;
 let timer: ReturnType<typeof setTimeout> | undefined;
+/** The user has typed or chosen a mode: a late `init` must not overwrite it. */
+let touched = false;
 
 function element<T extends HTMLElement>(id: string): T {
   const found = document.getElementById(id);
@@ -157,6 +159,9 @@ window.addEventListener('message', (event: MessageEvent<ToView>) => {
   const message = event.data;
   switch (message.type) {
     case 'init': {
+      if (touched) {
+        break; // the user typed (or chose a mode) before the extension answered: keep theirs
+      }
       const saved = vscode.getState() as Partial<SavedState> | undefined;
       modeSelect.value = saved?.mode ?? message.mode;
       input.value = saved?.query ?? message.query;
@@ -205,13 +210,20 @@ window.addEventListener('message', (event: MessageEvent<ToView>) => {
   }
 });
 
-input.addEventListener('input', searchSoon);
+input.addEventListener('input', () => {
+  touched = true;
+  searchSoon();
+});
 input.addEventListener('keydown', (event) => {
   if (event.key === 'Enter') {
+    touched = true;
     searchNow();
   }
 });
-modeSelect.addEventListener('change', searchNow);
+modeSelect.addEventListener('change', () => {
+  touched = true;
+  searchNow();
+});
 window.addEventListener('focus', () => input.focus());
 
 vscode.postMessage({ type: 'ready' });
