@@ -104,12 +104,14 @@ def baseline() -> Iterator[None]:
         (sparse_module.SparseEncoder, "query", sparse_module.SparseEncoder.query),
         (search_module, "floor", search_module.floor),
         (search_module, "UNCOVERED_DENSE_WEIGHT", search_module.UNCOVERED_DENSE_WEIGHT),
+        (search_module, "UNCOVERED_DENSE_WEIGHTS", search_module.UNCOVERED_DENSE_WEIGHTS),
         (search_module, "monotone", search_module.monotone),
     ]
     sparse_module.SparseEncoder.analyse = analyse  # type: ignore[method-assign]
     sparse_module.SparseEncoder.query = query  # type: ignore[method-assign]
     search_module.floor = old_floor  # type: ignore[assignment]
     search_module.UNCOVERED_DENSE_WEIGHT = 1.0
+    search_module.UNCOVERED_DENSE_WEIGHTS = {}
     search_module.monotone = lambda hits: None  # type: ignore[assignment]
     try:
         yield
@@ -138,8 +140,25 @@ def evaluate(engine: Engine, queries: dict[str, str], mode: str) -> dict[str, fl
             "r10": statistics.fmean(r10), "empty": empty, "p50": statistics.median(times)}
 
 
+def hybrid_at(weights: list[float], run: Callable[[str], dict[str, float]]
+              ) -> dict[str, dict[str, float]]:
+    """Hybrid evaluated with every uncovered language's dense share at each of `weights`
+    (search.UNCOVERED_DENSE_WEIGHT, the per-language table emptied), one index."""
+    saved = search_module.UNCOVERED_DENSE_WEIGHT, search_module.UNCOVERED_DENSE_WEIGHTS
+    out: dict[str, dict[str, float]] = {}
+    try:
+        search_module.UNCOVERED_DENSE_WEIGHTS = {}
+        for weight in weights:
+            search_module.UNCOVERED_DENSE_WEIGHT = weight
+            out[f"hybrid@{weight:g}"] = run("hybrid")
+    finally:
+        search_module.UNCOVERED_DENSE_WEIGHT, search_module.UNCOVERED_DENSE_WEIGHTS = saved
+    return out
+
+
 def run_language(lang: str, pages: int, queries: int, seed: int, tmp: Path,
-                 variant: str) -> dict[str, dict[str, float]]:
+                 variant: str, weights: list[float] | None = None
+                 ) -> dict[str, dict[str, float]]:
     data = load(lang, pages, seed)
     ws = tmp / f"{variant}-{lang}"
     ws.mkdir()
@@ -150,7 +169,10 @@ def run_language(lang: str, pages: int, queries: int, seed: int, tmp: Path,
     try:
         engine.open_workspace(ws)
         engine.index([ws])
-        return {mode: evaluate(engine, asked, mode) for mode in MODES}
+        found = {mode: evaluate(engine, asked, mode) for mode in MODES}
+        if weights:
+            found |= hybrid_at(weights, lambda mode: evaluate(engine, asked, mode))
+        return found
     finally:
         engine.close()
 
@@ -226,6 +248,8 @@ def main() -> int:
     parser.add_argument("--scifact", action="store_true", help="also SciFact train held-out")
     parser.add_argument("--no-baseline", action="store_true")
     parser.add_argument("--lid", action="store_true", help="only compare language identifiers")
+    parser.add_argument("--dense-weights", nargs="+", type=float, default=[],
+                        help="also hybrid at each of these UNCOVERED_DENSE_WEIGHTs (same index)")
     args = parser.parse_args()
     if args.lid:
         lid_comparison()
@@ -239,7 +263,8 @@ def main() -> int:
                 for lang in args.languages:
                     started = time.perf_counter()
                     result = run_language(lang, args.pages, args.queries, args.seed,
-                                          Path(tmp), variant)
+                                          Path(tmp), variant,
+                                          args.dense_weights if variant == "this" else None)
                     print(f"{variant} {lang}: {time.perf_counter() - started:.0f} s",
                           file=sys.stderr)
                     rows += [(variant, lang, mode, m) for mode, m in result.items()]
@@ -248,14 +273,14 @@ def main() -> int:
                         rows.append((variant, "scifact", mode, m))
     print(f"\ntldr known-item ({args.pages} pages, {args.queries} queries per language), "
           "bundled model; SciFact: train held-out half")
-    print(f"{'variant':<9} {'lang':<8} {'mode':<9} {'MRR@10':>7} {'R@1':>6} {'R@10':>6} "
+    print(f"{'variant':<9} {'lang':<8} {'mode':<10} {'MRR@10':>7} {'R@1':>6} {'R@10':>6} "
           f"{'no hit':>6} {'nDCG@10':>8} {'p50 ms':>7}")
     for variant, lang, mode, m in rows:
         if lang == "scifact":
-            print(f"{variant:<9} {lang:<8} {mode:<9} {'':>7} {'':>6} {m['recall@10']:>6.3f} "
+            print(f"{variant:<9} {lang:<8} {mode:<10} {'':>7} {'':>6} {m['recall@10']:>6.3f} "
                   f"{'':>6} {m['ndcg@10']:>8.4f} {m['p50_ms']:>7.1f}")
         else:
-            print(f"{variant:<9} {lang:<8} {mode:<9} {m['mrr']:>7.3f} {m['r1']:>6.3f} "
+            print(f"{variant:<9} {lang:<8} {mode:<10} {m['mrr']:>7.3f} {m['r1']:>6.3f} "
                   f"{m['r10']:>6.3f} {m['empty']:>6} {'':>8} {m['p50']:>7.1f}")
     return 0
 

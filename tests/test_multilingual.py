@@ -131,7 +131,9 @@ def _mrr(engine: Engine, items: dict[str, tuple[str, str]], mode: str) -> float:
 
 
 def test_korean_hybrid_ranks_known_items_at_least_as_well_as_keyword(tmp_path: Path) -> None:
-    items = _known_items(120)
+    # 200 pages: on 120 the two were within 0.003 of each other (hybrid 0.577, keyword 0.574),
+    # a margin a rebuilt model could flip; on 200, 0.634 and 0.594.
+    items = _known_items(200)
     ws = tmp_path / "ko"
     ws.mkdir()
     for name, (_, body) in items.items():

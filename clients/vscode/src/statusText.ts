@@ -118,6 +118,9 @@ export function statusSummary(status: StatusResult): string {
   if (status.searchModes !== undefined && status.searchModes.length > 0) {
     lines.push(`Search modes: ${status.searchModes.join(', ')}`);
   }
+  if (status.languageNotice !== undefined && status.languageNotice !== '') {
+    lines.push(`Languages: ${status.languageNotice}`); // the server's sentence: what to set
+  }
   if (status.lastError !== undefined && status.lastError !== '') {
     lines.push(`Last error: ${oneSentence(status.lastError)} (details in the Zero-Latency output)`); // the log has it whole
   }

@@ -208,6 +208,9 @@ function M.status_lines(s, c)
   for _, refused in ipairs(s.refusedFolders or {}) do
     table.insert(lines, ("refused %s: %s"):format(vim.uri_to_fname(refused.uri), refused.reason))
   end
+  if s.languageNotice then -- the server's sentence: which languages, and what to set
+    table.insert(lines, "languages: " .. s.languageNotice)
+  end
   if s.lastError then
     local first = s.lastError:gsub("\n.*", "")
     table.insert(lines, "last error: " .. (first:match("^(.-%.)%s") or first)
