@@ -61,10 +61,13 @@ FIELDS = ("path", "range", "matchRange", "score", "rawScore", "snippet", "highli
           "embedded", "headingPath")
 
 
-def tldr_workspace(root: Path, pages: int, queries: int, seed: int) -> list[str]:
-    """Copy a seeded sample of tldr pages (every platform) into `root`; the descriptions of
-    the first `queries` of them are the queries."""
-    files = sorted(TLDR.glob("*/*.md"))
+def tldr_workspace(root: Path, pages: int, queries: int, seed: int,
+                   lang: str = "en") -> list[str]:
+    """Copy a seeded sample of tldr pages (every platform; in English, else the translation
+    into `lang`) into `root`; the descriptions of the first `queries` of them are the
+    queries."""
+    source = TLDR if lang == "en" else TLDR.with_name("tldr-pages-i18n") / f"pages.{lang}"
+    files = sorted(source.glob("*/*.md"))
     random.Random(seed).shuffle(files)
     asked: list[str] = []
     for f in files[:pages]:
@@ -115,6 +118,8 @@ def main() -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--corpus", choices=("tldr", "scifact"), default="tldr")
     parser.add_argument("--pages", type=int, default=1000, help="tldr pages in the sample")
+    parser.add_argument("--lang", default="en",
+                        help="tldr pages in this language (de, ko, ru, zh: the translations)")
     parser.add_argument("--docs", type=int, default=0, help="SciFact abstracts (0: all)")
     parser.add_argument("--queries", type=int, default=60)
     parser.add_argument("--rounds", type=int, default=2, help="times each query is asked")
@@ -132,9 +137,9 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="zl-modes-") as tmp:
         work = args.workdir or Path(tmp)
-        ws = work / f"ws-{args.corpus}"
+        ws = work / (f"ws-{args.corpus}" if args.lang == "en" else f"ws-tldr-{args.lang}")
         ws.mkdir(parents=True, exist_ok=True)
-        queries = (tldr_workspace(ws, args.pages, args.queries, args.seed)
+        queries = (tldr_workspace(ws, args.pages, args.queries, args.seed, args.lang)
                    if args.corpus == "tldr"
                    else scifact_workspace(ws, args.queries, args.seed, args.docs))
         engine = Engine(Settings(model=args.model, storePath=str(work / "store")))
