@@ -66,13 +66,37 @@ KEYWORD_HALF = 5.0
 #: Hybrid's score: this much of it is the share of query terms found in the chunk.
 TERM_WEIGHT = 0.2
 #: Hybrid's dense share, against the BM25 share, for a chunk or a query in a language the model
-#: does not cover. Measured by benchmarks/languages.py (tldr pages, 300 a language, 100
-#: queries, bundled English MiniLM): hybrid MRR@10 at 0.3 / 0.6 / 1.0 — de 0.639 / 0.717 /
-#: 0.774, ru 0.611 / 0.674 / 0.746, zh 0.683 / 0.699 / 0.690, ko 0.693 / 0.728 / 0.723: the
-#: English model's vectors still carry names, commands and cognates, and at full weight hybrid
-#: beats keyword and semantic in every language. Below 1.0 the weighting applies per chunk
-#: and query language (`_dense_weights`); at 1.0 the store fuses, as for a covered language.
+#: does not cover: UNCOVERED_DENSE_WEIGHTS by language, else UNCOVERED_DENSE_WEIGHT. Measured by
+#: `benchmarks/languages.py --dense-weights` (tldr pages, bundled English MiniLM, per-language
+#: keyword analysis v4), hybrid MRR@10. 300 pages, 100 queries, at 0.5 / 0.7 / 0.85 / 1.0:
+#: de 0.816 / 0.821 / 0.825 / 0.826, ru 0.720 / 0.756 / 0.790 / 0.767. 600 pages, 300
+#: queries, at 0.3 / 0.4 / 0.5 / 0.6 / 0.7 / 1.0: zh 0.644 / 0.648 / 0.663 / 0.663 / 0.666 /
+#: 0.649, ko 0.707 / 0.707 / 0.708 / 0.703 / 0.699 / 0.675 (keyword 0.599 and 0.668). In an
+#: alphabet the English model's subwords still carry names, commands and cognates (German and
+#: Russian semantic MRR 0.68 and 0.59, beside keyword 0.73 and 0.59): full weight. Chinese,
+#: Japanese and Korean text is a string of characters it was never trained to relate
+#: (semantic 0.38 and 0.45): half, and so for Thai, Lao, Khmer and Burmese, written without
+#: spaces, whose every run the model's WordPiece vocabulary reads as one [UNK] (a Thai page's
+#: vector is that token's: it sat at cosine 0.95 to a two-character Chinese query). Below 1.0
+#: the weighting applies per chunk and query language (`_dense_weights`); at 1.0 the store
+#: fuses, as for a covered language.
 UNCOVERED_DENSE_WEIGHT = 1.0
+UNCOVERED_DENSE_WEIGHTS: dict[str, float] = dict.fromkeys(
+    ("zh", "ja", "ko", "th", "lo", "km", "my"), 0.5)
+#: The language a script tells where identification cannot (two characters of Chinese come out
+#: English at 0.12): the first of these ranges found in the text.
+_SCRIPTS: tuple[tuple[str, str], ...] = (
+    ("ko", r"[\uac00-\ud7af\u1100-\u11ff]"), ("ja", r"[\u3040-\u30ff]"),
+    ("zh", r"[\u3400-\u4dbf\u4e00-\u9fff]"), ("th", r"[\u0e00-\u0e7f]"),
+    ("lo", r"[\u0e80-\u0eff]"), ("km", r"[\u1780-\u17ff]"), ("my", r"[\u1000-\u109f]"),
+)
+
+
+def uncovered_weight(language: str) -> float:
+    """The dense share of a chunk or query in `language`, which the model does not cover."""
+    return UNCOVERED_DENSE_WEIGHTS.get(language, UNCOVERED_DENSE_WEIGHT)
+
+
 #: The fastText probability above which a Latin-script query is taken to be in the language
 #: detected (a short query's language is hard to tell: below it, the model is trusted).
 QUERY_LANGUAGE_CONFIDENCE = 0.8
@@ -233,9 +257,10 @@ def search(indexes: Sequence[WorkspaceIndex], embedder: Embedder | None, sparse:
         workspace_langs.update(index.languages())
     sparse_q = sparse.query(query, workspace_langs)
     covered = embedder.languages if embedder is not None else None
-    query_weight = 1.0 if query_covered(query, covered) else UNCOVERED_DENSE_WEIGHT
-    uncovered = covered is not None and any(lang not in covered and lang != NEUTRAL
-                                            for lang in workspace_langs)
+    query_weight = query_dense_weight(query, covered)
+    uncovered = covered is not None and any(
+        lang not in covered and lang != NEUTRAL and uncovered_weight(lang) < 1.0
+        for lang in workspace_langs)
     terms = query_terms(query)
     hits: list[Hit] = []
     wanted: dict[str, list[int]] = {}  # the query's BM25 terms for evidence, by chunk language
@@ -249,7 +274,7 @@ def search(indexes: Sequence[WorkspaceIndex], embedder: Embedder | None, sparse:
             never = [p for p in paths if exclude_spec.match_file(p)] if exclude_spec else []
         where = PathFilter(only=only, never=never, languages=languages)
         pending = coverage is not None and index.counts().pending > 0
-        weighed = UNCOVERED_DENSE_WEIGHT < 1.0 and (query_weight < 1.0 or uncovered)
+        weighed = query_weight < 1.0 or uncovered
         if ((pending or weighed) and effective == "hybrid" and dense is not None
                 and sparse_q.indices):
             weights = (_dense_weights(covered, query_weight) if weighed else None)
@@ -295,27 +320,34 @@ def search(indexes: Sequence[WorkspaceIndex], embedder: Embedder | None, sparse:
     return result
 
 
-def query_covered(query: str, covered: frozenset[str] | None) -> bool:
-    """Whether the model's dense vectors cover the query's language: any language for a
-    multilingual model (None); else a query with letters outside the Latin script is covered
-    when fastText is fairly sure of a covered language, a Latin-script one unless it is
-    confident of a language the model does not cover."""
+def query_dense_weight(query: str, covered: frozenset[str] | None) -> float:
+    """The query's dense share: 1.0 where the model's vectors cover its language (any
+    language for a multilingual model, None), else `uncovered_weight` of that language. A
+    query with letters outside the Latin script is covered when fastText is fairly sure of a
+    covered language, a Latin-script one unless it is confident of a language the model does
+    not cover."""
     if covered is None:
-        return True
+        return 1.0
     found = detect_scored(query)
     if not found:
-        return True
+        return 1.0
     top, score = found[0]
     if all(ord(c) < 0x250 for c in query if c.isalpha()):  # Latin script
-        return top in covered or score < QUERY_LANGUAGE_CONFIDENCE
-    return top in covered and score >= 0.5
+        if top in covered or score < QUERY_LANGUAGE_CONFIDENCE:
+            return 1.0
+        return uncovered_weight(top)
+    if top in covered and score >= 0.5:
+        return 1.0
+    if score < 0.5:  # unsure: its script tells
+        top = next((lang for lang, chars in _SCRIPTS if re.search(chars, query)), top)
+    return uncovered_weight(top) if top not in covered else UNCOVERED_DENSE_WEIGHT
 
 
 def _dense_weights(covered: frozenset[str] | None,
                    query_weight: float) -> Callable[[str], float]:
     def weight(lang: str) -> float:
         chunk = (1.0 if covered is None or lang in covered or lang == NEUTRAL
-                 else UNCOVERED_DENSE_WEIGHT)
+                 else uncovered_weight(lang))
         return min(chunk, query_weight)
     return weight
 
@@ -377,7 +409,8 @@ def _partial_hybrid(index: WorkspaceIndex, dense: Vector, sparse_q: SparseVec, l
     if weights is not None:
         candidates = list(dict.fromkeys([h.id for h in dense_list] + [h.id for h in sparse_list]))
         lowest = weights(NEUTRAL)  # the query's own weight: no chunk's language raises it
-        if lowest <= UNCOVERED_DENSE_WEIGHT:  # every chunk's weight: no language to read
+        if lowest <= min([UNCOVERED_DENSE_WEIGHT, *UNCOVERED_DENSE_WEIGHTS.values()]):
+            # every chunk's weight: no language to read
             dense_weight = dict.fromkeys(candidates, lowest)
         else:  # every candidate's language (that field only)
             langs = index.store.payloads(candidates, fields=["lang"])
