@@ -237,9 +237,9 @@ SIDEBAR_WIDTH = 300
 #: VS Code's narrowest sidebar: the query box must stay usable in it (issue 23).
 NARROW_WIDTH = 170
 #: The first index's dense backfill held back by a real setting (the workspace's
-#: .zero-latency.toml): the Rust-book chapters' ~90 chunks take ~45 s to embed, so meaning
+#: .zero-latency.toml): the Rust-book chapters' ~90 chunks take ~90 s to embed, so meaning
 #: covers only part of the index while the test watches an open result list follow it.
-SLOW_BACKFILL = "backfillChunksPerSecond = 2\n"
+SLOW_BACKFILL = "backfillChunksPerSecond = 1\n"
 #: An off-topic question and gibberish: each gets an empty state that says why (issue 23); the
 #: gibberish again in keyword mode, and a query in a folder with no documents: three different
 #: empty states (no good match, no passage has these words, nothing indexed).
