@@ -12,7 +12,7 @@ import pytest
 from zero_latency.chunking import chunk_document
 from zero_latency.config import Settings, SettingsError
 from zero_latency.embedder import OnnxEmbedder
-from zero_latency.engine import Engine
+from zero_latency.engine import Engine, RecentRate, backfill_message
 from zero_latency.errors import (
     DeviceUnavailableError,
     InvalidParamsError,
@@ -124,6 +124,32 @@ def test_a_folder_with_no_documents_is_empty_beside_an_indexed_one(
     assert own["hits"] == [] and own["indexState"] == "empty"
     assert engine.search("borrowing rules", roots=[workspace])["indexState"] == "ready"
     assert engine.search("borrowing rules")["indexState"] == "ready"
+
+
+def test_the_backfill_s_time_left_follows_its_current_rate() -> None:
+    """Issue 23: the progress line's rate is the last half minute's, not the average since the
+    start. A backfill held at 1 chunk/s embeds a group of 8 at once, then waits: its first
+    report has no rate (the old average said "43/s"), the next ones ~1/s. One that slows from
+    13/s to 11/s shows 11/s half a minute later (the old average stalled near 12)."""
+    held = RecentRate()
+    assert held.update(8, 0.2) is None
+    assert backfill_message(8, 92, None) == "chunks embedded"
+    for n in range(2, 6):
+        rate = held.update(8 * n, 8.0 * (n - 1) + 0.2)
+        assert rate is not None and 0.9 <= rate <= 1.1, rate
+    assert backfill_message(40, 92, rate) == "chunks embedded · 1/s · ~52 s left"
+    assert backfill_message(3, 92, 0.5) == "chunks embedded · 0.5/s · ~3 min left"
+
+    slowing = RecentRate()
+    done = 0
+    for second in range(1, 85):
+        done += 13
+        slowing.update(done, float(second))
+    for second in range(85, 200):
+        done += 11
+        rate = slowing.update(done, float(second))
+    assert rate is not None and abs(rate - 11) < 0.01, rate
+    assert done / 199 > 11.8  # what the average since the start still said
 
 
 def test_bad_files_are_reported_and_nothing_else_is_lost(engine: Engine, workspace: Path,

@@ -14,7 +14,7 @@ import dataclasses
 import logging
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -352,9 +352,11 @@ class Engine:
 
     def _backfill(self, index: WorkspaceIndex, progress: ProgressFn | None,
                   cancel: CancelToken, report: IndexReport) -> int:
+        rate = RecentRate()
+
         def progressed(done: int, total: int, seconds: float) -> None:
             if progress is not None:
-                progress(done, total, backfill_message(done, total, seconds))
+                progress(done, total, backfill_message(done, total, rate.update(done, seconds)))
 
         try:
             return index.backfill(progressed, cancel, self.drain_pending,
@@ -748,13 +750,33 @@ class Engine:
             self.embedder.close()
 
 
-def backfill_message(done: int, total: int, seconds: float) -> str:
+class RecentRate:
+    """Chunks a second over the last `window_s` seconds of a backfill's progress reports, for
+    its estimate of the time left: the current rate, not the average since the start (which
+    lags when the machine gets busier or quieter, and which a group embedded at once makes
+    look far faster than a held-back backfill runs: its first group gave "43/s" at a cap of
+    1 chunk/s). None until two reports span some time: no rate is better than a wrong one."""
+
+    def __init__(self, window_s: float = 30.0) -> None:
+        self.window_s = window_s
+        self._samples: deque[tuple[float, int]] = deque()
+
+    def update(self, done: int, seconds: float) -> float | None:
+        """Record `done` chunks at `seconds` into the backfill; the rate now."""
+        self._samples.append((seconds, done))
+        # The oldest report kept is the last one at least window_s old: the span stays full.
+        while len(self._samples) > 2 and self._samples[1][0] <= seconds - self.window_s:
+            self._samples.popleft()
+        (t0, d0), (t1, d1) = self._samples[0], self._samples[-1]
+        return (d1 - d0) / (t1 - t0) if t1 > t0 and d1 > d0 else None
+
+
+def backfill_message(done: int, total: int, rate: float | None) -> str:
     """What the backfill has left, for a progress line: "chunks embedded · 57/s · ~7 min
-    left" (the caller puts "412/26,100" before it)."""
-    rate = done / seconds if seconds > 0 else 0.0
+    left" (the caller puts "412/26,100" before it), at `rate` chunks a second (RecentRate)."""
     text = "chunks embedded"
-    if rate > 0:
-        text += f" · {rate:,.0f}/s"
+    if rate is not None and rate > 0:
+        text += f" · {rate:,.0f}/s" if rate >= 1 else f" · {rate:.1f}/s"
         left = (total - done) / rate
         if done < total:
             text += f" · ~{_duration(left)} left"

@@ -116,6 +116,7 @@ async function sampleProgress(page, progress) {
   for (const item of items) {
     const kind = item.split(':')[0];
     if (!progress.seen.includes(kind)) progress.seen.push(kind);
+    if (progress.texts !== undefined && !progress.texts.includes(item) && progress.texts.length < 100) progress.texts.push(item);
   }
 }
 
@@ -339,7 +340,7 @@ async function closeWhenTold(page) {
  * Meanwhile how many progress items show at once. Then the view in a 170 px sidebar.
  */
 async function firstIndex(page) {
-  const progress = { samples: 0, most: [], seen: [] };
+  const progress = { samples: 0, most: [], seen: [], texts: [] };
   await page.locator('.activitybar [aria-label="Zero-Latency"]').first().click();
   const frame = await searchFrame(page);
   report('viewOpen');
@@ -376,6 +377,11 @@ async function firstIndex(page) {
   });
   await shot(page, 'live-updated');
   report('liveUpdated', { first, updated, states });
+  // The progress item's rate and time left, once it has one (after the second group).
+  await until('a progress report with a rate', async () => {
+    await sampleProgress(page, progress);
+    return progress.texts.some((text) => /[\d.]\/s/.test(text)) ? true : undefined;
+  });
   report('progress', progress);
 
   // A 170 px sidebar: the query box keeps a usable width beside the mode list.
