@@ -586,8 +586,10 @@ def floor(mode: Mode, merged: list[Hit], trust_cosine: bool = True) -> list[Hit]
         return [h for h in merged if h.keyword.positive()]
     if not any(above_floor(mode, h) for h in merged):
         return [h for h in merged if h.keyword.positive()][:NO_GOOD_MATCH_HITS]
-    # The cosine first: a hit above the floor is kept without its keyword evidence.
-    return [h for h in merged if above_floor(mode, h) or h.keyword.positive()]
+    # As `above_floor(mode, h) or evidence > 0`: every other way above_floor admits a hit
+    # implies evidence. The cosine first, then the chunk's words; its BM25 terms last.
+    return [h for h in merged if (h.cosine is not None and h.cosine >= COSINE_FLOOR)
+            or h.keyword.positive()]
 
 
 def monotone(hits: list[Hit]) -> None:
