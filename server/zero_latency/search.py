@@ -33,7 +33,13 @@ from .embedder import Embedder
 from .errors import InvalidParamsError
 from .files import glob_spec
 from .indexer import WorkspaceIndex
-from .sparse import NEUTRAL, SparseEncoder, detect_scored
+from .sparse import (
+    NEUTRAL,
+    SparseEncoder,
+    detect_scored,
+    query_languages,
+    script_language,
+)
 from .stores import (
     HYBRID_FUSION,
     Fusion,
@@ -83,13 +89,6 @@ TERM_WEIGHT = 0.2
 UNCOVERED_DENSE_WEIGHT = 1.0
 UNCOVERED_DENSE_WEIGHTS: dict[str, float] = dict.fromkeys(
     ("zh", "ja", "ko", "th", "lo", "km", "my"), 0.5)
-#: The language a script tells where identification cannot (two characters of Chinese come out
-#: English at 0.12): the first of these ranges found in the text.
-_SCRIPTS: tuple[tuple[str, str], ...] = (
-    ("ko", r"[\uac00-\ud7af\u1100-\u11ff]"), ("ja", r"[\u3040-\u30ff]"),
-    ("zh", r"[\u3400-\u4dbf\u4e00-\u9fff]"), ("th", r"[\u0e00-\u0e7f]"),
-    ("lo", r"[\u0e80-\u0eff]"), ("km", r"[\u1780-\u17ff]"), ("my", r"[\u1000-\u109f]"),
-)
 
 
 def uncovered_weight(language: str) -> float:
@@ -252,10 +251,12 @@ def search(indexes: Sequence[WorkspaceIndex], embedder: Embedder | None, sparse:
         effective = "keyword"
         notice = "no embedding model is loaded: keyword results only"
     dense = embedder.embed_query(query) if embedder is not None and effective != "keyword" else None
-    workspace_langs: set[str] = set()
+    chunk_langs: dict[str, int] = {}
     for index in indexes:
-        workspace_langs.update(index.languages())
-    sparse_q = sparse.query(query, workspace_langs)
+        for lang, count in index.languages().items():
+            chunk_langs[lang] = chunk_langs.get(lang, 0) + count
+    workspace_langs = set(chunk_langs)
+    sparse_q = sparse.query(query, query_languages(chunk_langs))
     covered = embedder.languages if embedder is not None else None
     query_weight = query_dense_weight(query, covered)
     uncovered = covered is not None and any(
@@ -339,7 +340,7 @@ def query_dense_weight(query: str, covered: frozenset[str] | None) -> float:
     if top in covered and score >= 0.5:
         return 1.0
     if score < 0.5:  # unsure: its script tells
-        top = next((lang for lang, chars in _SCRIPTS if re.search(chars, query)), top)
+        top = script_language(query) or top
     return uncovered_weight(top) if top not in covered else UNCOVERED_DENSE_WEIGHT
 
 

@@ -19,9 +19,11 @@ German page's stopwords and unstemmed forms as terms, and keyword MRR@10 on tldr
 with it and 0.737 / 0.604 / 0.722 / 0.645 without.)
 
 A token's index is the hash of the token, whatever the profile that produced it, so a query is
-analysed by every profile the workspace holds (plus its own language's and English) and the
-terms are combined: it meets the documents' terms whatever its language, and a short query
-whose language is hard to guess loses nothing.
+analysed by the profile of every language that holds a real share of the workspace
+(`query_languages`), plus its own language's (by fastText, or by its script where fastText is
+unsure) and English's, and the terms are combined: it meets the documents' terms whatever its
+language, and a short query whose language is hard to guess loses nothing. A stopword of any
+of those languages is dropped from all of them.
 """
 
 from __future__ import annotations
@@ -150,10 +152,49 @@ def detect_scored(text: str) -> list[tuple[str, float]]:
     return [(lang.split("-")[0], score) for lang, score in _detect(sample)]
 
 
+#: The language a script tells where identification cannot (two characters of Chinese come out
+#: English at 0.12): the first of these ranges found in the text.
+_SCRIPTS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
+    (lang, re.compile(chars)) for lang, chars in (
+        ("ko", r"[\uac00-\ud7af\u1100-\u11ff]"), ("ja", r"[\u3040-\u30ff]"),
+        ("zh", r"[\u3400-\u4dbf\u4e00-\u9fff]"), ("th", r"[\u0e00-\u0e7f]"),
+        ("lo", r"[\u0e80-\u0eff]"), ("km", r"[\u1780-\u17ff]"), ("my", r"[\u1000-\u109f]")))
+
+
+def script_language(text: str) -> str | None:
+    """The language of the first script in `text` that only one language (of those the
+    workspace is likely to hold) writes with: Hangul, kana, Han, Thai, Lao, Khmer, Burmese."""
+    return next((lang for lang, chars in _SCRIPTS if chars.search(text)), None)
+
+
 def detect_query(text: str, threshold: float = 0.3) -> list[str]:
     """A query's likely languages (those fastText gives at least `threshold`): a short query
-    is often ambiguous."""
-    return [lang for lang, score in detect_scored(text) if score >= threshold]
+    is often ambiguous; where fastText is unsure, the language its script tells too."""
+    found = detect_scored(text)
+    likely = [lang for lang, score in found if score >= threshold]
+    if not found or found[0][1] < 0.5:
+        by_script = script_language(text)
+        if by_script is not None and by_script not in likely:
+            likely.append(by_script)
+    return likely
+
+
+#: A language the workspace holds counts for a query's analysis (`query_languages`) from this
+#: share of its chunks.
+QUERY_LANGUAGE_MIN_SHARE = 0.02
+
+
+def query_languages(chunks_by_language: dict[str, int]) -> list[str]:
+    """The workspace's languages a query is analysed for: those of a real share of its chunks.
+    Not NEUTRAL (chunks too short to identify, mostly command lines: the query's English and
+    own-language analyses already meet their words), nor a language a few misidentified chunks
+    hold. Each such profile adds the query's words unstemmed or differently stemmed, heavy where
+    they are rare: tldr English keyword MRR@10 0.739 with every language of the workspace (und 10,
+    hu 2, tl 1, it 1 chunks beside en 330), 0.772 without (300 pages, 100 queries); German
+    0.734 → 0.752; Chinese unchanged (0.633)."""
+    total = sum(chunks_by_language.values())
+    return [lang for lang, n in chunks_by_language.items()
+            if lang != NEUTRAL and n >= QUERY_LANGUAGE_MIN_SHARE * total]
 
 
 class SparseEncoder:
