@@ -105,10 +105,13 @@ def baseline() -> Iterator[None]:
         (search_module, "floor", search_module.floor),
         (search_module, "UNCOVERED_DENSE_WEIGHT", search_module.UNCOVERED_DENSE_WEIGHT),
         (search_module, "UNCOVERED_DENSE_WEIGHTS", search_module.UNCOVERED_DENSE_WEIGHTS),
+        # No analysis in the chunking workers (other processes, unpatched): the indexer's own.
+        (sparse_module.SparseEncoder, "params", sparse_module.SparseEncoder.params),
         (search_module, "monotone", search_module.monotone),
     ]
     sparse_module.SparseEncoder.analyse = analyse  # type: ignore[method-assign]
     sparse_module.SparseEncoder.query = query  # type: ignore[method-assign]
+    sparse_module.SparseEncoder.params = property(lambda self: None)  # type: ignore[assignment]
     search_module.floor = old_floor  # type: ignore[assignment]
     search_module.UNCOVERED_DENSE_WEIGHT = 1.0
     search_module.UNCOVERED_DENSE_WEIGHTS = {}

@@ -39,6 +39,10 @@ from .stores.base import SparseVec
 
 # k1 and b as in the usual BM25 baselines (Anserini's defaults); avg_len in the encoder's
 # tokens, close to what a 256-model-token chunk holds.
+#: Lucene's defaults (1.2, 0.75) were measured against these (languages.py, 300 pages, 100
+#: queries; SciFact held-out, the engine): keyword MRR@10 better in every language (en 0.772 →
+#: 0.782, de 0.757 → 0.784, zh 0.633 → 0.646, ru 0.591 → 0.613), hybrid not (de 0.831 →
+#: 0.823, ru 0.767 → 0.762, zh 0.689 → 0.696; SciFact nDCG@10 0.7198 → 0.7162): kept.
 BM25_K = 0.9
 BM25_B = 0.4
 BM25_AVG_LEN = 150.0
