@@ -336,3 +336,22 @@ def test_e5_models_get_their_query_and_passage_prompts(tmp_path: Path) -> None:
     finally:
         prompted.close()
         plain.close()
+
+
+def test_a_keyword_match_in_a_language_the_model_does_not_cover_is_not_sunk() -> None:
+    """The fusion of the weighed path (a Chinese workspace): the one keyword candidate, whose
+    vector is far from the query's (the model reads Chinese poorly), ranks above dense
+    candidates that hold none of the query's words, as the store's own fusion would rank it;
+    it came 100th of 100 before, and a Chinese query's only keyword hit was cut (hybrid
+    answered nothing where keyword answered). Pure arithmetic: the engine-level figure is
+    benchmarks/languages.py's "no hit" column."""
+    from zero_latency.search import fuse_partial
+
+    dense = [(f"d{i}", 0.46 - i * 0.0006) for i in range(100)]
+    cosines = dict(dense) | {"k": 0.05}
+    weights = dict.fromkeys([*cosines], 0.5)
+    ranked = [pid for pid, _, _ in fuse_partial(dense, [("k", 6.7)], cosines, weights)]
+    assert ranked.index("k") < 20, ranked.index("k")
+    # Where the model covers the language (no weights), the real cosine still counts.
+    plain = [pid for pid, _, _ in fuse_partial(dense, [("k", 6.7)], cosines)]
+    assert plain.index("k") > ranked.index("k")

@@ -37,6 +37,7 @@ from .sparse import (
     NEUTRAL,
     SparseEncoder,
     detect_scored,
+    evidence_in,
     query_languages,
     script_language,
 )
@@ -46,6 +47,7 @@ from .stores import (
     Mode,
     PathFilter,
     SparseVec,
+    Store,
     StoredHit,
     Vector,
     candidate_depth,
@@ -105,8 +107,7 @@ class Evidence:
     """A hit's keyword evidence: the share of the query's terms found among the chunk's words
     (`term_share`), else (short of all) by its BM25 terms, which match in any language. Worked
     out only when something asks (the floor, for a hit under the cosine floor; the 0–1 score of
-    a returned hybrid hit): the BM25 side (language detection and the encoder over the chunk)
-    was about a third of a search's time, spent on every candidate, and most are never asked."""
+    a returned hybrid hit): most candidates are never asked."""
 
     __slots__ = ("_bm25", "_full", "_share", "_words")
 
@@ -291,10 +292,11 @@ def search(indexes: Sequence[WorkspaceIndex], embedder: Embedder | None, sparse:
                     else set(index.store.vectors([h.id for h in found])))
             for hit in found:
                 hit.embedded = hit.id in have
+        stored = _StoredTerms(index.store, [h.id for h in found])
         for hit in found:
             hit.cosine = cosines.get(hit.id)
             hit.keyword = Evidence(functools.partial(term_share, hit.text, terms),
-                                   _bm25_share(sparse, query, wanted, hit))
+                                   _bm25_share(sparse, query, wanted, hit, stored))
             hit.rate = functools.partial(_rate, effective, hit.score,
                                          hit.cosine if hit.embedded else hit.estimate,
                                          hit.keyword)
@@ -483,7 +485,14 @@ def fuse_partial(dense: Sequence[tuple[str, float]], sparse: Sequence[tuple[str,
         fused[pid] *= weight(pid, 1.0)
     for pid, share in shares:
         if pid in cosines:
-            fused[pid] = weight(pid, 1.0) * (cosines[pid] - d_low) / d_span + share
+            dense_share = (cosines[pid] - d_low) / d_span
+            if weights is not None and pid not in fused:
+                # A language the model does not cover: a keyword match whose vector is far
+                # from the query's is not sunk below every dense candidate (the store's DBSF
+                # gives a candidate outside its dense list 0, not less). A Chinese query's one
+                # keyword hit came 100th of 100 and was cut: hybrid answered nothing.
+                dense_share = max(dense_share, 0.0)
+            fused[pid] = weight(pid, 1.0) * dense_share + share
         else:
             imputed = slope * share + offset
             fused[pid] = weight(pid, 1.0) * imputed + share
@@ -512,34 +521,40 @@ def _rate(mode: Mode, raw: float, cosine: float | None, evidence: Evidence) -> f
     return relevance(mode, raw, cosine, evidence.value() if mode == "hybrid" else 0.0)
 
 
-def _bm25_share(sparse: SparseEncoder, query: str, wanted: dict[str, list[int]],
-                hit: Hit) -> Callable[[], float]:
+def _bm25_share(sparse: SparseEncoder, query: str, wanted: dict[str, list[int]], hit: Hit,
+                stored: _StoredTerms) -> Callable[[], float]:
     """The share of the query's BM25 terms (analysed once per chunk language, kept in
-    `wanted`) that the hit's chunk holds, as BM25 was given it, when called."""
-    lang, keyed = hit.lang, "\n".join([hit.title, *hit.heading, hit.text])
+    `wanted`) that the hit's chunk holds, as BM25 was given it (its stored sparse vector: the
+    text is not analysed again), when called."""
+    lang, pid = hit.lang, hit.id
 
     def share() -> float:
         if lang not in wanted:
             wanted[lang] = sparse.evidence_terms(query, lang)
-        terms = wanted[lang]
-        if not terms:  # as SparseEncoder.evidence_of
-            return 0.0
-        have = _chunk_terms(sparse, keyed)
-        return sum(1 for i in terms if i in have) / len(terms)
+        return evidence_in(stored(pid), wanted[lang])
     return share
 
 
-#: Chunks whose analysis (their words; their BM25 terms) is kept for the next queries: a chunk
-#: found again (the next query as one types, a larger limit, another mode) is not analysed
-#: again. About 20 KB a chunk (a SciFact abstract: ~130 distinct words and terms).
+class _StoredTerms:
+    """The BM25 terms of one index's hits, read from the store the first time any is asked
+    (one read for them all: ~3 µs a chunk, where analysing its text again took ~0.3 ms)."""
+
+    __slots__ = ("_ids", "_store", "_terms")
+
+    def __init__(self, store: Store, ids: list[str]) -> None:
+        self._store, self._ids = store, ids
+        self._terms: dict[str, frozenset[int]] | None = None
+
+    def __call__(self, pid: str) -> frozenset[int]:
+        if self._terms is None:
+            self._terms = {i: frozenset(v.indices)
+                           for i, v in self._store.sparse_vectors(self._ids).items()}
+        return self._terms.get(pid, frozenset())
+
+
+#: Chunks whose words are kept for the next queries: a chunk found again (the next query as
+#: one types, a larger limit, another mode) is not split into words again.
 CHUNKS_CACHED = 1024
-
-
-@functools.lru_cache(maxsize=CHUNKS_CACHED)
-def _chunk_terms(sparse: SparseEncoder, keyed: str) -> frozenset[int]:
-    """The BM25 terms of a chunk's title, heading path and text (`SparseEncoder.evidence_of`'s
-    analysis of it), by that text: its language identified and the text encoded once."""
-    return frozenset(sparse.analyse(keyed)[0].indices)
 
 
 @functools.lru_cache(maxsize=CHUNKS_CACHED)
