@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from zero_latency.framing import FrameParser
-from zero_latency.frontdoor import FrontDoor
+from zero_latency.frontdoor import FrontDoor, prepare_session
 from zero_latency.hub import EngineHub
 from zero_latency.lsp import create_server
 from zero_latency.lsp.serve import _replay, _StreamWriter, dispatch
@@ -155,7 +155,7 @@ def test_the_front_door_answers_as_the_server_does(folder: Path) -> None:
     {"processId": None, "capabilities": {"textDocument": {"synchronization": 5}}},
     {"processId": None, "capabilities": {}, "initializationOptions": {"maxFileBytes": "big"}},
     {"processId": None, "capabilities": {}, "initializationOptions": {"indexOnStart": 1}},
-    {"processId": None, "capabilities": {}, "initializationOptions": []},
+    {"processId": None, "capabilities": {}, "initializationOptions": "none"},
     {"processId": None, "capabilities": {}, "rootUri": 5},
     {"processId": None, "capabilities": {}, "trace": "loud"},
     {"processId": None, "capabilities": {}, "somethingNew": True},
@@ -179,6 +179,14 @@ def test_what_the_front_door_cannot_foresee_is_left_to_the_server(
 
     asyncio.run(replay())
     assert len(out) >= 1 and b'"id": 1' in out[-1]
+
+
+def test_empty_initialization_options_are_no_options(folder: Path) -> None:
+    """Neovim sends a Lua empty table as `[]`: no options, as before the front door (the
+    plugin's end-to-end test could not start its server)."""
+    empty = prepare_session([folder.as_uri()], None, [], None)
+    assert empty == prepare_session([folder.as_uri()], None, {}, None)
+    assert empty == prepare_session([folder.as_uri()], None, None, None)
 
 
 def test_only_hello_then_initialize_are_answered_early(folder: Path) -> None:

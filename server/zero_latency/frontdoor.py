@@ -103,7 +103,7 @@ def prepare_session(folder_uris: list[str], root_uri: str | None, options: Any,
     folders = [p for uri in folder_uris if (p := uri_path(uri))]
     if not folders and root_uri and (root := uri_path(root_uri)):
         folders = [root]
-    if options is None:
+    if not options:  # absent, or empty: a Lua client's empty table is sent as [] (Neovim)
         options = {}
     if not isinstance(options, dict):
         raise SetupError("initializationOptions: must be an object")
