@@ -129,15 +129,21 @@ def test_a_folder_with_no_documents_is_empty_beside_an_indexed_one(
 def test_the_backfill_s_time_left_follows_its_current_rate() -> None:
     """Issue 23: the progress line's rate is the last half minute's, not the average since the
     start. A backfill held at 1 chunk/s embeds a group of 8 at once, then waits: its first
-    report has no rate (the old average said "43/s"), the next ones ~1/s. One that slows from
+    reports have no rate (the old average said "43/s"), the next ones ~1/s. One that slows from
     13/s to 11/s shows 11/s half a minute later (the old average stalled near 12)."""
     held = RecentRate()
     assert held.update(8, 0.2) is None
+    assert held.update(16, 8.2) is None  # one interval: not yet
     assert backfill_message(8, 92, None) == "chunks embedded"
-    for n in range(2, 6):
+    for n in range(3, 6):
         rate = held.update(8 * n, 8.0 * (n - 1) + 0.2)
         assert rate is not None and 0.9 <= rate <= 1.1, rate
     assert backfill_message(40, 92, rate) == "chunks embedded · 1/s · ~52 s left"
+    # An opened file's 4 chunks first (embedded at once), then groups of 8 held at 1/s.
+    opened = RecentRate()
+    assert opened.update(4, 0.1) is None and opened.update(12, 4.2) is None
+    early = opened.update(20, 12.2)
+    assert early is not None and early < 1.5, early
     assert backfill_message(3, 92, 0.5) == "chunks embedded · 0.5/s · ~3 min left"
 
     slowing = RecentRate()
@@ -150,6 +156,10 @@ def test_the_backfill_s_time_left_follows_its_current_rate() -> None:
         rate = slowing.update(done, float(second))
     assert rate is not None and abs(rate - 11) < 0.01, rate
     assert done / 199 > 11.8  # what the average since the start still said
+    # Reports further apart than the window (a very slow backfill): still a rate.
+    sparse = RecentRate(window_s=30.0)
+    rates = [sparse.update(10 * n, 40.0 * n) for n in range(1, 6)]
+    assert rates[:2] == [None, None] and all(r == 0.25 for r in rates[2:]), rates
 
 
 def test_bad_files_are_reported_and_nothing_else_is_lost(engine: Engine, workspace: Path,

@@ -755,18 +755,24 @@ class RecentRate:
     its estimate of the time left: the current rate, not the average since the start (which
     lags when the machine gets busier or quieter, and which a group embedded at once makes
     look far faster than a held-back backfill runs: its first group gave "43/s" at a cap of
-    1 chunk/s). None until two reports span some time: no rate is better than a wrong one."""
+    1 chunk/s). None until three reports: a held-back backfill's first group may be an opened
+    file's (embedded at once, not held), which makes the first interval look twice as fast;
+    no rate is better than a wrong one."""
 
     def __init__(self, window_s: float = 30.0) -> None:
         self.window_s = window_s
         self._samples: deque[tuple[float, int]] = deque()
+        self._reports = 0
 
     def update(self, done: int, seconds: float) -> float | None:
         """Record `done` chunks at `seconds` into the backfill; the rate now."""
         self._samples.append((seconds, done))
+        self._reports += 1
         # The oldest report kept is the last one at least window_s old: the span stays full.
         while len(self._samples) > 2 and self._samples[1][0] <= seconds - self.window_s:
             self._samples.popleft()
+        if self._reports < 3:
+            return None
         (t0, d0), (t1, d1) = self._samples[0], self._samples[-1]
         return (d1 - d0) / (t1 - t0) if t1 > t0 and d1 > d0 else None
 
