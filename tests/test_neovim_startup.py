@@ -7,8 +7,11 @@ and warns with window/showMessage (Warning).
 - `:ZlStatus` from the first moment never shows "0 files, 0 chunks" for the indexed workspace
   while the server is still loading or indexing (issue 14); in the TUI it opens a float, never
   a hit-enter prompt, and a search that finds nothing says why (issue 23).
+- During a first index whose backfill is held back by the workspace's real setting, a search
+  that finds nothing says why at once, in one line, while the backfill still runs (issue 23).
 
-Drivers: clients/neovim/tests/startup.lua (headless), prompt.lua + probe.lua (terminal UI).
+Drivers: clients/neovim/tests/startup.lua (headless), prompt.lua + probe.lua and
+first_index_probe.lua (terminal UI).
 """
 
 from __future__ import annotations
@@ -179,5 +182,75 @@ def test_neovim_fallback_warning_raises_no_hit_enter_prompt(tmp_path: Path) -> N
     # A search that finds nothing says so and why, on one line, with no prompt either.
     assert re.search(r"Zero-Latency: (nothing for .*: )?(no good match \(\d+ weaker passages? left "
                      r"out\)|no passage matches)", r["empty_search"]), context
+    assert not r["empty_search"].endswith("…"), context  # whole: it fits the echo area
+    assert not r["mode_after_search"]["blocking"], context
+
+
+def _tui(nvim: str, ws: Path, env: dict[str, str],
+         sock: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """Neovim's real terminal UI in an 80x24 pty, set up by tests/prompt.lua (it opens
+    docs/keys.md, which starts the server), listening on `sock`; the pty's master fd."""
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    tui = subprocess.Popen(
+        [nvim, "-u", "NONE", "-i", "NONE", "-n", "--listen", str(sock),
+         "--cmd", f"set rtp^={PLUGIN}", "-c", f"luafile {PLUGIN / 'tests' / 'prompt.lua'}"],
+        cwd=ws, env=env, stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
+    os.close(slave)
+    threading.Thread(target=_drain, args=(master, bytearray()), daemon=True).start()
+    return tui, master
+
+
+def test_neovim_empty_search_during_a_first_index_says_why(tmp_path: Path) -> None:
+    """Issue 23: ":ZlSearch 12 s into the first index gives an empty quickfix and no message".
+    A first index of 40 notes (~200 chunks) with the backfill held at 1 chunk/s by the
+    workspace's .zero-latency.toml: once the run reports its embedding phase, gibberish is
+    searched in the 80x24 TUI. The message that says why comes at once (not after the
+    backfill, minutes later), on one line, names the partial index, and raises no prompt."""
+    nvim, why = _find_nvim()
+    if nvim is None:
+        pytest.skip(why)
+    ws = tmp_path / "ws"
+    (ws / ".git").mkdir(parents=True)
+    (ws / "docs").mkdir()
+    (ws / "docs" / "keys.md").write_text(KEYS_MD)
+    for n in range(40):
+        sections = "\n\n".join(
+            f"## Part {k}\n\nNote {n} describes step {k} of the release train: who signs "
+            f"the build, where the artefacts go and how the rollback is rehearsed."
+            for k in range(4))
+        (ws / "docs" / f"note-{n:03}.md").write_text(f"# Release note {n}\n\n{sections}\n")
+    (ws / ".zero-latency.toml").write_text("backfillChunksPerSecond = 1\n")
+    store = tmp_path / "store"
+    out = tmp_path / "probe.json"
+    env = {**_env(tmp_path, ws, store, out), "TERM": "xterm-256color",
+           "ZL_E2E_INIT": json.dumps({"storePath": str(store), "model": "bundled"})}
+    sock = tmp_path / "nvim.sock"
+    tui, master = _tui(nvim, ws, env, sock)
+    try:
+        probe = subprocess.run(
+            [nvim, "--headless", "-u", "NONE", "-i", "NONE", "-n",
+             "-l", str(PLUGIN / "tests" / "first_index_probe.lua"), str(sock), str(out)],
+            env=env, capture_output=True, text=True, timeout=TIMEOUT_S * 2,
+            stdin=subprocess.DEVNULL)
+        tui.wait(timeout=60)
+    finally:
+        if tui.poll() is None:
+            tui.kill()
+            tui.wait()
+        os.close(master)
+    lsp_log = tmp_path / "home" / "state" / "nvim" / "lsp.log"
+    assert out.is_file(), f"no probe result\n{probe.stderr[-4000:]}\n{_tail(lsp_log)}"
+    r = json.loads(out.read_text())
+    context = (f"{json.dumps(r, indent=1)}\n--- probe stderr ---\n{probe.stderr[-2000:]}\n"
+               f"--- lsp.log ---\n{_tail(lsp_log)}")
+    assert "error" not in r and r["blocked"] is None, context
+    assert "chunks embedded" in r["progress_before"], context
+    # Why, at once: while the backfill still runs (it waited for nothing), naming the
+    # partial index.
+    assert r["progress_after"], context
+    assert re.search(r"Zero-Latency: (nothing for .*: )?(no good match yet \(\d+% embedded, "
+                     r"\d+ weaker left out\)|no match yet \(\d+% of \d+ chunks embedded\))",
+                     r["empty_search"]), context
     assert not r["empty_search"].endswith("…"), context  # whole: it fits the echo area
     assert not r["mode_after_search"]["blocking"], context

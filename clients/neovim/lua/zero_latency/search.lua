@@ -73,7 +73,13 @@ end
 ---@return string
 function M.empty_reason(result, status)
   local below = tonumber(result.belowFloor) or 0
+  local coverage = result.coverage
+  local partial = coverage and (coverage.keywordChunks or 0) > 0
+    and math.floor(coverage.embeddedChunks * 100 / coverage.keywordChunks)
   if below > 0 then
+    if partial then -- meaning covers part of the index: a better match may yet come
+      return ("no good match yet (%d%% embedded, %d weaker left out)"):format(partial, below)
+    end
     return ("no good match (%d weaker passage%s left out)"):format(below, below == 1 and "" or "s")
   end
   status = status or {}
@@ -89,15 +95,29 @@ function M.empty_reason(result, status)
     return busy and "nothing indexed yet (the first index is running: try again shortly)"
       or "nothing indexed yet (no documents in this workspace)"
   end
-  local coverage = result.coverage
   if result.indexState == "indexing" or coverage then
-    if coverage and (coverage.keywordChunks or 0) > 0 then
-      return ("no match in the part indexed so far (%d%% of %d chunks embedded): try again shortly")
-        :format(math.floor(coverage.embeddedChunks * 100 / coverage.keywordChunks), coverage.keywordChunks)
+    if partial then
+      -- Short enough for an 80-column TUI's echo area (68 with the ruler and showcmd).
+      return ("no match yet (%d%% of %d chunks embedded)"):format(partial, coverage.keywordChunks)
     end
     return "no match in the part indexed so far: try again shortly"
   end
   return "no passage matches these words or their meaning"
+end
+
+---Whether client `c`'s index run has reached its embedding phase (the backfill): every file is
+---keyword-searchable, so an empty answer is the answer for now. Waiting for docs/index would
+---wait for the whole backfill (minutes, when it is held back), with nothing said meanwhile.
+---@param c table vim.lsp.Client
+---@return boolean
+function M.keyword_ready(c)
+  local progress = require("zero_latency.progress")
+  for _, work in pairs(progress.active) do
+    if work.client_id == c.id and progress.phase(work) == "embedding" then
+      return true
+    end
+  end
+  return false
 end
 
 ---:ZlSearch. `opts` may override picker, limit, mode, include, exclude; `on_done(err, result,
@@ -127,9 +147,10 @@ function M.run(query, opts)
   client.with_client(nil, function(c)
     client.request(c, "docs/search", params, function(err, result)
       -- A server that just started answers before its first index is built: wait for that
-      -- (docs/index returns once the index reflects the disk) and ask once more.
+      -- (docs/index returns once the index reflects the disk) and ask once more; not once the
+      -- run embeds (every file is keyword-searchable then: the reason is shown at once).
       if not err and result and #(result.hits or {}) == 0 and result.indexState ~= "ready"
-        and not opts._retried then
+        and not opts._retried and not M.keyword_ready(c) then
         local msg = "Zero-Latency: the index is still being built; searching when it is ready..."
         require("zero_latency.progress").hold()
         vim.api.nvim_echo({ { require("zero_latency.progress").fit(msg) } }, false, {})
