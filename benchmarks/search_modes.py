@@ -18,9 +18,10 @@ the first mode to meet a query pays for its embedding): the times are the search
 `--embed` times what a new query costs instead: the embedder's query cache is emptied before
 every timed search, so semantic and hybrid each embed their query.
 
-`--cold` empties the search path's chunk caches (each chunk's words and BM25 terms, kept for
-the next queries) before every timed search: every search then analyses its chunks afresh, as
-the first query to meet them does.
+`--cold` empties the search path's chunk caches (each chunk's words; before hybrid read a
+chunk's BM25 terms from its stored sparse vector, those terms too), kept for the next queries,
+before every timed search: every search then analyses its chunks afresh, as the first query to
+meet them does.
 
 `--profile MODE` runs the queries once more in that mode under cProfile and prints the top
 functions by cumulative and by own time.

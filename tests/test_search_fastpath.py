@@ -1,19 +1,26 @@
 """The query path's faster keyword evidence gives what the plain definitions give: the share
 of query terms found (`term_share`) and the snippet's term matches (`_matcher`, and its one
 regular expression over a text) against `_matches`, the light stem match, word by word; the
-BM25 share read from the chunk-terms cache against `SparseEncoder.evidence`; evidence worked
-out on demand as it was worked out for every hit (issue 22: hybrid as cheap as semantic).
-Whole result lists before/after: benchmarks/search_modes.py --record / --compare."""
+BM25 share read from the chunk's stored sparse vector (no text analysed at search time) against
+the share of the query's terms among that vector's terms, and against `SparseEncoder.evidence`
+of the text BM25 was given; evidence worked out on demand as it was worked out for every hit
+(issue 22: hybrid as cheap as semantic). Whole result lists before/after:
+benchmarks/search_modes.py --record / --compare."""
 
 from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
 from zero_latency import search
-from zero_latency.sparse import SparseEncoder, detect
+from zero_latency.config import Settings
+from zero_latency.engine import Engine
+from zero_latency.sparse import SparseEncoder
+from zero_latency.stores import StoredHit
+from zero_latency.stores.base import embedding_text
 
 from .conftest import need_corpus
 
@@ -107,24 +114,59 @@ def test_lower_casing_keeps_every_word_where_it_was() -> None:
     assert search._lowered("Größe Kelvin \u212a") == "größe kelvin k"
 
 
-def test_the_cached_bm25_share_equals_the_encoders_evidence() -> None:
-    """A chunk's BM25 terms, read from the cache (`_chunk_terms`) the first time and again,
-    give `SparseEncoder.evidence`'s share for chunks in five languages and queries in them."""
-    sparse = SparseEncoder()
-    texts = _texts()[:-300]
-    queries = [" ".join(q) for q in _queries(texts)[4:24]]
-    queries += ["archive files", "Dateien archivieren", "압축 파일", "архив файлы", "压缩文件"]
-    search._chunk_terms.cache_clear()
-    for i, text in enumerate(texts):
-        lang = detect(text)
-        hit = search.Hit(uri="", path="p.md", start=0, end=1, score=0.0, heading=["Intro"],
-                         text=text, language="markdown", root="", lang=lang, title="Title")
-        keyed = "\n".join([hit.title, *hit.heading, hit.text])
-        for query in queries[i % 5 :: 5]:
+#: Queries in the five languages of `_texts`' pages, and an English one of the Rust book's.
+_EVIDENCE_QUERIES = ["archive files", "Dateien archivieren", "압축 파일", "архив файлы", "压缩文件",
+                     "ownership borrowing references", "list the contents of a directory"]
+
+
+def _evidence_workspace(root: Path) -> None:
+    """Real pages (tldr in five languages, Rust-book chapters) in a fresh workspace."""
+    real = _texts()[:-300]  # not the made-up ones
+    for i, text in enumerate(real[::3]):
+        (root / f"page{i:03}.md").write_text(text, encoding="utf-8")
+
+
+def test_the_bm25_share_is_the_share_of_query_terms_in_the_stored_sparse_vector(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each chunk's BM25 share, read once from the real store, is the share of the query's
+    terms (for the chunk's language) among its stored sparse vector's terms, which are the
+    analysis of what BM25 was given (`SparseEncoder.evidence` of its heading path or title
+    and text); and a hybrid search analyses no chunk's text."""
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    _evidence_workspace(ws)
+    engine = Engine(Settings(model="bundled", storePath=str(tmp_path / "store")))
+    try:
+        index = engine.open_workspace(ws)
+        engine.index([ws])
+        store, sparse = index.store, SparseEncoder()
+        ids = [pid for state in index.files.values() for pid in state.chunk_ids]
+        payloads = store.payloads(ids)
+        vectors = store.sparse_vectors(ids)
+        assert set(vectors) == set(payloads) == set(ids) and len(ids) > 50
+        shares: set[float] = set()
+        for query in _EVIDENCE_QUERIES:
             wanted: dict[str, list[int]] = {}
-            expected = sparse.evidence(keyed, query, lang)
-            assert search._bm25_share(sparse, query, wanted, hit)() == expected
-            assert search._bm25_share(sparse, query, wanted, hit)() == expected  # cached
+            stored = search._StoredTerms(store, ids)
+            for pid in ids:
+                hit = search._hit(index, StoredHit(pid, 0.0, payloads[pid]))
+                got = search._bm25_share(sparse, query, wanted, hit, stored)()
+                terms = sparse.evidence_terms(query, hit.lang)
+                have = set(vectors[pid].indices)
+                assert got == (sum(1 for t in terms if t in have) / len(terms) if terms
+                               else 0.0), (query, pid)
+                assert got == sparse.evidence(embedding_text(payloads[pid]), query, hit.lang)
+                shares.add(got)
+        assert {0.0, 1.0} < shares and any(0 < x < 1 for x in shares)  # every case met
+
+        def analyse(self: SparseEncoder, text: str) -> object:
+            raise AssertionError(f"a chunk's text analysed at search time: {text[:40]!r}")
+
+        monkeypatch.setattr(SparseEncoder, "analyse", analyse)
+        for query in _EVIDENCE_QUERIES:
+            assert engine.search(query, limit=30, mode="hybrid")["hits"], query
+    finally:
+        engine.close()
 
 
 def test_evidence_is_worked_out_only_when_asked_and_as_before() -> None:

@@ -187,3 +187,19 @@ def test_candidate_lists_without_payload_then_payloads_by_id(store: Store) -> No
     found = store.payloads([GAMMA.id, BETA.id, "00000000-0000-0000-0000-000000000000"])
     assert set(found) == {GAMMA.id, BETA.id}
     assert found[GAMMA.id]["text"] == "gamma" and found[BETA.id]["path"] == "b.md"
+
+
+def test_sparse_vectors_by_id(store: Store) -> None:
+    """The stored BM25 vectors of given chunks (hybrid's keyword evidence reads their terms),
+    with or without a dense vector; an id not stored is left out."""
+    weighted = chunk("w.md", "weighted", None, [7, 11])
+    weighted.sparse.values = [0.25, 1.5]
+    store.upsert([*SAMPLE, weighted])
+    found = store.sparse_vectors([ALPHA.id, GAMMA.id, weighted.id,
+                                  "00000000-0000-0000-0000-000000000000"])
+    assert set(found) == {ALPHA.id, GAMMA.id, weighted.id}
+    for point in (ALPHA, GAMMA, weighted):
+        got = found[point.id]
+        assert sorted(zip(got.indices, got.values, strict=True)) == sorted(
+            zip(point.sparse.indices, point.sparse.values, strict=True))
+    assert store.sparse_vectors([]) == {}

@@ -31,7 +31,7 @@ from __future__ import annotations
 import functools
 import re
 import threading
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 
 import qdrant_edge as qe
 
@@ -260,18 +260,21 @@ class SparseEncoder:
 
     def evidence(self, text: str, query: str, language: str) -> float:
         """The share of the query's terms (analysed for `language`, the chunk's, and English)
-        that `text`'s BM25 terms hold: keyword evidence for the floor and the 0–1 score, in any
-        language (a word inside an unsegmented Chinese sentence counts)."""
-        return self.evidence_of(text, self.evidence_terms(query, language))
+        that `text`'s BM25 terms hold: what `evidence_in` gives a chunk stored with `text`'s
+        sparse vector."""
+        return evidence_in(set(self.analyse(text)[0].indices),
+                           self.evidence_terms(query, language))
 
     def evidence_terms(self, query: str, language: str) -> list[int]:
-        """The query's terms that `evidence` looks for in a chunk of `language` (analyse the
+        """The query's terms that `evidence_in` looks for in a chunk of `language` (analyse the
         query once per language, not once per chunk)."""
         return list(self.query(query, (language,)).indices)
 
-    def evidence_of(self, text: str, wanted: list[int]) -> float:
-        """`evidence` with the query's terms (`evidence_terms`) given."""
-        if not wanted:
-            return 0.0
-        have = set(self.analyse(text)[0].indices)
-        return sum(1 for i in wanted if i in have) / len(wanted)
+
+def evidence_in(have: Collection[int], wanted: list[int]) -> float:
+    """Keyword evidence for the floor and the 0-1 score, in any language (a word inside an
+    unsegmented Chinese sentence counts): the share of the query's terms (`evidence_terms`)
+    among a chunk's BM25 terms, `have` (the indices of its stored sparse vector)."""
+    if not wanted:
+        return 0.0
+    return sum(1 for i in wanted if i in have) / len(wanted)

@@ -242,6 +242,9 @@ class Store(Protocol):
     def set_payload(self, ids: Sequence[str], values: dict[str, Any]) -> None: ...
     def manifest(self) -> dict[str, FileState]: ...
     def vectors(self, ids: Sequence[str]) -> dict[str, Vector]: ...
+    def sparse_vectors(self, ids: Sequence[str]) -> dict[str, SparseVec]:
+        """The stored BM25 vectors of these chunks (ids not stored are left out): the terms
+        their text was analysed into, which hybrid's keyword evidence reads."""
     def vectors_by_hash(self, hashes: Sequence[str]) -> dict[str, Vector]: ...
     def query(self, dense: Vector | None, sparse: SparseVec | None, mode: Mode, limit: int,
               where: PathFilter, fusion: Fusion = HYBRID_FUSION,
@@ -300,6 +303,15 @@ def vectors_by_chunk_hash(records: Iterable[Any]) -> dict[str, Vector]:
 def dense_of(vector: Any) -> Vector | None:
     if isinstance(vector, dict) and DENSE in vector:
         return np.asarray(vector[DENSE], dtype=np.float32)
+    return None
+
+
+def sparse_of(vector: Any) -> SparseVec | None:
+    """A retrieved record's BM25 vector (either backend's sparse vector type has `indices`
+    and `values`), None when it has none."""
+    if isinstance(vector, dict) and SPARSE in vector:
+        found = vector[SPARSE]
+        return SparseVec(list(found.indices), list(found.values))
     return None
 
 

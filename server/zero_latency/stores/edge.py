@@ -56,6 +56,7 @@ from .base import (
     embedding_text,
     estimated_bytes,
     plan_query,
+    sparse_of,
     vectors_by_chunk_hash,
 )
 
@@ -363,6 +364,12 @@ class EdgeStore:
             return {}
         records = self._shard.retrieve(list(ids), with_payload=False, with_vector=[DENSE])
         return {str(r.id): v for r in records if (v := dense_of(r.vector)) is not None}
+
+    def sparse_vectors(self, ids: Sequence[str]) -> dict[str, SparseVec]:
+        if not ids:
+            return {}
+        records = self._shard.retrieve(list(ids), with_payload=False, with_vector=[SPARSE])
+        return {str(r.id): v for r in records if (v := sparse_of(r.vector)) is not None}
 
     def vectors_by_hash(self, hashes: Sequence[str]) -> dict[str, Vector]:
         if not hashes:

@@ -66,6 +66,7 @@ from .base import (
     embedding_text,
     iter_batches,
     plan_query,
+    sparse_of,
     vectors_by_chunk_hash,
 )
 
@@ -356,6 +357,15 @@ class ServerStore:
             self.collection, ids=list(by_sid), with_payload=False, with_vectors=[DENSE]))
         return {by_sid[str(r.id)]: v for r in records
                 if str(r.id) in by_sid and (v := dense_of(r.vector)) is not None}
+
+    def sparse_vectors(self, ids: Sequence[str]) -> dict[str, SparseVec]:
+        if not ids:
+            return {}
+        by_sid = {self._sid(i): i for i in ids}
+        records = self._call("read vectors", lambda: self.client.retrieve(
+            self.collection, ids=list(by_sid), with_payload=False, with_vectors=[SPARSE]))
+        return {by_sid[str(r.id)]: v for r in records
+                if str(r.id) in by_sid and (v := sparse_of(r.vector)) is not None}
 
     def vectors_by_hash(self, hashes: Sequence[str]) -> dict[str, Vector]:
         if not hashes:
