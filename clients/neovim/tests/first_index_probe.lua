@@ -9,8 +9,12 @@ local timeout_ms = tonumber(os.getenv("ZL_E2E_STEP_MS") or "180000")
 local R = { blocked = vim.NIL }
 local ch
 
+-- (The socket may answer before Neovim has read its --cmd: the plugin may not be found yet.)
 local EMBEDDING = [[
-  local p = require("zero_latency.progress")
+  local found, p = pcall(require, "zero_latency.progress")
+  if not found then
+    return false
+  end
   for _, work in pairs(p.active) do
     if p.phase(work) == "embedding" then
       return p.format(work)
