@@ -178,20 +178,32 @@ def test_evidence_is_worked_out_only_when_asked_and_as_before() -> None:
             return value
         return get
 
-    some = search.Evidence(part("words", 0.5), part("bm25", 0.75))
-    assert some.positive() and asked == ["words"]  # a word found: no BM25 analysis
-    assert some.value() == 0.75 and asked == ["words", "bm25"]
-    assert some.value() == 0.75 and asked == ["words", "bm25"]  # once each
+    some = search.Evidence(part("words", 0.5), part("bm25", 0.25))
+    assert some.positive() and asked == ["bm25"]  # a BM25 term found: the words not split
+    assert some.value() == 0.5 and asked == ["bm25", "words"]
+    assert some.value() == 0.5 and asked == ["bm25", "words"]  # once each
     asked.clear()
-    every = search.Evidence(part("words", 1.0), part("bm25", 0.5))
-    assert every.value() == 1.0 and asked == ["words"]  # every term found: BM25 cannot add
+    every = search.Evidence(part("words", 0.5), part("bm25", 1.0))
+    assert every.value() == 1.0 and asked == ["bm25"]  # every term found: words cannot add
     asked.clear()
-    none = search.Evidence(part("words", 0.0), part("bm25", 0.25))
-    assert none.positive() and asked == ["words", "bm25"]
+    none = search.Evidence(part("words", 0.25), part("bm25", 0.0))
+    assert none.positive() and asked == ["bm25", "words"]
+    assert not search.Evidence(part("w", 0.0), part("b", 0.0)).positive()
+    assert search.Evidence(part("w", 0.75), None).value() == 0.75  # no BM25 side: the words
     merged = search.Evidence.either(search.Evidence.settled(0.25), none)
     assert merged.share() == 0.25 and merged.value() == 0.25
     assert search.Evidence.either(search.Evidence.settled(0.0),
                                   search.Evidence(part("w", 0.0), part("b", 0.5))).value() == 0.5
+    assert search.Evidence.either(search.Evidence(part("w", 0.5), part("b", 0.0)),
+                                  search.Evidence(part("w", 0.0), part("b", 0.25))).value() == 0.5
+    # The same value in whatever order the sides are asked: the better of the two.
+    rng = random.Random(22)
+    for _ in range(200):
+        words, bm25 = rng.choice([0.0, 0.25, 0.5, 1.0]), rng.choice([0.0, 0.25, 0.5, 1.0])
+        first = search.Evidence(part("w", words), part("b", bm25))
+        assert first.positive() == (max(words, bm25) > 0)
+        assert first.value() == search.Evidence(part("w", words), part("b", bm25)).value() \
+            == max(words, bm25)
     hit = search.Hit(uri="", path="", start=0, end=1, score=0.0, heading=[], text="",
                      language="plaintext", root="")
     assert hit.evidence == 0.0

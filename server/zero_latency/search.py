@@ -104,49 +104,57 @@ QUERY_LANGUAGE_CONFIDENCE = 0.8
 
 
 class Evidence:
-    """A hit's keyword evidence: the share of the query's terms found among the chunk's words
-    (`term_share`), else (short of all) by its BM25 terms, which match in any language. Worked
-    out only when something asks (the floor, for a hit under the cosine floor; the 0–1 score of
-    a returned hybrid hit): most candidates are never asked."""
+    """A hit's keyword evidence: the better of the share of the query's terms found among the
+    chunk's words (`term_share`, light stemming) and among its BM25 terms (which match in any
+    language). Worked out only when something asks (the floor, for a hit under the cosine
+    floor; the 0–1 score of a returned hybrid hit): most candidates are never asked. The BM25
+    side first: it reads terms the store holds, where the words side splits the chunk's text."""
 
-    __slots__ = ("_bm25", "_full", "_share", "_words")
+    __slots__ = ("_bm25", "_full", "_keyed", "_share", "_words")
 
     def __init__(self, words: Callable[[], float], bm25: Callable[[], float] | None) -> None:
         self._words: Callable[[], float] | None = words
         self._bm25 = bm25
         self._share: float | None = None
+        self._keyed: float | None = None
         self._full: float | None = None
 
     @classmethod
     def settled(cls, value: float) -> Evidence:
         evidence = cls(lambda: value, None)
-        evidence._share = evidence._full = value
+        evidence._share = evidence._keyed = evidence._full = value
         return evidence
 
     @classmethod
     def either(cls, a: Evidence, b: Evidence) -> Evidence:
         """The evidence of two merged hits: the better of the two."""
-        return cls(lambda: max(a.share(), b.share()), lambda: max(a.value(), b.value()))
+        return cls(lambda: max(a.share(), b.share()), lambda: max(a.keyed(), b.keyed()))
 
     def share(self) -> float:
-        """The share found among the words: a lower bound of `value`, cheaper."""
+        """The share found among the words: a lower bound of `value`."""
         if self._share is None:
             assert self._words is not None
             self._share, self._words = self._words(), None
         return self._share
 
+    def keyed(self) -> float:
+        """The share found among the BM25 terms (0 without them): a lower bound of `value`,
+        cheaper."""
+        if self._keyed is None:
+            self._keyed = self._bm25() if self._bm25 is not None else 0.0
+            self._bm25 = None
+        return self._keyed
+
     def value(self) -> float:
         if self._full is None:
-            share = self.share()
-            # Every term found: the BM25 share (at most 1) cannot add.
-            self._full = (share if share >= 1.0 or self._bm25 is None
-                          else max(share, self._bm25()))
-            self._bm25 = None
+            keyed = self.keyed()
+            # Every term found: the words' share (at most 1) cannot add.
+            self._full = keyed if keyed >= 1.0 else max(keyed, self.share())
         return self._full
 
     def positive(self) -> bool:
-        """`value() > 0`, from the words alone where they hold a term."""
-        return self.share() > 0 or self.value() > 0
+        """`value() > 0`, from the BM25 terms alone where they hold a term."""
+        return self.keyed() > 0 or self.share() > 0
 
 
 @dataclasses.dataclass
@@ -603,7 +611,7 @@ def floor(mode: Mode, merged: list[Hit], trust_cosine: bool = True) -> list[Hit]
     if not any(above_floor(mode, h) for h in merged):
         return [h for h in merged if h.keyword.positive()][:NO_GOOD_MATCH_HITS]
     # As `above_floor(mode, h) or evidence > 0`: every other way above_floor admits a hit
-    # implies evidence. The cosine first, then the chunk's words; its BM25 terms last.
+    # implies evidence. The cosine first, then the chunk's BM25 terms; its words last.
     return [h for h in merged if (h.cosine is not None and h.cosine >= COSINE_FLOOR)
             or h.keyword.positive()]
 
