@@ -683,7 +683,7 @@ def _check_session(driver: Driver, workspace: Path, store: Path, files: list[str
 
 def _check_layout(layout: dict[str, Any]) -> None:
     """In a 300 px sidebar a long file name is cut short (in full on hover) and every count
-    badge stays whole inside the view; so do headings cut short."""
+    badge stays whole inside the view; so do headings cut short, from the left."""
     assert abs(layout["sidebarWidth"] - SIDEBAR_WIDTH) < 1, layout["sidebarWidth"]
     viewport = layout["viewport"]
     assert 0 < viewport <= SIDEBAR_WIDTH, viewport
@@ -699,6 +699,10 @@ def _check_layout(layout: dict[str, Any]) -> None:
             assert heading["box"]["right"] <= viewport, heading
             if heading["clipped"]:
                 assert heading["title"] == heading["text"], heading
+                # Cut from the left: the most specific part (the end) stays in view.
+                text, shown = heading["textBox"], heading["box"]
+                assert text["left"] < shown["left"] - 1, heading
+                assert abs(text["right"] - shown["right"]) <= 1, heading
     clipped = [h for f in layout["files"] for h in f["headings"] if h["clipped"]]
     assert clipped, layout["files"]  # the long heading path was cut short
 

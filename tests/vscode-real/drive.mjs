@@ -209,6 +209,8 @@ async function resultLayout(frame) {
           nameClipped: name.scrollWidth > name.clientWidth,
           headings: [...section.querySelectorAll('.heading')].map((h) => ({
             text: h.textContent, title: h.title, clipped: h.scrollWidth > h.clientWidth, box: box(h),
+            // Where the text itself lies: cut from the left, its end stays in the box.
+            textBox: box(h.querySelector('.heading-text') ?? h),
           })),
         };
       }),
