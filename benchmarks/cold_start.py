@@ -14,6 +14,8 @@ before and after.
 
     python benchmarks/cold_start.py --runs 10
     python benchmarks/cold_start.py --runs 10 --workspace ../shared/data/corpora/rust-book
+    git worktree add --detach /tmp/zl-old <commit> &&
+        python benchmarks/cold_start.py --runs 10 --baseline-source /tmp/zl-old/server
 """
 
 from __future__ import annotations
@@ -133,12 +135,18 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--workspace", type=Path, default=DEFAULT_WORKSPACE)
     parser.add_argument("--query", default="how do I configure the server")
+    parser.add_argument("--baseline-source", type=Path, metavar="DIR",
+                        help="also a cold case run from another checkout's server/ folder "
+                             "(PYTHONPATH), interleaved: e.g. a `git worktree` of an older "
+                             "commit; printed as 'cold baseline' with its ratio to 'cold'")
     args = parser.parse_args()
     workspace = args.workspace.resolve()
     load_before = subprocess.run(["uptime"], capture_output=True, text=True,
                                  check=False).stdout.strip()
     base = Path(tempfile.mkdtemp(prefix="zl-cold-", dir="/tmp"))
     results: dict[str, list[tuple[float, float]]] = {"cold": [], "warm": []}
+    if args.baseline_source:
+        results["cold baseline"] = []
     warm_env = environment(base / "warm")
     holder: Serve | None = None
     try:
@@ -157,13 +165,19 @@ def main() -> int:
             results["cold"].append(session(cold_env, workspace, args.query))
             stop_daemon(cold_env)
             results["warm"].append(session(warm_env, workspace, args.query))
+            if args.baseline_source:
+                old_env = {**environment(base / f"old-{run}"),
+                           "PYTHONPATH": str(args.baseline_source.resolve())}
+                results["cold baseline"].append(session(old_env, workspace, args.query))
+                stop_daemon(old_env)
     finally:
         if holder is not None:
             holder.close()
         stop_daemon(warm_env)
         for run in range(args.runs):
-            cold_env = environment(base / f"cold-{run}")
-            stop_daemon(cold_env)
+            for name in ("cold", "old"):
+                if (base / f"{name}-{run}").exists():
+                    stop_daemon(environment(base / f"{name}-{run}"))
         shutil.rmtree(base, ignore_errors=True)
     load = subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout
     print(f"workspace {workspace}, {args.runs} runs each, interleaved")
@@ -180,6 +194,11 @@ def main() -> int:
                   f"(min {min(values):.1f}, max {max(values):.1f})")
     for name in medians["cold"]:
         print(f"cold / warm, {name}: {medians['cold'][name] / medians['warm'][name]:.2f}x")
+    if "cold baseline" in medians:
+        print(f"baseline: {args.baseline_source}")
+        for name in medians["cold"]:
+            print(f"cold / cold baseline, {name}: "
+                  f"{medians['cold'][name] / medians['cold baseline'][name]:.2f}x")
     print(f"target: cold initialize <= 300 ms: "
           f"{medians['cold']['start -> initialize answered']:.0f} ms")
     return 0

@@ -189,6 +189,38 @@ def test_empty_initialization_options_are_no_options(folder: Path) -> None:
     assert empty == prepare_session([folder.as_uri()], None, None, None)
 
 
+@pytest.mark.parametrize(("params", "early"), [
+    ({"version": "0.1.0"}, True), ({"version": "9.9", "home": "/home/x"}, True),
+    ({"version": "x" * 64, "home": "/"}, True),
+    (None, False), ([], False), ({}, False), ({"version": ""}, False),
+    ({"version": "x" * 65}, False), ({"version": "1", "home": "relative"}, False),
+    ({"version": "1", "home": ""}, False), ({"version": "1", "extra": True}, False),
+    ({"version": "\ud800"}, False), ({"version": 1}, False),
+])
+def test_hello_is_answered_as_the_server_does(params: Any, early: bool) -> None:
+    data = framed({"jsonrpc": "2.0", "id": "zl-hello", "method": "zl/hello", "params": params})
+    door_out: list[bytes] = []
+    door = FrontDoor(door_out.append)
+    door.feed(data)
+    server_out, direct = asyncio.run(pygls_writes(data))
+    if early:
+        assert door.answered == {0} and door_out == server_out
+    else:  # left to the server: its answer (mostly an error) comes with the replay
+        assert door.answered == set() and door_out == []
+    out: list[bytes] = []
+
+    async def replay() -> Any:
+        ls = create_server(EngineHub())
+        writer = _StreamWriter(out.append, lambda: None)
+        ls.protocol.set_writer(writer)
+        assert _replay(ls, door, writer)
+        return ls
+
+    replayed_ls = asyncio.run(replay())
+    assert out == ([] if early else server_out)  # the front door's answer muted, or the server's
+    assert replayed_ls.client_home == direct.client_home
+
+
 def test_only_hello_then_initialize_are_answered_early(folder: Path) -> None:
     """A request before initialize waits for the server (which refuses it), and so does
     everything after it, initialize included: the order of answers stays the server's."""

@@ -184,7 +184,7 @@ def connect(autostart: bool = True, timeout: float = 60.0, *,
     proc = spawn(folder)
     deadline = time.monotonic() + timeout
     lost_at: float | None = None
-    delay = 0.005  # a new daemon binds its socket within ~0.1 s: look often, then less
+    began = time.monotonic()
     while True:
         if replacing is None or _inode(path) != replacing:
             try:
@@ -210,8 +210,9 @@ def connect(autostart: bool = True, timeout: float = 60.0, *,
         if now > deadline:
             raise DaemonError(f"the Zero-Latency daemon did not start within {timeout:.0f} s; "
                               f"its log: {folder / 'daemon.log'}")
-        time.sleep(delay)
-        delay = min(delay * 1.5, 0.05)
+        # A new daemon binds its socket within ~0.1 s (more on a loaded machine): look often
+        # for a while, then less.
+        time.sleep(0.005 if now - began < 2 else 0.05)
 
 
 def _inode(path: Path) -> int | None:
