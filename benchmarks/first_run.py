@@ -14,6 +14,21 @@ Per corpus it measures:
     python benchmarks/first_run.py --corpus ../shared/data/corpora/tldr-pages
     python benchmarks/first_run.py --corpus ../shared/data/corpora/peps --backfill-seconds 60
 
+The keyword pass alone (`--keyword-only`), through the wire, against another tree's server
+beside it (`--baseline-tree`: a folder holding that tree's `server/`, e.g. `git archive HEAD
+server | tar -x -C /tmp/zl-base`), runs interleaved, figures as ratios to the baseline:
+
+    python benchmarks/first_run.py --corpus ../shared/data/corpora/tldr-pages --keyword-only \
+        --baseline-tree /tmp/zl-base --rounds 3
+    python benchmarks/first_run.py --tldr-all 45834 --keyword-only --baseline-tree /tmp/zl-base
+
+`--tldr-all N` builds issue 22's big workspace in the temp folder: tldr pages "in every
+language" as a user's clone of tldr-pages/tldr has them (~45k pages), from what ../shared
+holds: the English pages (`pages/`) and the German, Chinese, Korean and Russian ones
+(`pages.de` …), then further copies of the translated pages (`pages.de.2` …), each copied
+file with a planted line of its own (`zlmark` and letters that number it) so that no two files
+are the same text, until N files. The last file the walk reaches is found by its marker.
+
 The machine this runs on may be shared: say so next to the figures.
 
 Measured 2026-12-03 (2 cores, shared, load ≈ 1.5–3; bundled int8 MiniLM):
@@ -38,6 +53,7 @@ import os
 import re
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -79,6 +95,7 @@ class Server:
             "capabilities": {"window": {"workDoneProgress": True}},
             "initializationOptions": {"model": "bundled", "storePath": str(store), **options}},
             timeout=300)
+        self.cpu_at_start = cpu_seconds(self.proc.pid)
         self.send({"jsonrpc": "2.0", "method": "initialized", "params": {}})
         self.started = time.monotonic()
 
@@ -139,6 +156,12 @@ class Server:
                 self.kill()
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and of its children it has reaped (/proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
 def wait_for(check: Callable[[], T | None], seconds: float, what: str,
              every: float = 0.1) -> T:
     deadline = time.monotonic() + seconds
@@ -192,6 +215,139 @@ def embedded_done(message: str) -> int | None:
     return int(match.group(1).replace(",", "")) if match else None
 
 
+def keyword_pass(server: Server, last: str, word: str, out: dict[str, Any]) -> None:
+    """Time the keyword pass: the last file's first keyword hit, then every file (the keyword
+    pass's last progress report)."""
+    def found_last() -> bool:
+        return any(h["path"] == last for h in hit_paths(server, word))
+
+    wait_for(found_last, 1800, "the last file's keyword hit", every=0.05)
+    out["firstKeywordHitOfLastFileS"] = round(time.monotonic() - server.started, 2)
+
+    def keyword_pass_done() -> float | None:
+        for t, value in server.progress():
+            message = value.get("message", "")
+            if "chunks embedded" in message:
+                return t
+            done, _, rest = message.replace(",", "").partition("/")
+            total = rest.split(" ", 1)[0]
+            if done.isdigit() and done == total:
+                return t
+        return None
+
+    ended = wait_for(keyword_pass_done, 1800, "the keyword pass")
+    out["everyFileKeywordSearchableS"] = round(ended - server.started, 2)
+    # CPU seconds of the server and its chunking workers (reaped when the pass ends) up to
+    # now: less at the mercy of a shared machine's load than the wall clock.
+    out["cpuSecondsAtEnd"] = round(cpu_seconds(server.proc.pid) - server.cpu_at_start, 2)
+    status = server.request("docs/status")
+    out["keywordChunks"] = status["keywordChunks"]
+    out["filesIndexed"] = status["files"]
+
+
+def load_average() -> float:
+    return round(os.getloadavg()[0], 2)
+
+
+def keyword_rounds(corpus: Path, work: Path, env: dict[str, str], trees: dict[str, str | None],
+                   rounds: int) -> dict[str, Any]:
+    """The keyword pass alone, each tree's server in turn (interleaved rounds, a fresh store
+    each), with the load average at each run's start; the medians as ratios to the first
+    tree's (the baseline)."""
+    order = walk_order(corpus)
+    last, word, behind = last_findable(corpus, order)
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in trees}
+    for r in range(rounds):
+        for name, tree in trees.items():
+            run_env = dict(env)
+            if tree is not None:
+                run_env["PYTHONPATH"] = str(Path(tree) / "server")
+            out: dict[str, Any] = {"loadAtStart": load_average()}
+            server = Server(corpus, work / f"store-{name}-{r}", run_env)
+            try:
+                keyword_pass(server, last, word, out)
+            finally:
+                server.close()
+                shutil.rmtree(work / f"store-{name}-{r}", ignore_errors=True)
+            out["loadAtEnd"] = load_average()
+            runs[name].append(out)
+            print(name, json.dumps(out), file=sys.stderr)
+    result: dict[str, Any] = {"corpus": str(corpus), "files": len(order), "lastFile": last,
+                              "filesWalkedAfterIt": behind, "query": word, "runs": runs}
+    for figure in ("everyFileKeywordSearchableS", "cpuSecondsAtEnd"):
+        medians = {name: statistics.median(o[figure] for o in outs)
+                   for name, outs in runs.items()}
+        base = next(iter(medians))
+        result[figure + "Median"] = medians
+        result[figure + "RatioToBaseline"] = {name: round(m / medians[base], 3)
+                                             for name, m in medians.items()}
+    return result
+
+
+def letters(n: int) -> str:
+    """`n` in base 26, as letters (a word to every tokenizer, stemmer and language)."""
+    out = ""
+    while True:
+        n, digit = divmod(n, 26)
+        out = chr(ord("a") + digit) + out
+        if not n:
+            return out
+
+
+def marker(copy: int, n: int) -> str:
+    return f"zlmark{letters(copy)}q{letters(n)}"
+
+
+PLANTED = re.compile(r"zlmark[a-z]+q[a-z]+")
+
+
+def last_findable(root: Path, order: list[str]) -> tuple[str, str, int]:
+    """The last file the walk reaches and a word only it holds: its planted marker, if it
+    has one, else `last_with_unique_word`'s choice."""
+    planted = PLANTED.findall((root / order[-1]).read_text(encoding="utf-8", errors="replace"))
+    if planted:
+        return order[-1], planted[0], 0
+    return last_with_unique_word(root, order, word_counts(root, order))
+
+
+#: The translated page folders of ../shared's tldr-pages-i18n.
+I18N = ("pages.de", "pages.ko", "pages.ru", "pages.zh")
+
+
+def build_tldr_all(data: Path, target: Path, files: int) -> Path:
+    """Issue 22's "tldr pages, every language" workspace of `files` files (module docstring)."""
+    english, i18n = data / "tldr-pages", data / "tldr-pages-i18n"
+    if not english.is_dir() or not i18n.is_dir():
+        raise SystemExit(f"--tldr-all needs {english} and {i18n}")
+    made = 0
+
+    def copy_tree(source: Path, into: Path, mark: int | None) -> None:
+        nonlocal made
+        for path in sorted(source.rglob("*.md")):
+            if made >= files:
+                return
+            dest = into / path.relative_to(source)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            text = path.read_bytes()
+            if mark is not None:
+                text += f"\n- Planted: {marker(mark, made)}\n".encode()
+            dest.write_bytes(text)
+            made += 1
+
+    copy_tree(english, target / "pages", None)
+    for lang in I18N:
+        copy_tree(i18n / lang, target / lang, None)
+    copy = 2
+    while made < files:
+        before = made
+        for lang in I18N:
+            copy_tree(i18n / lang, target / f"{lang}.{copy}", copy)
+        if made == before:
+            raise SystemExit("the corpora hold no pages to copy")
+        copy += 1
+    return target
+
+
 def first_run(corpus: Path, work: Path, env: dict[str, str], backfill_seconds: float,
               baseline_chunks: int) -> dict[str, Any]:
     order = walk_order(corpus)
@@ -201,28 +357,7 @@ def first_run(corpus: Path, work: Path, env: dict[str, str], backfill_seconds: f
     out: dict[str, Any] = {"corpus": str(corpus), "files": len(order), "lastFile": last,
                            "filesWalkedAfterIt": behind, "query": word}
     try:
-        def found_last() -> bool:
-            return any(h["path"] == last for h in hit_paths(server, word))
-
-        wait_for(found_last, 1800, "the last file's keyword hit", every=0.05)
-        out["firstKeywordHitOfLastFileS"] = round(time.monotonic() - server.started, 2)
-
-        def keyword_pass_done() -> float | None:
-            for t, value in server.progress():
-                message = value.get("message", "")
-                if "chunks embedded" in message:
-                    return t
-                done, _, rest = message.replace(",", "").partition("/")
-                total = rest.split(" ", 1)[0]
-                if done.isdigit() and done == total:
-                    return t
-            return None
-
-        ended = wait_for(keyword_pass_done, 1800, "the keyword pass")
-        out["everyFileKeywordSearchableS"] = round(ended - server.started, 2)
-        status = server.request("docs/status")
-        out["keywordChunks"] = status["keywordChunks"]
-        out["filesIndexed"] = status["files"]
+        keyword_pass(server, last, word, out)
         # The backfill: watch its rate, and open a file it would reach last.
         watch_from = time.monotonic()
         time.sleep(min(10.0, backfill_seconds / 3))  # let the backfill reach its pace
@@ -311,19 +446,40 @@ def kill_and_resume(corpus: Path, work: Path, env: dict[str, str], files: int) -
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--corpus", type=Path, required=True)
+    corpus_arg = parser.add_mutually_exclusive_group(required=True)
+    corpus_arg.add_argument("--corpus", type=Path)
+    corpus_arg.add_argument("--tldr-all", type=int, metavar="FILES",
+                            help="build the all-languages tldr workspace of FILES files")
+    parser.add_argument("--data", type=Path,
+                        default=Path(__file__).resolve().parents[2] / "shared" / "data"
+                        / "corpora", help="the corpora folder (for --tldr-all)")
     parser.add_argument("--backfill-seconds", type=float, default=60)
     parser.add_argument("--baseline-chunks", type=int, default=512)
     parser.add_argument("--kill-files", type=int, default=300)
+    parser.add_argument("--keyword-only", action="store_true",
+                        help="time the keyword pass only (no backfill, no kill)")
+    parser.add_argument("--baseline-tree", type=Path,
+                        help="with --keyword-only: also run this tree's server (its server/)")
+    parser.add_argument("--rounds", type=int, default=1)
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="zl-first-run-"))
-    env = {**os.environ, "ZL_RUNTIME_DIR": str(work / "run")}
+    work = Path(tempfile.mkdtemp(prefix="zl-fr-", dir="/tmp"))
+    env = {**os.environ, "ZL_RUNTIME_DIR": str(work / "run"),
+           "XDG_DATA_HOME": str(work / "data"), "XDG_CACHE_HOME": str(work / "cache"),
+           "XDG_CONFIG_HOME": str(work / "config")}
+    env.pop("PYTHONPATH", None)
     try:
-        result = first_run(args.corpus.resolve(), work, env, args.backfill_seconds,
-                           args.baseline_chunks)
-        if args.kill_files:
-            result["killAndResume"] = kill_and_resume(args.corpus.resolve(), work, env,
-                                                      args.kill_files)
+        corpus = (args.corpus.resolve() if args.corpus is not None
+                  else build_tldr_all(args.data, work / "tldr-all", args.tldr_all))
+        if args.keyword_only:
+            trees: dict[str, str | None] = {}
+            if args.baseline_tree is not None:
+                trees["baseline"] = str(args.baseline_tree.resolve())
+            trees["this tree"] = None
+            result = keyword_rounds(corpus, work, env, trees, args.rounds)
+        else:
+            result = first_run(corpus, work, env, args.backfill_seconds, args.baseline_chunks)
+            if args.kill_files:
+                result["killAndResume"] = kill_and_resume(corpus, work, env, args.kill_files)
         print(json.dumps(result, indent=2))
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import json
+import os
 import pstats
 import tempfile
 import time
@@ -69,6 +70,7 @@ def main() -> int:
             files, chunks = chunk_all(corpus, engine)
             chunking_s = time.perf_counter() - started
             profiler = cProfile.Profile() if args.profile else None
+            cpu = os.times()
             started = time.perf_counter()
             if profiler:
                 profiler.enable()
@@ -76,6 +78,11 @@ def main() -> int:
             if profiler:
                 profiler.disable()
             keyword_s = time.perf_counter() - started
+            after = os.times()  # the chunking workers are reaped when the pass ends
+            cpu_s = sum(getattr(after, f) - getattr(cpu, f) for f in
+                        ("user", "system", "children_user", "children_system"))
+            workers_s = sum(getattr(after, f) - getattr(cpu, f) for f in
+                            ("children_user", "children_system"))
         finally:
             engine.close()
     if profiler:
@@ -83,6 +90,9 @@ def main() -> int:
     print(json.dumps({"corpus": corpus.name, "files": files, "chunks": chunks,
                       "chunkingSeconds": round(chunking_s, 2),
                       "keywordPassSeconds": round(keyword_s, 2),
+                      "keywordPassCpuSeconds": round(cpu_s, 2),
+                      "ofWhichWorkersCpuSeconds": round(workers_s, 2),
+                      "loadAverage": round(os.getloadavg()[0], 2),
                       "indexedFiles": report.indexedFiles}, indent=1))
     return 0
 

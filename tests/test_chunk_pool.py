@@ -12,17 +12,19 @@ import os
 import shutil
 import signal
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from zero_latency import indexer
-from zero_latency.chunk_pool import ChunkPool
+from zero_latency.chunk_pool import ChunkPool, ChunkSettings
 from zero_latency.config import Settings
 from zero_latency.engine import Engine
 from zero_latency.errors import CancelledError
 from zero_latency.indexer import CancelToken, IndexReport
+from zero_latency.stores.base import SPARSE
 
 from .conftest import need_corpus
 from .rpc import RawServer, init_params, wait_for
@@ -48,8 +50,8 @@ def big(tmp_path: Path) -> Path:
 def keyword_pass(ws: Path, store: Path, in_process: bool, monkeypatch: pytest.MonkeyPatch,
                  progress: indexer.ProgressFn | None = None,
                  cancel: CancelToken | None = None) -> tuple[IndexReport, dict[str, Any], int]:
-    """One keyword pass: its report, every stored payload by point id, and how many tasks
-    went to the workers (ChunkPool.submit, wrapped to count: it still runs)."""
+    """One keyword pass: its report, every stored payload and BM25 vector by point id, and how
+    many tasks went to the workers (ChunkPool.submit, wrapped to count: it still runs)."""
     monkeypatch.setattr(indexer, "POOL_MIN_FILES", 10**9 if in_process else 256)
     tasks = 0
     real_submit = ChunkPool.submit
@@ -67,6 +69,13 @@ def keyword_pass(ws: Path, store: Path, in_process: bool, monkeypatch: pytest.Mo
         ids = sorted(i for state in index.store.manifest().values() for i in state.chunk_ids)
         stored = {pid: json.dumps(payload, sort_keys=True)
                   for pid, payload in index.store.payloads(ids).items()}
+        # The BM25 vectors too: the workers analyse each chunk, the indexer otherwise.
+        records = index.store._shard.retrieve(ids, with_payload=False,  # type: ignore[attr-defined]
+                                              with_vector=[SPARSE])
+        for record in records:
+            sparse = record.vector[SPARSE]
+            terms = sorted(zip(sparse.indices, sparse.values, strict=True))
+            stored[f"{record.id} bm25"] = json.dumps(terms)
         return report, stored, tasks
     finally:
         engine.close()
@@ -76,10 +85,10 @@ def test_workers_store_exactly_what_chunking_in_process_stores(
         big: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     here, here_stored, here_tasks = keyword_pass(big, tmp_path / "a", True, monkeypatch)
     pooled, pooled_stored, pooled_tasks = keyword_pass(big, tmp_path / "b", False, monkeypatch)
-    # The first READ_AHEAD files to read are read here (a warm run with a few changes
+    # The first READ_HERE files to read are read here (a warm run with a few changes
     # starts no worker); the rest go to the workers.
     assert here_tasks == 0
-    assert pooled_tasks >= (PAGES - indexer.READ_AHEAD) // indexer.READ_BATCH
+    assert pooled_tasks >= (PAGES - indexer.READ_HERE) // indexer.READ_BATCH
     assert len(pooled_stored) >= PAGES and pooled_stored == here_stored
     assert pooled.indexedFiles == here.indexedFiles == PAGES + 1  # latin1.md, with a warning
     assert pooled.skippedFiles == here.skippedFiles == 2
@@ -143,9 +152,12 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads /proc")
-def test_a_server_killed_mid_pass_leaves_no_worker_and_stdout_clean(tmp_path: Path) -> None:
+def test_a_server_killed_mid_pass_leaves_no_worker_and_stdout_clean(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     corpus = need_corpus("tldr-pages")
-    server = RawServer(NO_DAEMON)
+    temp = tmp_path / "tmp"  # where the workers leave their results (chunk_pool's spool)
+    temp.mkdir()
+    server = RawServer(NO_DAEMON, env={**os.environ, "TMPDIR": str(temp)})
     try:
         assert "result" in server.request("initialize", init_params(
             corpus, tmp_path / "store", backfillPaused=True), timeout=120)
@@ -157,6 +169,22 @@ def test_a_server_killed_mid_pass_leaves_no_worker_and_stdout_clean(tmp_path: Pa
         server.proc.wait(timeout=60)
         wait_for(lambda: not any(_alive(pid) for pid in workers), 120,
                  f"workers {sorted(workers)} to exit after their server was killed")
+        # They take the results nobody read with them: no file's text is left in /tmp (the
+        # children seen above may be only the first ones: wait for every worker's leaving).
+        # A spool folder whose workers were still starting stays, empty: the next pool
+        # removes it.
+        wait_for(lambda: not [f for f in temp.rglob("*") if f.is_file()], 120,
+                 "the workers to remove their results after their server was killed")
+        spools = list(temp.iterdir())
+        pool = ChunkPool(ChunkSettings(None, 256, 32, 1 << 20), workers=1)
+        with monkeypatch.context() as patched:
+            patched.setenv("TMPDIR", str(temp))
+            patched.setattr(tempfile, "tempdir", None)  # read TMPDIR again
+            try:
+                pool.start()
+                assert not [s for s in spools if s.exists()], "orphaned spools removed"
+            finally:
+                pool.close()
     finally:
         if server.proc.poll() is None:
             server.proc.kill()

@@ -104,13 +104,20 @@ def readable_blocks(text: str, language: str, blocks: list[Block],
     if readable is None:
         readable = readable_lines(text, language, [(b.start_line, b.end_line) for b in blocks])
     titles: dict[str, str] = {}  # each heading once: a section has many blocks
+    paths: dict[tuple[str, ...], tuple[str, ...]] = {}  # and each heading path
 
     def heading(title: str) -> str:
         if title not in titles:
             titles[title] = readable_heading(title, language) or title
         return titles[title]
 
-    return readable, [dataclasses.replace(b, heading_path=tuple(map(heading, b.heading_path)))
+    def heading_path(path: tuple[str, ...]) -> tuple[str, ...]:
+        found = paths.get(path)
+        if found is None:
+            found = paths[path] = tuple(map(heading, path))
+        return found
+
+    return readable, [Block(b.start_line, b.end_line, heading_path(b.heading_path), b.atomic)
                       for b in blocks
                       if any(line.strip() for line in readable[b.start_line:b.end_line])]
 

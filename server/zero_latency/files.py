@@ -18,7 +18,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, BinaryIO
 
 import pathspec
@@ -30,6 +30,7 @@ from .config import (
     DEFAULT_SECRET_GLOBS,
     Settings,
 )
+from .languages import suffix_of
 from .paths import canonical_path as canonical_path  # where the rest looks it up
 from .paths import is_inside, resolves_inside
 
@@ -123,7 +124,7 @@ class WorkspaceFilter:
             if not self.include.match_file(rel):
                 return "not matched by the include setting"
             return None if language_for(rel) is not None else "not a document type"
-        if PurePosixPath(rel).suffix.lower() not in DEFAULT_INCLUDE_EXTENSIONS:
+        if suffix_of(rel).lower() not in DEFAULT_INCLUDE_EXTENSIONS:
             return "not a document type"
         return None
 
@@ -257,7 +258,8 @@ class WorkspaceFilter:
                                f"unreadable folder: {err.strerror or err}")
             return
         for entry in entries:
-            rel = _rel(self.root, Path(entry.path))
+            # Its path relative to the root, as _rel gives it (the folder's, plus its name).
+            rel = f"{folder_rel}/{entry.name}" if folder_rel else entry.name
             try:
                 is_link = entry.is_symlink()
                 if is_link and not self.settings.followSymlinks:
@@ -278,7 +280,7 @@ class WorkspaceFilter:
                 else:
                     stat = entry.stat()
                     yield Surveyed(rel, False, None,
-                                   FileEntry(Path(entry.path), rel, stat.st_size,
+                                   FileEntry(folder / entry.name, rel, stat.st_size,
                                              stat.st_mtime_ns))
             except OSError as err:
                 yield Surveyed(rel, False, f"unreadable: {err.strerror or err}")

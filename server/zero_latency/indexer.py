@@ -72,9 +72,13 @@ KEYWORD_GROUP = 64
 #: (chunk_pool.py); fewer are done here (starting the workers costs about a second).
 POOL_MIN_FILES = 256
 #: Files handed to the workers ahead of the one being written (bounds memory and what a
-#: cancel leaves running), in tasks of READ_BATCH files (one message each way per task).
-READ_AHEAD = 64
-READ_BATCH = 8
+#: cancel leaves running), in tasks of READ_BATCH files (one message each way per task: each
+#: costs the indexer's process a wake-up and its share of the interpreter lock).
+READ_AHEAD = 256
+READ_BATCH = 32
+#: The first files that need reading are read here: a warm run with a few changed files
+#: starts no worker.
+READ_HERE = 64
 ProgressFn = Callable[[int, int, str], None]
 #: Chunks the backfill embeds at a time: what a kill loses at most, and the grain of its
 #: progress. An opened file or an edit does not wait for the group (its embedding is urgent:
@@ -153,6 +157,8 @@ class _Prepared:
     vectors: list[Vector | None]  # reused vectors; None where embedding is needed
     stale_ids: list[str]
     generation: int
+    #: Each chunk's BM25 analysis, when a chunking worker made it (None: made at the write).
+    analysed: list[tuple[SparseVec, str]] | None = None
 
 
 class WorkspaceIndex:
@@ -188,6 +194,9 @@ class WorkspaceIndex:
         # Opened since the backfill last looked: it embeds them at once, even mid-group.
         self._just_opened: list[str] = []
         self._counts: tuple[float, StoreCounts] | None = None
+        # Whether the store holds any dense vector (one to reuse by content hash), known
+        # for the sync in progress: asked once per sync, not once per file.
+        self._has_vectors: bool | None = None
 
     def read_manifest(self) -> dict[str, FileState]:
         """What the store holds per file: read from the payloads once, then kept up to date."""
@@ -231,15 +240,27 @@ class WorkspaceIndex:
         started = time.perf_counter()
         report = IndexReport()
         with self.lock, self._cancelled_by(cancel):
-            entries, gone = self._plan(targets, report)
-            total = len(entries) + len(gone)
-            done = 0
-            group: list[_Prepared] = []
-            to_embed = 0  # texts in `group` that need the model (kept as a running count:
-            # rescanning the group per file was quadratic when files add nothing to embed)
-            in_flight: tuple[list[_Prepared], Future[Matrix]] | None = None
-            files = self._prepare_all(entries, force, report, cancel, parallel=not embed)
-            with contextlib.closing(files):  # its workers stop however this ends
+            self._has_vectors = None  # the backfill may have written some since the last
+            pool: list[ChunkPool] = []  # the keyword pass's workers, once it needs them
+
+            def many_to_read() -> None:
+                """The walk found POOL_MIN_FILES files to read: the workers start now, while
+                it goes on (their start costs about a second of their own)."""
+                if not embed and not pool and (workers := self._chunk_pool()) is not None:
+                    workers.start()
+                    pool.append(workers)
+
+            with contextlib.ExitStack() as stopping:  # the workers stop however this ends
+                stopping.callback(lambda: pool[0].close() if pool else None)
+                entries, gone = self._plan(targets, report, force, many_to_read)
+                total = len(entries) + len(gone)
+                done = 0
+                group: list[_Prepared] = []
+                to_embed = 0  # texts in `group` that need the model (a running count:
+                # rescanning the group per file was quadratic when files add nothing to embed)
+                in_flight: tuple[list[_Prepared], Future[Matrix]] | None = None
+                files = stopping.enter_context(contextlib.closing(self._prepare_all(
+                    entries, force, report, cancel, not embed, pool[0] if pool else None)))
                 for entry, prepared in files:
                     done += 1
                     if progress and (done % 10 == 0 or done == total):
@@ -271,17 +292,18 @@ class WorkspaceIndex:
         return report
 
     def _prepare_all(self, entries: list[FileEntry], force: bool, report: IndexReport,
-                     cancel: CancelToken | None,
-                     parallel: bool) -> Generator[tuple[FileEntry, _Prepared | None]]:
+                     cancel: CancelToken | None, parallel: bool, started: ChunkPool | None
+                     ) -> Generator[tuple[FileEntry, _Prepared | None]]:
         """Each entry with what `_prepare_or_report` makes of it, in the walk's order. With
         `parallel` (the keyword pass) and enough files, worker processes read and chunk the
-        files ahead of the one being prepared; the rest of the work stays here."""
-        pool = self._chunk_pool() if parallel and len(entries) >= POOL_MIN_FILES else None
+        files ahead of the one being prepared (`started`: already started by the walk); the
+        rest of the work stays here."""
+        pool = (started or self._chunk_pool()) if parallel and len(entries) >= POOL_MIN_FILES \
+            else None
         ahead: deque[tuple[FileEntry, Future[ReadResult | None] | None]] = deque()
         unsent: list[tuple[Path, str]] = []  # the task being filled, and its files' futures
         unsent_results: list[Future[ReadResult | None]] = []
-        reads = 0  # files found to need reading: the first READ_AHEAD are read here, so a
-        # warm run with a few changed files starts no worker
+        reads = 0  # files found to need reading (the first READ_HERE are read here)
 
         def send(needed: Future[ReadResult | None] | None = None) -> None:
             """Send the task being filled (only if it holds `needed`, when given)."""
@@ -300,7 +322,7 @@ class WorkspaceIndex:
                         cancel.check()
                     yield entry, self._prepare_or_report(entry, force, report)
                     continue
-                if self._reads_from_disk(entry, force) and (reads := reads + 1) > READ_AHEAD:
+                if self._reads_from_disk(entry, force) and (reads := reads + 1) > READ_HERE:
                     reading = Future()
                     unsent.append((entry.path, language_for(entry.rel) or "plaintext"))
                     unsent_results.append(reading)
@@ -335,7 +357,7 @@ class WorkspaceIndex:
         if self.embedder is not None and tokenizer is None:
             return None
         return ChunkPool(ChunkSettings(tokenizer, self.max_tokens, self.settings.chunkOverlap,
-                                       self.settings.maxFileBytes))
+                                       self.settings.maxFileBytes, self.sparse.params))
 
     def _reads_from_disk(self, entry: FileEntry, force: bool) -> bool:
         """`_prepare` will read `entry` from disk (no editor buffer stands for it, and the
@@ -397,10 +419,13 @@ class WorkspaceIndex:
 
     # --- planning ----------------------------------------------------------------------------
 
-    def _plan(self, targets: Sequence[Path] | None,
-              report: IndexReport) -> tuple[list[FileEntry], list[str]]:
-        """Entries to look at, and manifest paths that no longer exist (or are now excluded)."""
+    def _plan(self, targets: Sequence[Path] | None, report: IndexReport, force: bool = False,
+              many_to_read: Callable[[], None] | None = None
+              ) -> tuple[list[FileEntry], list[str]]:
+        """Entries to look at, and manifest paths that no longer exist (or are now excluded).
+        `many_to_read` is called once the walk has found POOL_MIN_FILES files to read."""
         entries: dict[str, FileEntry] = {}
+        to_read = 0
         scopes: list[str] = []
         for target in targets or [self.root]:
             rel = self.uri_to_rel(target)
@@ -415,6 +440,11 @@ class WorkspaceIndex:
                 scopes.append(rel)
                 for entry in self.filter.walk(target):
                     entries[entry.rel] = entry
+                    if (many_to_read is not None and to_read < POOL_MIN_FILES
+                            and self._reads_from_disk(entry, force)):
+                        to_read += 1
+                        if to_read == POOL_MIN_FILES:
+                            many_to_read()
             else:
                 scopes.append(rel)
                 found = self._entry(rel)
@@ -487,6 +517,8 @@ class WorkspaceIndex:
             overlay = self.overlays.get(rel)
             generation = self.generations.get(rel, 0)
         chunks: list[Chunk] | None = None  # made by a worker, when one read the file
+        analysed: list[tuple[SparseVec, str]] | None = None  # and their BM25 analysis,
+        analysed_title: str | None = None  # of their texts under this title
         if overlay is not None:
             try:
                 doc = _buffer_document(entry.path, overlay, self.settings.maxFileBytes)
@@ -506,6 +538,8 @@ class WorkspaceIndex:
                     raise SkipFile(read.skipped or "not read")
                 else:
                     doc, chunks = read.document, read.chunks
+                    if read.analysed is not None and len(read.analysed) == len(chunks):
+                        analysed, analysed_title = read.analysed, read.title
             except SkipFile as skip:
                 self._skip(entry, str(skip), report)
                 return None
@@ -527,6 +561,8 @@ class WorkspaceIndex:
             chunks = chunk_document(doc.text, language, self.count_tokens, self.max_tokens,
                                     self.settings.chunkOverlap)
         title = document_title(rel, chunks)
+        if title != analysed_title:
+            analysed = None  # analysed under another title: analysed again at the write
         hashes = [c.content_hash(title) for c in chunks]
         seen: dict[str, int] = {}
         ids = []
@@ -540,7 +576,7 @@ class WorkspaceIndex:
             # A store with no vectors yet (a first run) has none to reuse: a read per file
             # saved.
             by_hash = (self.store.vectors_by_hash(sorted(set(missing)))
-                       if missing and self.counts().embedded else {})
+                       if missing and self._store_has_vectors() else {})
             vectors = [kept.get(i, by_hash.get(h)) for i, h in zip(ids, hashes, strict=True)]
         state.chunk_ids = dict(zip(ids, hashes, strict=True))
         if not chunks:  # empty (or blank) file: a marker records its stat, so that warm
@@ -549,7 +585,14 @@ class WorkspaceIndex:
         stale = [i for i in (old.chunk_ids if old else {}) if i not in state.chunk_ids]
         report.indexedFiles += 1
         return _Prepared(rel, state, chunks, ids, hashes, title, language, vectors, stale,
-                         generation)
+                         generation, analysed)
+
+    def _store_has_vectors(self) -> bool:
+        """The store holds a dense vector (asked once per sync: while the sync holds the
+        writer's lock only its own writes add any, and `_write` notes those)."""
+        if self._has_vectors is None:
+            self._has_vectors = self.counts().embedded > 0
+        return self._has_vectors
 
     def _skip(self, entry: FileEntry, message: str, report: IndexReport) -> None:
         report.skippedFiles += 1
@@ -669,8 +712,10 @@ class WorkspaceIndex:
                     report.embeddedChunks += 1
                 elif vector is None and self.embedder is not None:
                     report.pendingChunks += 1
-                text = chunk.embedding_text(p.title)
-                sparse, lang = self.sparse.analyse(text)
+                if vector is not None:
+                    self._has_vectors = True
+                sparse, lang = (p.analysed[k] if p.analysed is not None
+                                else self.sparse.analyse(chunk.embedding_text(p.title)))
                 p.state.langs[lang] = p.state.langs.get(lang, 0) + 1
                 points.append(ChunkPoint(
                     id=p.ids[k], dense=vector, sparse=sparse,

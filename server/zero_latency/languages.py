@@ -146,8 +146,17 @@ _BY_SUFFIX = {suffix: spec for spec in LANGUAGE_SPECS for suffix in spec.suffixe
 
 def language_for(path: str) -> str | None:
     """The language of a file by its suffix; None for a file type that is not indexed."""
-    spec = _BY_SUFFIX.get(PurePosixPath(path).suffix.lower())
+    spec = _BY_SUFFIX.get(suffix_of(path).lower())
     return spec.id if spec is not None else None
+
+
+def suffix_of(path: str) -> str:
+    """`PurePosixPath(path).suffix` without making a path (the walk asks per file)."""
+    name = path[path.rfind("/") + 1:]
+    if not name or name == ".":  # a trailing separator or `.`: pathlib's parsing decides
+        return PurePosixPath(path).suffix
+    dot = name.rfind(".")
+    return name[dot:] if 0 < dot < len(name) - 1 else ""
 
 
 def spec(language: str) -> LanguageSpec:
