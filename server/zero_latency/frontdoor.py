@@ -321,10 +321,12 @@ class FrontDoor:
         return True
 
     def _initialize(self, msg_id: int | str, params: Any) -> bool:
-        if not _plain_initialize(params):
-            return False
-        result = initialize_result(params.get("capabilities"))
+        result = initialize_result(params.get("capabilities")) if _plain_initialize(
+            params) else None
         if result is None:
+            # Logged: a client whose every start waits for the server should be found.
+            log.info("initialize left to the server: params of a shape the front door does "
+                     "not answer for")
             return False
         folder_uris = [f["uri"] for f in params.get("workspaceFolders") or []]
         try:
