@@ -302,3 +302,23 @@ def test_the_bridge_imports_neither_pygls_nor_the_engine() -> None:
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                           timeout=120, check=True)
     assert json.loads(done.stdout) == []
+
+
+def test_an_engine_warmed_ahead_tells_its_first_session_what_it_said(tmp_path: Path) -> None:
+    """The daemon loads a session's model while its server loads (hub.warm): a warning the
+    model gave meanwhile reaches that session when it acquires the engine, once."""
+    from zero_latency.config import Settings
+
+    hub = EngineHub()
+    try:
+        settings = Settings(model=str(tmp_path / "no-such-model"),
+                            storePath=str(tmp_path / "store"))
+        hub.warm(settings)
+        first: list[str] = []
+        second: list[str] = []
+        engine = hub.acquire(settings, "first", first.append)
+        assert engine.load_model() is None and engine.model_error is not None
+        assert len(first) == 1 and "semantic search is off" in first[0], first
+        assert hub.acquire(settings, "second", second.append) is engine and second == []
+    finally:
+        hub.close()

@@ -412,7 +412,7 @@ def run(idle: float | None = None, expect: str | None = None) -> int:
 async def _serve(place: _Place, idle: float, ident: dict[str, Any]) -> int:
     import asyncio
 
-    from .frontdoor import FrontDoor, preload
+    from .frontdoor import FrontDoor, SessionSetup, preload
 
     loop = asyncio.get_running_loop()
     # The socket is bound before the language server has loaded (pygls and lsprotocol take
@@ -433,11 +433,10 @@ async def _serve(place: _Place, idle: float, ident: dict[str, Any]) -> int:
             hub_ready.set_exception(DaemonError(f"the language server did not load: {err!r}"))
             stopping.set()
             return
-        from .hub import EngineHub
         from .lsp import CLIENT_LOG
 
         logging.getLogger("zero_latency").addHandler(CLIENT_LOG)
-        hub = EngineHub()
+        hub = engines()
         hub.info = lambda: {
             "pid": os.getpid(), "socket": str(path), "startedAt": started,
             "idleSeconds": idle, "clients": len(connections),
@@ -451,6 +450,21 @@ async def _serve(place: _Place, idle: float, ident: dict[str, Any]) -> int:
         loop.run_in_executor(None, _preload_engine)
 
     loading.add_done_callback(loaded)
+    made: list[EngineHub] = []
+
+    def engines() -> EngineHub:
+        """The process's engines, made when first needed (a front door's initialize may come
+        before the server has loaded)."""
+        if not made:
+            from .hub import EngineHub
+
+            made.append(EngineHub())
+        return made[0]
+
+    def warm(setup: SessionSetup) -> None:
+        # The session's engine and model (ONNX Runtime), while pygls and lsprotocol load: it
+        # asks for them as soon as it has `initialized`.
+        loop.run_in_executor(None, engines().warm, setup.settings)
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = _peer_uid(writer.get_extra_info("socket"))
@@ -470,7 +484,7 @@ async def _serve(place: _Place, idle: float, ident: dict[str, Any]) -> int:
             early = None
             reading: asyncio.Future[bytes] | None = None
             if not hub_ready.done():
-                early = FrontDoor(write)
+                early = FrontDoor(write, warm)
                 while not hub_ready.done():
                     reading = reading or asyncio.ensure_future(reader.read(65536))
                     await asyncio.wait([reading, hub_ready],  # type: ignore[type-var]
@@ -563,8 +577,8 @@ async def _serve(place: _Place, idle: float, ident: dict[str, Any]) -> int:
         server.close()
     for writer in list(connections):
         writer.close()
-    if hub_ready.done() and hub_ready.exception() is None:
-        await loop.run_in_executor(None, hub_ready.result().close)
+    if made:  # the server's engines, and any warmed for a session that never came
+        await loop.run_in_executor(None, made[0].close)
     failed = hub_ready.done() and hub_ready.exception() is not None
     return 1 if failed else 0
 

@@ -270,8 +270,11 @@ def frame(message: dict[str, Any]) -> bytes:
 class FrontDoor:
     """One connection until the server has loaded: what it read, what it answered."""
 
-    def __init__(self, write: Callable[[bytes], None]) -> None:
+    def __init__(self, write: Callable[[bytes], None],
+                 on_setup: Callable[[SessionSetup], None] | None = None) -> None:
         self.write = write
+        #: Told the session initialize set up, once answered (the daemon loads its model).
+        self.on_setup = on_setup
         #: Reads on where the front door stopped (a frame may be split across reads).
         self.parser = FrameParser()
         #: Every message read, in order: the server replays them all.
@@ -341,6 +344,8 @@ class FrontDoor:
                               "method": "window/showMessage", "jsonrpc": "2.0"}))
         self.setup = setup
         self._respond(msg_id, result)
+        if self.on_setup is not None:
+            self.on_setup(setup)
         return True
 
     def _respond(self, msg_id: int | str, result: Any) -> None:

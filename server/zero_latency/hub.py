@@ -38,6 +38,9 @@ class EngineHub:
         self._engines: dict[Settings, Engine] = {}
         # Who hears an engine's warnings (a model fallback, a store problem): its clients.
         self._listeners: dict[int, dict[object, Warn]] = {}
+        #: What an engine warmed ahead (`warm`) said before any client acquired it: told to
+        #: the first one that does.
+        self._unheard: dict[int, list[str]] = {}
         self.closed = False
         #: What `zl daemon status` shows (the daemon fills it in; `zl/daemon` answers it).
         self.info: Callable[[], dict[str, Any]] = lambda: {
@@ -59,7 +62,30 @@ class EngineHub:
                 engine.warn = functools.partial(self._warn, engine)
                 self._engines[key] = engine
             self._listeners.setdefault(id(engine), {})[client] = warn
-            return engine
+            unheard = self._unheard.pop(id(engine), [])
+        for message in unheard:
+            warn(message)
+        return engine
+
+    def warm(self, settings: Settings) -> None:
+        """Create the engine for `settings` and load its model ahead of the session that will
+        acquire it (the daemon's front door has answered that session's initialize; its
+        language server is still loading). Blocking: call off the loop. Nothing is done that
+        the session would not do itself: a model that fails to load is loaded again by it."""
+        from .engine import Engine
+
+        key = dataclasses.replace(settings, **SESSION_ONLY_SETTINGS)  # type: ignore[arg-type]
+        with self._lock:
+            if key in self._engines or self.closed:
+                return
+            engine = Engine(settings)
+            engine.warn = functools.partial(self._warn, engine)
+            self._engines[key] = engine
+        try:
+            engine.load_model()
+        except Exception as err:  # the session's own load meets it again, and reports it
+            log.warning("loading the model ahead failed: %r", err)
+            engine._model_loaded = False
 
     def release(self, client: object) -> None:
         """`client` is gone: it no longer hears warnings (its engine stays warm)."""
@@ -86,6 +112,8 @@ class EngineHub:
         log.warning("%s", message)
         with self._lock:
             listeners = list(self._listeners.get(id(engine), {}).values())
+            if id(engine) not in self._listeners:  # warmed ahead: its first client hears it
+                self._unheard.setdefault(id(engine), []).append(message)
         for warn in listeners:
             warn(message)
 
