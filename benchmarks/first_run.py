@@ -28,7 +28,9 @@ BM25 analysis moved into the chunking workers (61a84fe), interleaved:
     tldr-pages, 2 rounds, load 3-6: every file keyword-searchable 7.62 vs 11.16 s (0.68x),
       CPU 12.5 vs 13.0 s; again at load 5-6 (searches only near the end): 8.97 vs 10.66 s
       (0.84x), CPU 11.6 vs 11.6 s.
-    --tldr-all 45834, 1 round, load 6-10: 85.4 vs 146.5 s (0.58x), CPU 93.3 vs 129.6 s.
+    --tldr-all 45834, 1 round, load 6-10: 85.4 vs 146.5 s (0.58x), CPU 93.3 vs 129.6 s;
+      again with searches only near the end and sparse.detect's letter check (83fed2e),
+      load 6-9: 68.6 vs 119.5 s (0.57x), CPU 85.6 vs 111.6 s.
 
 `--tldr-all N` builds issue 22's big workspace in the temp folder: tldr pages "in every
 language" as a user's clone of tldr-pages/tldr has them (~45k pages), from what ../shared
