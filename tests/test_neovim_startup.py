@@ -26,6 +26,7 @@ import subprocess
 import termios
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -153,22 +154,7 @@ def test_neovim_fallback_warning_raises_no_hit_enter_prompt(tmp_path: Path) -> N
     screen = bytearray()
     reader = threading.Thread(target=_drain, args=(master, screen), daemon=True)
     reader.start()
-    try:
-        probe = subprocess.run(
-            [nvim, "--headless", "-u", "NONE", "-i", "NONE", "-n",
-             "-l", str(PLUGIN / "tests" / "probe.lua"), str(sock), str(out)],
-            env=env, capture_output=True, text=True, timeout=TIMEOUT_S, stdin=subprocess.DEVNULL)
-        tui.wait(timeout=60)
-    finally:
-        if tui.poll() is None:
-            tui.kill()
-            tui.wait()
-        os.close(master)
-    lsp_log = tmp_path / "home" / "state" / "nvim" / "lsp.log"
-    assert out.is_file(), f"no probe result\n{probe.stderr[-4000:]}\n{_tail(lsp_log)}"
-    r = json.loads(out.read_text())
-    context = (f"{json.dumps(r, indent=1)}\n--- probe stderr ---\n{probe.stderr[-2000:]}\n"
-               f"--- lsp.log ---\n{_tail(lsp_log)}")
+    r, context = _probe(nvim, "probe.lua", tui, master, sock, out, env, TIMEOUT_S, tmp_path)
     assert "error" not in r, context
     # The warning was shown (it is in :messages), at WARN, and Neovim never waited at a
     # "Press ENTER" prompt for it.
@@ -184,6 +170,29 @@ def test_neovim_fallback_warning_raises_no_hit_enter_prompt(tmp_path: Path) -> N
                      r"out\)|no passage matches)", r["empty_search"]), context
     assert not r["empty_search"].endswith("…"), context  # whole: it fits the echo area
     assert not r["mode_after_search"]["blocking"], context
+
+
+def _probe(nvim: str, script: str, tui: subprocess.Popen[bytes], master: int, sock: Path,
+           out: Path, env: dict[str, str], timeout: float,
+           tmp_path: Path) -> tuple[dict[str, Any], str]:
+    """Run a probe (clients/neovim/tests/`script`) against the TUI at `sock`, then end the
+    TUI; its result and a failure context (the result, the probe's stderr, the LSP log)."""
+    try:
+        probe = subprocess.run(
+            [nvim, "--headless", "-u", "NONE", "-i", "NONE", "-n",
+             "-l", str(PLUGIN / "tests" / script), str(sock), str(out)],
+            env=env, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        tui.wait(timeout=60)
+    finally:
+        if tui.poll() is None:
+            tui.kill()
+            tui.wait()
+        os.close(master)
+    lsp_log = tmp_path / "home" / "state" / "nvim" / "lsp.log"
+    assert out.is_file(), f"no probe result\n{probe.stderr[-4000:]}\n{_tail(lsp_log)}"
+    result: dict[str, Any] = json.loads(out.read_text())
+    return result, (f"{json.dumps(result, indent=1)}\n--- probe stderr ---\n"
+                    f"{probe.stderr[-2000:]}\n--- lsp.log ---\n{_tail(lsp_log)}")
 
 
 def _tui(nvim: str, ws: Path, env: dict[str, str],
@@ -227,23 +236,8 @@ def test_neovim_empty_search_during_a_first_index_says_why(tmp_path: Path) -> No
            "ZL_E2E_INIT": json.dumps({"storePath": str(store), "model": "bundled"})}
     sock = tmp_path / "nvim.sock"
     tui, master = _tui(nvim, ws, env, sock)
-    try:
-        probe = subprocess.run(
-            [nvim, "--headless", "-u", "NONE", "-i", "NONE", "-n",
-             "-l", str(PLUGIN / "tests" / "first_index_probe.lua"), str(sock), str(out)],
-            env=env, capture_output=True, text=True, timeout=TIMEOUT_S * 2,
-            stdin=subprocess.DEVNULL)
-        tui.wait(timeout=60)
-    finally:
-        if tui.poll() is None:
-            tui.kill()
-            tui.wait()
-        os.close(master)
-    lsp_log = tmp_path / "home" / "state" / "nvim" / "lsp.log"
-    assert out.is_file(), f"no probe result\n{probe.stderr[-4000:]}\n{_tail(lsp_log)}"
-    r = json.loads(out.read_text())
-    context = (f"{json.dumps(r, indent=1)}\n--- probe stderr ---\n{probe.stderr[-2000:]}\n"
-               f"--- lsp.log ---\n{_tail(lsp_log)}")
+    r, context = _probe(nvim, "first_index_probe.lua", tui, master, sock, out, env,
+                        TIMEOUT_S * 2, tmp_path)
     assert "error" not in r and r["blocked"] is None, context
     assert "chunks embedded" in r["progress_before"], context
     # Why, at once: while the backfill still runs (it waited for nothing), naming the
