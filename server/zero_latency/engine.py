@@ -40,7 +40,7 @@ from .errors import (
     ZeroLatencyError,
 )
 from .files import FileEntry, canonical_path, probe
-from .indexer import CancelToken, IndexReport, ProgressFn, WorkspaceIndex
+from .indexer import CancelToken, IndexReport, ProgressFn, WorkspaceIndex, chunk_languages
 from .models import language_notice, resolve_model, uncovered_languages
 from .search import related, search
 from .sparse import SparseEncoder
@@ -620,11 +620,8 @@ class Engine:
             ],
             "searchModes": list(SEARCH_MODES if self.embedder else KEYWORD_ONLY_MODES),
         }
-        languages: dict[str, int] = {}
-        for index in loaded:
-            for lang, n in index.languages().items():
-                languages[lang] = languages.get(lang, 0) + n
-        result["languages"] = dict(sorted(languages.items(), key=lambda item: -item[1]))
+        languages = chunk_languages(loaded)
+        result["languages"] = languages
         if self.embedder is not None:
             covered = self.embedder.languages
             result["model"]["languages"] = sorted(covered) if covered is not None else "all"

@@ -19,8 +19,8 @@ import logging
 import stat
 import threading
 import time
-from collections import deque
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections import Counter, deque
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
@@ -952,3 +952,12 @@ def _chunked_by() -> str:
     keyword analysis version that analysed them (either changed: the file is read again, its
     chunks' vectors reused by content hash, their sparse vectors made anew)."""
     return f"+chunker{chunking.CHUNKER_VERSION}+bm25v{ANALYSIS_VERSION}"
+
+
+def chunk_languages(indexes: Iterable[WorkspaceIndex]) -> dict[str, int]:
+    """The chunks of `indexes` by natural language (`WorkspaceIndex.languages` summed), most
+    first: what a search analyses its query for and what status reports."""
+    total: Counter[str] = Counter()
+    for index in indexes:
+        total.update(index.languages())
+    return dict(total.most_common())

@@ -295,9 +295,9 @@ def covered_languages(model_id: str) -> frozenset[str] | None:
     return frozenset({"en"})
 
 
-#: A language counts as the workspace's (for `uncovered_languages`) from this share of its
-#: chunks and this many: a few chunks misidentified (a table, a list of names) say nothing.
-UNCOVERED_MIN_SHARE = 0.02
+#: A workspace language (`sparse.query_languages`: a real share of its chunks) is named as
+#: uncovered from this many chunks: a few misidentified chunks (a table, a list of names) in a
+#: small workspace say nothing.
 UNCOVERED_MIN_CHUNKS = 5
 #: The multilingual model the README recommends and status names (measured there).
 RECOMMENDED_MULTILINGUAL = "intfloat/multilingual-e5-small"
@@ -319,15 +319,15 @@ def language_name(code: str) -> str:
 
 def uncovered_languages(chunks_by_language: dict[str, int],
                         covered: frozenset[str] | None) -> list[str]:
-    """The workspace's languages (chunk counts by ISO 639-1 code; "und": none identified) that
-    the model's vectors do not cover, most chunks first: each holds at least
-    UNCOVERED_MIN_SHARE of the chunks and UNCOVERED_MIN_CHUNKS of them."""
+    """The workspace's languages (`sparse.query_languages` of the chunk counts by ISO 639-1
+    code) that the model's vectors do not cover, most chunks first, each with at least
+    UNCOVERED_MIN_CHUNKS chunks."""
     if covered is None:
         return []
-    total = sum(chunks_by_language.values())
-    return [lang for lang, n in sorted(chunks_by_language.items(), key=lambda item: -item[1])
-            if lang not in covered and lang != "und" and n >= UNCOVERED_MIN_CHUNKS
-            and n >= UNCOVERED_MIN_SHARE * total]
+    from .sparse import query_languages  # the keyword analysis (qdrant_edge): only when asked
+
+    return [lang for lang in query_languages(chunks_by_language)
+            if lang not in covered and chunks_by_language[lang] >= UNCOVERED_MIN_CHUNKS]
 
 
 def language_notice(uncovered: list[str], chunks_by_language: dict[str, int],

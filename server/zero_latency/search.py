@@ -32,7 +32,7 @@ from .config import LANGUAGES, MAX_LIMIT, MAX_QUERY_CHARS
 from .embedder import Embedder
 from .errors import InvalidParamsError
 from .files import glob_spec
-from .indexer import WorkspaceIndex
+from .indexer import WorkspaceIndex, chunk_languages
 from .sparse import (
     NEUTRAL,
     SparseEncoder,
@@ -260,17 +260,13 @@ def search(indexes: Sequence[WorkspaceIndex], embedder: Embedder | None, sparse:
         effective = "keyword"
         notice = "no embedding model is loaded: keyword results only"
     dense = embedder.embed_query(query) if embedder is not None and effective != "keyword" else None
-    chunk_langs: dict[str, int] = {}
-    for index in indexes:
-        for lang, count in index.languages().items():
-            chunk_langs[lang] = chunk_langs.get(lang, 0) + count
-    workspace_langs = set(chunk_langs)
+    chunk_langs = chunk_languages(indexes)
     sparse_q = sparse.query(query, query_languages(chunk_langs))
     covered = embedder.languages if embedder is not None else None
     query_weight = query_dense_weight(query, covered)
     uncovered = covered is not None and any(
         lang not in covered and lang != NEUTRAL and uncovered_weight(lang) < 1.0
-        for lang in workspace_langs)
+        for lang in chunk_langs)
     terms = query_terms(query)
     hits: list[Hit] = []
     wanted: dict[str, list[int]] = {}  # the query's BM25 terms for evidence, by chunk language

@@ -192,15 +192,16 @@ QUERY_LANGUAGE_MIN_SHARE = 0.02
 
 
 def query_languages(chunks_by_language: dict[str, int]) -> list[str]:
-    """The workspace's languages a query is analysed for: those of a real share of its chunks.
-    Not NEUTRAL (chunks too short to identify, mostly command lines: the query's English and
-    own-language analyses already meet their words), nor a language a few misidentified chunks
-    hold. Each such profile adds the query's words unstemmed or differently stemmed, heavy where
-    they are rare: tldr English keyword MRR@10 0.739 with every language of the workspace (und 10,
-    hu 2, tl 1, it 1 chunks beside en 330), 0.772 without (300 pages, 100 queries); German
-    0.734 → 0.752; Chinese unchanged (0.633)."""
+    """The workspace's languages a query is analysed for (and status reports the model's
+    coverage of): those of a real share of its chunks, most chunks first. Not NEUTRAL (chunks
+    too short to identify, mostly command lines: the query's English and own-language analyses
+    already meet their words), nor a language a few misidentified chunks hold. Each such
+    profile adds the query's words unstemmed or differently stemmed, heavy where they are rare:
+    tldr English keyword MRR@10 0.739 with every language of the workspace (und 10, hu 2, tl 1,
+    it 1 chunks beside en 330), 0.772 without (300 pages, 100 queries); German 0.734 → 0.752;
+    Chinese unchanged (0.633)."""
     total = sum(chunks_by_language.values())
-    return [lang for lang, n in chunks_by_language.items()
+    return [lang for lang, n in sorted(chunks_by_language.items(), key=lambda item: -item[1])
             if lang != NEUTRAL and n >= QUERY_LANGUAGE_MIN_SHARE * total]
 
 
