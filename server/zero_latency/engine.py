@@ -181,12 +181,14 @@ class Engine:
             if isinstance(err, StoreFullError):
                 self._reopen_when_room(root)
             raise
+        index = WorkspaceIndex(root, self.settings, store, embedder, self.sparse)
+        self.indexes[root] = index
+        # Its failure is forgotten only now that it is open: a search in between (on another
+        # thread) would have found neither the folder nor why, and answered "no hits".
         if (failure := self.store_errors.pop(root, None)) is not None:
             if self.last_error == failure.message:
                 self.last_error = None
             log.warning("the store of %s opened (there is room for it now)", root)
-        index = WorkspaceIndex(root, self.settings, store, embedder, self.sparse)
-        self.indexes[root] = index
         self._nest_workspaces()
         for outer in self.indexes.values():  # its files are this folder's now, not theirs
             if outer is not index and outer.root in root.parents:
