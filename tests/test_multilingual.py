@@ -22,14 +22,17 @@ DOCS = {
     "zh.md": "# 归档\n\n使用相对路径从目录创建一个压缩文件并将其写入磁盘。\n",
     "ja.md": "# 圧縮\n\nディレクトリからファイルを圧縮して保存します。\n",
     "th.md": "# บีบอัด\n\nสร้างไฟล์บีบอัดจากไดเรกทอรีและบันทึกลงดิสก์\n",
+    "ko.md": "# 도커\n\n실행 중인 컨테이너를 관리하는 도구입니다.\n",
     "de.md": "# Archive\n\nErstelle ein mit gzip komprimiertes Archiv aus mehreren Dateien.\n",
     "mixed.md": "# 安装\n\n使用 `pip install requests` 安装软件包，然后运行程序。\n"
                 "配置文件保存在用户目录中。\n",
     "en.md": "# Backups\n\nCopy the database to the backup volume every night and keep "
              "seven copies.\n",
 }
-#: A query word inside an unsegmented sentence (zh, ja, th) or inflected (de: Datei/Dateien).
-KEYWORD_QUERIES = {"压缩": "zh.md", "圧縮": "ja.md", "ไฟล์": "th.md", "Datei": "de.md"}
+#: A query word inside an unsegmented sentence (zh, ja, th), inflected (de: Datei/Dateien) or
+#: with its particle or ending attached (ko: 컨테이너를, 관리하는).
+KEYWORD_QUERIES = {"压缩": "zh.md", "圧縮": "ja.md", "ไฟล์": "th.md", "Datei": "de.md",
+                   "컨테이너 관리": "ko.md"}
 
 
 def _paths(result: dict[str, object]) -> list[str]:
