@@ -9,6 +9,7 @@ benchmarks/search_modes.py --record / --compare."""
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections.abc import Callable
 from pathlib import Path
@@ -18,7 +19,8 @@ import pytest
 from zero_latency import search
 from zero_latency.config import Settings
 from zero_latency.engine import Engine
-from zero_latency.sparse import SparseEncoder
+from zero_latency.indexer import chunk_languages
+from zero_latency.sparse import SparseEncoder, query_languages
 from zero_latency.stores import StoredHit
 from zero_latency.stores.base import embedding_text
 
@@ -128,10 +130,12 @@ def _evidence_workspace(root: Path) -> None:
 
 def test_the_bm25_share_is_the_share_of_query_terms_in_the_stored_sparse_vector(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each chunk's BM25 share, read once from the real store, is the share of the query's
-    terms (for the chunk's language) among its stored sparse vector's terms, which are the
-    analysis of what BM25 was given (`SparseEncoder.evidence` of its heading path or title
-    and text); and a hybrid search analyses no chunk's text."""
+    """Each chunk's BM25 share, read from the real store (the first hits' in one read, the
+    others' one by one), is the share of the query's terms (for the chunk's language) among
+    its stored sparse vector's terms, which are the analysis of what BM25 was given
+    (`SparseEncoder.evidence` of its heading path or title and text), whatever languages
+    the query was analysed for (the query's terms are reused where that analysis is the
+    chunk language's); and a hybrid search analyses no chunk's text."""
     ws = tmp_path / "ws"
     ws.mkdir()
     _evidence_workspace(ws)
@@ -145,12 +149,16 @@ def test_the_bm25_share_is_the_share_of_query_terms_in_the_stored_sparse_vector(
         vectors = store.sparse_vectors(ids)
         assert set(vectors) == set(payloads) == set(ids) and len(ids) > 50
         shares: set[float] = set()
-        for query in _EVIDENCE_QUERIES:
-            wanted: dict[str, list[int]] = {}
-            stored = search._StoredTerms(store, ids)
+        workspace = query_languages(chunk_languages([index]))
+        assert len(workspace) > 1
+        for query, languages in itertools.product(
+                _EVIDENCE_QUERIES, [workspace, [], ["en"], ["de"], ["ko", "en"]]):
+            wanted = search._EvidenceTerms(sparse, query, languages,
+                                           sparse.query(query, languages))
+            stored = search._StoredTerms(store, ids, 10)
             for pid in ids:
                 hit = search._hit(index, StoredHit(pid, 0.0, payloads[pid]))
-                got = search._bm25_share(sparse, query, wanted, hit, stored)()
+                got = search._bm25_share(wanted, hit, stored)()
                 terms = sparse.evidence_terms(query, hit.lang)
                 have = set(vectors[pid].indices)
                 assert got == (sum(1 for t in terms if t in have) / len(terms) if terms

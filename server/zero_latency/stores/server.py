@@ -393,8 +393,8 @@ class ServerStore:
 
     def query(self, dense: Vector | None, sparse: SparseVec | None, mode: Mode, limit: int,
               where: PathFilter, fusion: Fusion = HYBRID_FUSION,
-              payload: bool = True) -> list[StoredHit]:
-        plan = plan_query(dense, sparse, mode, limit, where, fusion, payload)
+              payload: bool = True, vectors: bool = False) -> list[StoredHit]:
+        plan = plan_query(dense, sparse, mode, limit, where, fusion, payload, vectors)
         if plan is None:
             return []
         flt = self._where(plan.conditions)
@@ -404,6 +404,7 @@ class ServerStore:
         name = self.collection
         # Without the payload, still the chunk's own id (the point id is derived from it).
         wanted: bool | list[str] = True if plan.payload else [ID_FIELD]
+        with_vectors: bool | list[str] = [DENSE] if plan.vectors else False
         if plan.fused:
             fused: models.Query = (
                 models.RrfQuery(rrf=models.Rrf(
@@ -415,16 +416,17 @@ class ServerStore:
                                         filter=flt)]
             response = self._call("search", lambda: self.client.query_points(
                 name, prefetch=prefetch, query=fused, query_filter=flt, limit=limit,
-                with_payload=wanted))
+                with_payload=wanted, with_vectors=with_vectors))
         else:
             single = plan.dense if plan.using == DENSE else sparse_q
             response = self._call("search", lambda: self.client.query_points(
                 name, query=single, using=plan.using, query_filter=flt, limit=limit,
-                with_payload=wanted))
+                with_payload=wanted, with_vectors=with_vectors))
         hits = []
         for p in response.points:
             pid = str((p.payload or {}).get(ID_FIELD, p.id))
-            hits.append(StoredHit(pid, float(p.score), _chunk_fields(p.payload)))
+            hits.append(StoredHit(pid, float(p.score), _chunk_fields(p.payload),
+                                  dense_of(p.vector) if plan.vectors else None))
         return hits
 
     def pending(self, paths: Sequence[str] | None, limit: int) -> list[PendingChunk]:
