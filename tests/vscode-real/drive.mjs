@@ -487,14 +487,26 @@ async function main() {
     }
     if (config.scenario === 'related') {
       // The Related view follows the cursor: passages from other files; a click opens one.
+      // It follows the cursor, which passes through line 1 as the hit opens: the list of that
+      // position may show first (one row, in a loaded CI run) and then give way to the hit's.
+      // So the rows are taken once they have stayed the same for a second, and the row
+      // clicked is found by its text, not its place.
+      let previous = '';
+      let changedAt = Date.now();
       const rows = await until('the Related view to list passages', async () => {
         const found = await relatedRows(page);
-        return found.length > 0 && found.every((row) => /:\d+$/.test(row.description)) ? found : undefined;
+        const key = JSON.stringify(found);
+        if (key !== previous) {
+          previous = key;
+          changedAt = Date.now();
+        }
+        return Date.now() - changedAt >= 1000 && found.length > 0 && found.every((row) => /:\d+$/.test(row.description))
+          ? found : undefined;
       });
       await shot(page, 'related');
       report('related', { rows });
       const pane = page.locator('.pane').filter({ has: page.locator('.pane-header', { hasText: /^Related/i }) }).first();
-      await pane.locator('.monaco-list-row').first().click();
+      await pane.locator('.monaco-list-row').filter({ hasText: rows[0].description }).first().click();
       const target = rows[0].description.replace(/:\d+$/, '').split('/').pop();
       const relatedOpened = await until('the editor to open the related passage', async () => {
         const tab = ((await page.locator('.tabs-container .tab.active').first().getAttribute('aria-label').catch(() => null)) ?? '').trim();
