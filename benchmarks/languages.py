@@ -93,11 +93,12 @@ def baseline() -> Iterator[None]:
         vec = english.embed_query(text)
         return SparseVec(list(vec.indices), list(vec.values))
 
-    def old_floor(mode: Any, merged: list[Any], trust_cosine: bool = True) -> list[Any]:
+    def old_floor(mode: Any, merged: list[Any], trust_cosine: bool = True,
+                  limit: int | None = None) -> list[Any]:
         return [h for h in merged
                 if mode == "keyword" or (h.cosine is not None and h.cosine >= 0.30)
                 or (h.cosine is None and mode == "hybrid" and h.evidence > 0)
-                or h.evidence >= 1.0]
+                or h.evidence >= 1.0][:limit]
 
     saved: list[tuple[Any, str, Any]] = [
         (sparse_module.SparseEncoder, "analyse", sparse_module.SparseEncoder.analyse),

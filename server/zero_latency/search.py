@@ -23,6 +23,7 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import functools
+import itertools
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -313,7 +314,7 @@ def search(indexes: Sequence[WorkspaceIndex], embedder: Embedder | None, sparse:
         hits += found
     hits.sort(key=lambda h: h.score, reverse=True)
     merged = merge_adjacent(hits)
-    kept = floor(effective, merged, trust_cosine=query_weight >= 1.0)
+    kept = floor(effective, merged, trust_cosine=query_weight >= 1.0, limit=limit)
     for hit in kept[:limit]:
         hit.settle()
     monotone(kept[:limit])
@@ -642,25 +643,30 @@ def _chunk_sorted(text: str) -> tuple[str, ...]:
 NO_GOOD_MATCH_HITS = 3
 
 
-def floor(mode: Mode, merged: list[Hit], trust_cosine: bool = True) -> list[Hit]:
+def floor(mode: Mode, merged: list[Hit], trust_cosine: bool = True,
+          limit: int | None = None) -> list[Hit]:
     """The hits kept, best first. In hybrid mode only the tail that has neither keyword
     evidence nor the floor's cosine is cut: a hit the fused ranking puts high because its words
     match is kept whatever its cosine (the old floor dropped such relevant hits: SciFact
     nDCG@10 0.738 -> 0.729); no hit reaching `above_floor` (no good match): at most
     NO_GOOD_MATCH_HITS with keyword evidence. `trust_cosine` False (the model does not cover
-    the query's language): keyword evidence only."""
+    the query's language): keyword evidence only. `limit`: the first that many only (what a
+    search returns; the hits after them are not judged, which costs their keyword evidence)."""
+
+    def first(keep: Callable[[Hit], bool], most: int | None = limit) -> list[Hit]:
+        return list(itertools.islice((h for h in merged if keep(h)), most))
+
     if mode != "hybrid":
-        if not any(above_floor(mode, h) for h in merged):
-            return []
-        return [h for h in merged if above_floor(mode, h)]
+        return first(lambda h: above_floor(mode, h))
     if not trust_cosine:
-        return [h for h in merged if h.keyword.positive()]
+        return first(lambda h: h.keyword.positive())
     if not any(above_floor(mode, h) for h in merged):
-        return [h for h in merged if h.keyword.positive()][:NO_GOOD_MATCH_HITS]
+        return first(lambda h: h.keyword.positive(),
+                     min(NO_GOOD_MATCH_HITS, limit or NO_GOOD_MATCH_HITS))
     # As `above_floor(mode, h) or evidence > 0`: every other way above_floor admits a hit
     # implies evidence. The cosine first, then the chunk's BM25 terms; its words last.
-    return [h for h in merged if (h.cosine is not None and h.cosine >= COSINE_FLOOR)
-            or h.keyword.positive()]
+    return first(lambda h: (h.cosine is not None and h.cosine >= COSINE_FLOOR)
+                 or h.keyword.positive())
 
 
 def monotone(hits: list[Hit]) -> None:
