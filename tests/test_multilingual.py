@@ -358,3 +358,45 @@ def test_a_keyword_match_in_a_language_the_model_does_not_cover_is_not_sunk() ->
     # Where the model covers the language (no weights), the real cosine still counts.
     plain = [pid for pid, _, _ in fuse_partial(dense, [("k", 6.7)], cosines)]
     assert plain.index("k") > ranked.index("k")
+
+
+def test_the_workspace_languages_follow_its_files_as_they_change(
+        mixed: tuple[Path, Settings]) -> None:
+    """`WorkspaceIndex.languages()` is kept as files are written and removed (not summed per
+    search): after an edit that changes a file's language, a deletion and a removed folder it
+    equals the sum over the files, and what a new engine reads back from the store."""
+    from collections import Counter
+
+    ws, settings = mixed
+    (ws / "sub").mkdir()
+    (ws / "sub" / "ru.md").write_text("# Архив\n\nСоздать сжатый архив из нескольких "
+                                      "файлов и сохранить его на диск.\n", encoding="utf-8")
+
+    def summed(index: object) -> dict[str, int]:
+        total: Counter[str] = Counter()
+        for state in index.files.values():  # type: ignore[attr-defined]
+            total.update(state.langs)
+        return dict(total)
+
+    engine = Engine(settings)
+    try:
+        index = engine.open_workspace(ws)
+        engine.index([ws])
+        before = index.languages()
+        assert before == summed(index) and before["ru"] >= 1 and before["zh"] >= 1, before
+        (ws / "zh.md").write_text("# Archiv\n\nErstelle ein komprimiertes Archiv aus "
+                                  "mehreren Dateien und speichere es.\n", encoding="utf-8")
+        (ws / "en.md").unlink()
+        engine.index([ws])
+        index.remove_under("sub")
+        after = index.languages()
+        assert after == summed(index), (after, summed(index))
+        assert after.get("ru", 0) == before["ru"] - 1 and after["de"] == before["de"] + 1, after
+        assert after.get("zh", 0) < before["zh"], after
+    finally:
+        engine.close()
+    engine = Engine(settings)
+    try:
+        assert engine.open_workspace(ws).languages() == after
+    finally:
+        engine.close()

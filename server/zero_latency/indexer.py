@@ -179,6 +179,11 @@ class WorkspaceIndex:
         # wait for it.
         self._files: dict[str, FileState] | None = None
         self._files_lock = threading.Lock()
+        # The chunks by language summed over `files`, kept as files are written and removed
+        # (`_record`, `_forget`): every search asks for it, and summing it anew was O(files),
+        # 15 ms a search at 45k files.
+        self._languages: Counter[str] | None = None
+        self._languages_lock = threading.Lock()
         self.overlays: dict[str, str] = {}
         # Bumped by every edit/event for a file: a version prepared before the bump is stale.
         self.generations: dict[str, int] = {}
@@ -281,7 +286,7 @@ class WorkspaceIndex:
                 self.store.delete_paths(gone)
                 self._counts = None  # counts read from now on include this write
                 for rel in gone:
-                    self.files.pop(rel, None)
+                    self._forget(rel)
                 report.removedFiles += len(gone)
                 if progress:
                     progress(total, total, "removed files")
@@ -402,7 +407,7 @@ class WorkspaceIndex:
             self.store.delete_paths(doomed)
             self._counts = None  # counts read from now on include this write
             for rel in doomed:
-                self.files.pop(rel, None)
+                self._forget(rel)
             return len(doomed)
 
     def chunk_count(self) -> int:
@@ -410,12 +415,30 @@ class WorkspaceIndex:
 
     def languages(self) -> dict[str, int]:
         """The natural languages of the workspace's chunks (sparse.detect), with chunk counts:
-        a query is analysed for each (search.py)."""
-        total: dict[str, int] = {}
-        for state in list(self.files.values()):
-            for lang, n in state.langs.items():
-                total[lang] = total.get(lang, 0) + n
-        return total
+        a query is analysed for each (search.py). Summed once, then kept up to date."""
+        with self._languages_lock:
+            if self._languages is None:
+                self._languages = Counter()
+                for state in list(self.files.values()):
+                    self._languages.update(state.langs)
+            return {lang: n for lang, n in self._languages.items() if n > 0}
+
+    def _record(self, rel: str, state: FileState) -> None:
+        """`state` is what the store now holds for `rel` (its language counts with it)."""
+        with self._languages_lock:
+            old = self.files.get(rel)
+            self.files[rel] = state
+            if self._languages is not None:
+                if old is not None:
+                    self._languages.subtract(old.langs)
+                self._languages.update(state.langs)
+
+    def _forget(self, rel: str) -> None:
+        """`rel` is no longer in the store."""
+        with self._languages_lock:
+            old = self.files.pop(rel, None)
+            if old is not None and self._languages is not None:
+                self._languages.subtract(old.langs)
 
     # --- planning ----------------------------------------------------------------------------
 
@@ -600,7 +623,7 @@ class WorkspaceIndex:
         if entry.rel in self.files:  # it was indexed before: its old text is no longer true
             self.store.delete_paths([entry.rel])
             self._counts = None  # counts read from now on include this write
-            self.files.pop(entry.rel, None)
+            self._forget(entry.rel)
 
     def _set_stat(self, rel: str, old: FileState, new: FileState) -> None:
         if (old.size, old.mtime_ns) == (new.size, new.mtime_ns):
@@ -733,7 +756,7 @@ class WorkspaceIndex:
         self.store.delete(stale)
         self._counts = None  # counts read from now on include this write
         for p in written:
-            self.files[p.rel] = p.state
+            self._record(p.rel, p.state)
 
 
     # --- pass 2: the dense backfill -----------------------------------------------------------
