@@ -34,7 +34,6 @@ _UNRESOLVED_REF_LINK = re.compile(r"\[([^\[\]\n]+)\]\[[^\[\]\n]*\]")
 _TEXT_ATTRIBUTES = ("caption", "alt", "title")
 
 
-
 class _TextOnly(MarkdownIt):
     """markdown-it that keeps link destinations as written: only a link's text is read here,
     and normalising every URL (percent-encoding, punycode) was a third of the inline pass's
