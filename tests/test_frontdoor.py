@@ -238,17 +238,37 @@ def test_only_hello_then_initialize_are_answered_early(folder: Path) -> None:
 # --- through a real daemon -------------------------------------------------------------------
 
 HOLD = '''
-import os, sys, time
+import importlib.machinery, os, sys, time
+
+class _Held:
+    """lsprotocol's loader, which waits for {release} before running the module."""
+
+    def __init__(self, real):
+        self.real = real
+
+    def create_module(self, spec):
+        return self.real.create_module(spec)
+
+    def exec_module(self, module):
+        deadline = time.monotonic() + 300
+        while not os.path.exists({release!r}) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        self.real.exec_module(module)
 
 class _Hold:
-    """Holds every import of lsprotocol until {release} exists."""
+    """Holds every import of lsprotocol until {release} exists. It waits while the module
+    runs (under lsprotocol's own import lock, as a slow real import does), not in find_spec:
+    CPython calls finders under its global import lock, so waiting there stalled every other
+    thread's first import of anything, the front door's included, and initialize went
+    unanswered whenever the daemon's preload reached lsprotocol first."""
 
     def find_spec(self, name, path=None, target=None):
-        if name == "lsprotocol":
-            deadline = time.monotonic() + 300
-            while not os.path.exists({release!r}) and time.monotonic() < deadline:
-                time.sleep(0.01)
-        return None
+        if name != "lsprotocol":
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        if spec is not None and spec.loader is not None:
+            spec.loader = _Held(spec.loader)
+        return spec
 
 sys.meta_path.insert(0, _Hold())
 '''
