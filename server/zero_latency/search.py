@@ -39,8 +39,8 @@ from .sparse import (
     SparseEncoder,
     detect_scored,
     evidence_in,
-    profile_of,
     query_languages,
+    query_profiles,
     script_language,
 )
 from .stores import (
@@ -559,24 +559,18 @@ class _EvidenceTerms:
     def __init__(self, sparse: SparseEncoder, query: str, languages: Sequence[str],
                  analysed: SparseVec) -> None:
         self._sparse, self._query, self._analysed = sparse, query, analysed
-        self._profiles = _profiles(languages)
+        self._profiles = query_profiles(languages)
         self._by_language: dict[str, list[int]] = {}
 
     def __call__(self, language: str) -> list[int]:
         terms = self._by_language.get(language)
         if terms is None:
-            if _profiles((language,)) == self._profiles:
+            if query_profiles((language,)) == self._profiles:
                 terms = list(self._analysed.indices)
             else:
                 terms = self._sparse.evidence_terms(self._query, language)
             self._by_language[language] = terms
         return terms
-
-
-def _profiles(languages: Sequence[str]) -> frozenset[str]:
-    """The analysis profiles `SparseEncoder.query` uses for `languages`, beside the query's own
-    language's (the same whatever the languages)."""
-    return frozenset({"en", *(profile_of(lang) for lang in languages)})
 
 
 class _StoredTerms:

@@ -232,6 +232,12 @@ def hangul_bigrams(text: str) -> Counter[int]:
     return grams
 
 
+def query_profiles(languages: Iterable[str]) -> frozenset[str]:
+    """The profiles `SparseEncoder.query` analyses a query by for `languages`, beside its own
+    language's: English's and theirs."""
+    return frozenset({"en", *(profile_of(lang) for lang in languages)})
+
+
 class SparseEncoder:
     def __init__(self, k: float = BM25_K, b: float = BM25_B,
                  avg_len: float = BM25_AVG_LEN) -> None:
@@ -277,7 +283,7 @@ class SparseEncoder:
     def query(self, text: str, languages: Iterable[str] = ()) -> SparseVec:
         """The query's terms under every profile of `languages` (the workspace's), its own
         language's and English's, combined (each term once, weight 1)."""
-        profiles = {"en", *(profile_of(lang) for lang in languages),
+        profiles = {*query_profiles(languages),
                     *(profile_of(lang) for lang in detect_query(text))}
         # A stopword of one of these languages ("the", "ein", "и") is dropped by its own
         # profile but kept by the others (and by the few chunks analysed as another language
