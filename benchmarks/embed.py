@@ -45,6 +45,7 @@ from pathlib import Path
 import numpy as np
 
 from zero_latency.chunking import chunk_document, document_title, language_for
+from zero_latency.config import Runtime
 from zero_latency.embedder import Embedder, Matrix, OnnxEmbedder, onnxruntime
 from zero_latency.models import ModelFiles, optimise, resolve_model
 
@@ -193,8 +194,12 @@ def openvino_run(python: str, files: ModelFiles, texts: list[str]) -> tuple[floa
 
 
 def engine_run(files: ModelFiles, texts: list[str], threads: int, batch: int,
-               optimised: bool) -> tuple[float, Matrix]:
-    embedder = OnnxEmbedder(files, threads=threads, batch_size=batch, optimised=optimised)
+               optimised: bool, runtime: Runtime = "onnxruntime") -> tuple[float, Matrix]:
+    embedder = OnnxEmbedder(files, threads=threads, batch_size=batch, optimised=optimised,
+                            runtime=runtime)
+    if embedder.runtime != runtime:
+        embedder.close()
+        raise RuntimeError(f"not on {runtime}: {embedder.runtime_note}")
     try:
         embedder.embed(texts[:4])
         started = time.perf_counter()
@@ -226,7 +231,8 @@ def main() -> int:
         print(f"corpus {args.corpus} not found: pass --corpus", file=sys.stderr)
         return 2
     files, _ = resolve_model(args.model)
-    probe = OnnxEmbedder(files, threads=1, batch_size=1, optimised=False)
+    probe = OnnxEmbedder(files, threads=1, batch_size=1, optimised=False,
+                         runtime="onnxruntime")
     texts = real_chunks(args.corpus, probe, args.chunks or 10**9, args.chunk_tokens)
     tokens = sum(min(probe.count_tokens(t) + 2, files.max_length) for t in texts)
     probe.close()
@@ -247,11 +253,13 @@ def main() -> int:
     contenders += [
         (f"engine, shipped graph, {args.threads}x1 thr",
          lambda: engine_run(files, texts, args.threads, 1, False)),
-        (f"engine, optimised, {args.threads}x1 thr (default)",
+        (f"engine, ORT optimised, {args.threads}x1 thr",
          lambda: engine_run(files, texts, args.threads, 1, True)),
+        (f"engine, OpenVINO, {args.threads} streams (default)",
+         lambda: engine_run(files, texts, args.threads, 1, True, "openvino")),
     ]
     for batch in args.batch_sizes:
-        contenders.append((f"engine, optimised, bucketed batch {batch}",
+        contenders.append((f"engine, ORT optimised, bucketed batch {batch}",
                            lambda b=batch: engine_run(files, texts, args.threads, b, True)))
     if args.fastembed_python:
         contenders.append(("fastembed, batch 1", lambda: fastembed_run(

@@ -2,7 +2,8 @@
 transformer optimizer, then int8-quantised, cached by the source's content. Its vectors stay the
 model's (cosine >= 0.99 to the shipped graph's, per chunk, real model), a changed model is
 rebuilt under a new fingerprint (a store never mixes two builds), identical texts are embedded
-once, and `threads` single-threaded sessions give the same vectors as one."""
+once, and `threads` single-threaded sessions give the same vectors as one. (ONNX Runtime's path:
+where OpenVINO runs the model instead, tests/test_embed_openvino.py.)"""
 
 from __future__ import annotations
 
@@ -41,8 +42,8 @@ def sample_texts(limit: int) -> list[str]:
 
 def test_optimised_vectors_are_the_models(own_cache: Path) -> None:
     shipped = resolve_bundled()
-    plain = OnnxEmbedder(shipped, threads=1, optimised=False)
-    fast = OnnxEmbedder(shipped, threads=2)
+    plain = OnnxEmbedder(shipped, threads=1, optimised=False, runtime="onnxruntime")
+    fast = OnnxEmbedder(shipped, threads=2, runtime="onnxruntime")
     try:
         assert fast.optimise_note is None, fast.optimise_note
         assert fast.files.onnx_path.is_relative_to(own_cache)
@@ -53,8 +54,8 @@ def test_optimised_vectors_are_the_models(own_cache: Path) -> None:
         query = "how does the borrow checker prevent dangling references"
         assert float(np.dot(fast.embed_query(query), plain.embed_query(query))) >= 0.99
         # Two streams or one: the same graph gives the same vectors, one text per run.
-        one = OnnxEmbedder(shipped, threads=1)
-        batched = OnnxEmbedder(shipped, threads=2, batch_size=4)
+        one = OnnxEmbedder(shipped, threads=1, runtime="onnxruntime")
+        batched = OnnxEmbedder(shipped, threads=2, batch_size=4, runtime="onnxruntime")
         try:
             assert one.files.onnx_path == fast.files.onnx_path  # cached: not built again
             assert np.allclose(one.embed(texts[:40]), fast.embed(texts[:40]), atol=1e-5)
@@ -71,7 +72,7 @@ def test_optimised_vectors_are_the_models(own_cache: Path) -> None:
 
 
 def test_identical_texts_are_embedded_once(own_cache: Path) -> None:
-    embedder = OnnxEmbedder(resolve_bundled(), threads=2)
+    embedder = OnnxEmbedder(resolve_bundled(), threads=2, runtime="onnxruntime")
     runs: list[int] = []
     real_run = embedder._run
 
@@ -98,7 +99,7 @@ def test_a_changed_model_is_rebuilt_under_a_new_fingerprint(own_cache: Path,
     folder.mkdir()
     shutil.copy(bundled.onnx_path, folder / "model.onnx")
     shutil.copy(bundled.tokenizer_path, folder / "tokenizer.json")
-    first = OnnxEmbedder(resolve_folder(folder), threads=1)
+    first = OnnxEmbedder(resolve_folder(folder), threads=1, runtime="onnxruntime")
     first_path, first_print = first.files.onnx_path, first.fingerprint
     vector = first.embed(["a sentence about lifetimes"])[0]
     first.close()
@@ -107,7 +108,7 @@ def test_a_changed_model_is_rebuilt_under_a_new_fingerprint(own_cache: Path,
     graph = onnx.load(str(folder / "model.onnx"))
     graph.metadata_props.add(key="revision", value="2")
     onnx.save(graph, str(folder / "model.onnx"))
-    second = OnnxEmbedder(resolve_folder(folder), threads=1)
+    second = OnnxEmbedder(resolve_folder(folder), threads=1, runtime="onnxruntime")
     try:
         assert second.files.onnx_path != first_path, "a changed model is built anew"
         assert second.fingerprint != first_print, "its store is not the old build's"

@@ -717,7 +717,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     lines = [f"workspace: {root}", f"state:     {_state_line(status)}",
              f"files:     {status['files']:,}   chunks: {status['chunks']:,}"]
     model = status["model"]
-    lines.append(f"model:     {model['id']} ({model['dimension']}-d, {model['device']})")
+    runs_on = ", ".join(filter(None, (model["device"], model.get("runtime"))))
+    lines.append(f"model:     {model['id']} ({model['dimension']}-d, {runs_on})")
     if status.get("languages"):
         total = max(sum(status["languages"].values()), 1)
         lines.append("languages: " + ", ".join(

@@ -38,6 +38,9 @@ DEFAULT_MODEL = "Supabase/gte-small"
 CONFIG_FILE_NAME = ".zero-latency.toml"
 
 Device = Literal["cpu", "cuda"]
+#: What runs the model on a CPU: "auto" is OpenVINO where it is installed and passes its probe
+#: (openvino_runtime: ~1.3-2x ONNX Runtime here), ONNX Runtime otherwise.
+Runtime = Literal["auto", "onnxruntime", "openvino"]
 #: The search modes: the one definition (the store's query plan, the engine, the CLI, the MCP
 #: tool and the wire schema's enums, checked by tests/test_languages.py, derive from it). It
 #: lives here, not in the store, because every command reads this module and the store's
@@ -75,7 +78,7 @@ LANGUAGES = LANGUAGE_IDS
 DEFAULT_INCLUDE_EXTENSIONS = SUFFIXES
 #: Settings that decide where your text goes (a store, a server) or what runs (the model, the
 #: device): a workspace's `.zero-latency.toml` sets them only where the user trusts the folder.
-PROTECTED_KEYS = ("storeUrl", "storeApiKey", "storePath", "model", "device")
+PROTECTED_KEYS = ("storeUrl", "storeApiKey", "storePath", "model", "device", "runtime")
 #: Settings that grant trust: only the user's own configuration holds them, never a workspace
 #: file (trusted or not: a folder cannot vouch for itself).
 USER_ONLY_KEYS = ("trustedWorkspaces", "allowHomeOrRootFolders")
@@ -105,6 +108,7 @@ class Settings:
 
     model: str = DEFAULT_MODEL
     device: Device = "cpu"
+    runtime: Runtime = "auto"  # on a CPU; a store holds one runtime's vectors
     storePath: str | None = None  # folder for embedded stores; default: the user data dir
     storeUrl: str | None = None  # Qdrant server/cluster URL: switches to the server backend
     storeApiKey: str | None = None

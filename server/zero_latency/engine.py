@@ -147,11 +147,13 @@ class Engine:
                     self.warn(warning)
                 try:
                     self.embedder = OnnxEmbedder(files, self.settings.device,
-                                                 self.settings.threads, self.settings.batchSize)
+                                                 self.settings.threads, self.settings.batchSize,
+                                                 runtime=self.settings.runtime)
                 except DeviceUnavailableError as err:  # same vectors, just slower: go on
                     self.warn(f"{err.message} Running the model on the CPU meanwhile.")
                     self.embedder = OnnxEmbedder(files, "cpu", self.settings.threads,
-                                                 self.settings.batchSize)
+                                                 self.settings.batchSize,
+                                                 runtime=self.settings.runtime)
             except ModelUnavailableError as err:
                 self.model_error = err
                 self.last_error = err.message
@@ -607,6 +609,8 @@ class Engine:
                     self.settings.model if not self._model_loaded else KEYWORD_ONLY_ID),
                 "dimension": self.embedder.dimension if self.embedder else 0,
                 "device": self.embedder.device if self.embedder else self.settings.device,
+                **({"runtime": runtime} if (runtime := getattr(self.embedder, "runtime", None))
+                   else {}),
             },
             "store": {
                 "kind": "server" if self.settings.storeUrl else "embedded",
