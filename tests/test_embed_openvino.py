@@ -156,3 +156,27 @@ def test_status_says_what_runs_the_model(own_cache: Path, tmp_path: Path) -> Non
             jsonschema.validate(model, model_schema)
         finally:
             engine.close()
+
+
+def test_a_store_of_the_other_runtime_is_refused_not_mixed(own_cache: Path, tmp_path: Path,
+                                                          workspace: Path) -> None:
+    """Vectors of ONNX Runtime's graph and OpenVINO's are close, not equal: a store built by
+    one is refused by the other (the user is told to rebuild), never filled with both."""
+    from zero_latency.config import Settings
+    from zero_latency.engine import Engine
+    from zero_latency.errors import StoreIncompatibleError
+
+    store = str(tmp_path / "store")
+    engine = Engine(Settings(model="bundled", runtime="onnxruntime", storePath=store))
+    try:
+        engine.open_workspace(workspace)
+        assert engine.index([workspace]).embeddedChunks > 0
+    finally:
+        engine.close()
+    other = Engine(Settings(model="bundled", storePath=store))  # "auto": OpenVINO
+    try:
+        other.load_model()
+        with pytest.raises(StoreIncompatibleError, match="never mixed"):
+            other.open_workspace(workspace)
+    finally:
+        other.close()
