@@ -176,7 +176,7 @@ class Engine:
         check_workspace_folder(root, self.settings)  # `/`, a home folder, another's store
         embedder = self.load_model()
         try:
-            store = self._open_store(root)
+            store = self._open_store_of_this_build(root)
         except StoreError as err:
             self.store_errors[root] = err
             self.last_error = err.message
@@ -243,6 +243,22 @@ class Engine:
             log.warning("deleted the index of %s at %s to rebuild it", root, store.location)
         self.store_errors.pop(root, None)
         return self.open_workspace(root)
+
+    def _open_store_of_this_build(self, root: Path) -> Store:
+        """The workspace's store; one made by another build of the same model (its rebuilt
+        graph, or another runtime: close vectors, not equal ones) is deleted and made again,
+        with a warning: the files are the source, and keyword search is back within seconds
+        while the backfill embeds them again. A store of another model is refused."""
+        try:
+            return self._open_store(root)
+        except StoreIncompatibleError as err:
+            if not err.same_model or not discard_store(self.settings, root,
+                                                       self.store_identity()):
+                raise
+        self.warn(f"The index of {root} was made by another build of {self.model_id} (an "
+                  f"update, or the `runtime` setting changed): it is being made again. "
+                  "Keyword search is back first, meaning as it is embedded again.")
+        return self._open_store(root)
 
     def _open_store(self, root: Path) -> Store:
         return open_store(self.settings, root, self.store_identity())

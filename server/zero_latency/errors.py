@@ -64,9 +64,15 @@ class StoreLockedError(StoreError):
 
 
 class StoreIncompatibleError(StoreError):
-    """The store was built for another model, dimension or schema: rebuild it."""
+    """The store was built for another model, dimension or schema: rebuild it.
+    `same_model`: only the build of the same model differs (its graph or the runtime that ran
+    it), so the engine rebuilds it without asking: the user's choice of model stands."""
 
     kind: ErrorKind | None = "storeIncompatible"
+
+    def __init__(self, message: str, same_model: bool = False) -> None:
+        super().__init__(message)
+        self.same_model = same_model
 
 
 class StoreCorruptError(StoreError):

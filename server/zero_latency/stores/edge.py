@@ -149,13 +149,16 @@ class EdgeStore:
                     "Rebuild it with `zl index --rebuild`, or reindex with force from the editor."
                 ) from err
             if found != expected:
-                diff = ", ".join(f"{k}: store has {found.get(k)!r}, wanted {v!r}"
-                                 for k, v in expected.items() if found.get(k) != v)
+                differ = [k for k, v in expected.items() if found.get(k) != v]
+                diff = ", ".join(f"{k}: store has {found.get(k)!r}, wanted {expected[k]!r}"
+                                 for k in differ)
+                # A fingerprint is "<model id>#<graph size>[+<build>]" (ModelFiles).
+                same_model = differ == ["model"] and (
+                    str(found.get("model")).split("#")[0] == expected["model"].split("#")[0])
                 raise StoreIncompatibleError(
                     f"store {path} was built differently ({diff}); vectors of two models are "
                     "never mixed. Rebuild it with `zl index --rebuild`, or reindex with force "
-                    "from the editor."
-                )
+                    "from the editor.", same_model=same_model)
         elif has_shard:
             raise StoreCorruptError(
                 f"store {path} has no metadata file: it is corrupt or from an unknown version. "
