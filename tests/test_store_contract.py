@@ -20,11 +20,9 @@ from zero_latency.stores import (
     ChunkPayload,
     ChunkPoint,
     EdgeStore,
-    Mode,
     PathFilter,
     SparseVec,
     Store,
-    Vector,
     file_marker_id,
     point_id,
 )
@@ -207,24 +205,17 @@ def test_sparse_vectors_by_id(store: Store) -> None:
     assert store.sparse_vectors([]) == {}
 
 
-def test_query_with_dense_vectors(store: Store) -> None:
-    """Hybrid's hits come with their dense vectors (its cosines), as `vectors` reads them, in
-    every mode; a chunk without one yet has None, and so has every hit not asked for them."""
+def test_cosines_are_scored_by_the_store(store: Store) -> None:
+    """Hybrid's cosines: each stored chunk's similarity to a query vector, as numpy gives it
+    from the chunk's stored vector (to float precision); a chunk without a dense vector yet and
+    an id not stored are left out."""
     waiting = chunk("w.md", "waiting", None, [1])
     store.upsert([*SAMPLE, waiting])
-    cases: list[tuple[Mode, Vector | None, SparseVec | None]] = [
-        ("hybrid", unit(1, 0, 0, 0), SparseVec([1, 4], [1.0, 1.0])),
-        ("semantic", unit(1, 0, 0, 0), None), ("keyword", None, SparseVec([1, 4], [1.0, 1.0]))]
-    for mode, dense, sparse in cases:
-        hits = store.query(dense, sparse, mode, 4, PathFilter(), vectors=True)
-        stored = store.vectors(ids(hits))
-        assert hits and set(stored) == {h.id for h in hits if h.dense is not None}
-        for hit in hits:
-            assert hit.dense is None or hit.dense.tobytes() == stored[hit.id].tobytes()
-        if mode != "semantic":
-            assert waiting.id in ids(hits)
-        plain = store.query(dense, sparse, mode, 4, PathFilter())
-        # The same hits and scores (the order of equal scores is the store's own, which
-        # differs from one query to the next even without vectors).
-        assert sorted((h.score, h.id) for h in plain) == sorted((h.score, h.id) for h in hits)
-        assert all(h.dense is None for h in plain)
+    unknown = "00000000-0000-0000-0000-000000000000"
+    for query in (unit(1, 0, 0, 0), unit(0.3, -0.2, 0.9, 0.1)):
+        stored = store.vectors(ids(SAMPLE))
+        found = store.cosines(query, [*ids(SAMPLE), waiting.id, unknown])
+        assert set(found) == set(stored) and waiting.id not in found and unknown not in found
+        for pid, vector in stored.items():
+            assert abs(found[pid] - float(vector @ query)) < 1e-6, pid
+    assert store.cosines(unit(1, 0, 0, 0), []) == {}

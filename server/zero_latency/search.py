@@ -289,14 +289,10 @@ def search(indexes: Sequence[WorkspaceIndex], embedder: Embedder | None, sparse:
             weights = (_dense_weights(covered, query_weight) if weighed else None)
             found, cosines = _partial_hybrid(index, dense, sparse_q, limit * 2, where, weights)
         else:
-            # Hybrid's hits come with their dense vectors: its cosines (the fused score is not
-            # one) need them, and reading them apart cost a third of what hybrid adds to
-            # semantic search (issue 22).
-            vectors = effective == "hybrid" and dense is not None
             read = index.store.query(dense, sparse_q if effective != "semantic" else None,
-                                     effective, limit * 2, where, fusion, vectors=vectors)
+                                     effective, limit * 2, where, fusion)
             found = [_hit(index, h) for h in read]
-            cosines = _cosines(index, found, dense, effective, read if vectors else None)
+            cosines = _cosines(index, found, dense, effective)
         if pending:
             # Which hits have a dense vector yet: the cosines were read from those vectors.
             have = (set(cosines) if effective != "keyword"
@@ -390,18 +386,14 @@ def _partial_notice(mode: Mode, coverage: dict[str, int]) -> str | None:
 
 
 def _cosines(index: WorkspaceIndex, found: list[Hit], dense: Vector | None,
-             mode: Mode, read: Sequence[StoredHit] | None = None) -> dict[str, float]:
-    """Each hit's cosine similarity to the query (vectors are unit length): the store's own
-    score in semantic mode, from the chunks' vectors in hybrid mode (those the hits were
-    `read` with, else read back)."""
+             mode: Mode) -> dict[str, float]:
+    """Each hit's cosine similarity to the query: the store's own score in semantic mode;
+    in hybrid mode (whose fused score is not one) scored by the store for these hits."""
     if dense is None:
         return {}
     if mode == "semantic":
         return {h.id: h.score for h in found}
-    if read is not None:
-        return {h.id: float(h.dense @ dense) for h in read if h.dense is not None}
-    vectors = index.store.vectors([h.id for h in found])
-    return {pid: float(vector @ dense) for pid, vector in vectors.items()}
+    return index.store.cosines(dense, [h.id for h in found])
 
 
 def _partial_hybrid(index: WorkspaceIndex, dense: Vector, sparse_q: SparseVec, limit: int,
@@ -418,10 +410,9 @@ def _partial_hybrid(index: WorkspaceIndex, dense: Vector, sparse_q: SparseVec, l
     sparse_list = index.store.query(None, sparse_q, "keyword", depth, where, payload=False)
     cosines = {h.id: h.score for h in dense_list}
     # A keyword candidate outside the dense list either has no vector yet or one too far from
-    # the query to be among the dense candidates: its vector says which.
-    others = [h.id for h in sparse_list if h.id not in cosines]
-    for pid, vector in index.store.vectors(others).items():
-        cosines[pid] = float(vector @ dense)
+    # the query to be among the dense candidates: the store scores it if it has one.
+    cosines.update(index.store.cosines(dense, [h.id for h in sparse_list
+                                               if h.id not in cosines]))
     dense_weight: dict[str, float] | None = None
     if weights is not None:
         candidates = list(dict.fromkeys([h.id for h in dense_list] + [h.id for h in sparse_list]))

@@ -131,9 +131,6 @@ class StoredHit:
     id: str
     score: float
     payload: ChunkPayload
-    #: The chunk's dense vector where the query asked for it (`vectors=True`; None for a
-    #: chunk that has none yet), else None.
-    dense: Vector | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -185,7 +182,6 @@ class QueryPlan:
     fusion: Fusion
     depth: int
     payload: bool = True  # False: ids and scores only (a candidate list fused by the caller)
-    vectors: bool = False  # True: each hit with its dense vector
 
     @property
     def fused(self) -> bool:
@@ -200,25 +196,21 @@ def candidate_depth(limit: int) -> int:
 
 def plan_query(dense: Vector | None, sparse: SparseVec | None, mode: Mode, limit: int,
                where: PathFilter, fusion: Fusion = HYBRID_FUSION,
-               payload: bool = True, vectors: bool = False) -> QueryPlan | None:
+               payload: bool = True) -> QueryPlan | None:
     """What to ask the store for `mode`; None when there is nothing to search with (a
     keyword query whose words are all unknown to BM25, say). `payload=False`: the hits come
-    back with ids and scores only (cheaper: search reads the payloads of the few it keeps).
-    `vectors=True`: with their dense vectors too."""
+    back with ids and scores only (cheaper: search reads the payloads of the few it keeps)."""
     sparse_q = sparse if sparse is not None and sparse.indices else None
     dense_q = dense.tolist() if dense is not None else None
     conditions = where.conditions()
     depth = candidate_depth(limit)
     if mode == "hybrid" and dense_q is not None and sparse_q is not None:
-        return QueryPlan(limit, conditions, dense_q, sparse_q, None, fusion, depth, payload,
-                         vectors)
+        return QueryPlan(limit, conditions, dense_q, sparse_q, None, fusion, depth, payload)
     if mode != "keyword" and dense_q is not None:
-        return QueryPlan(limit, conditions, dense_q, None, DENSE, fusion, depth, payload,
-                         vectors)
+        return QueryPlan(limit, conditions, dense_q, None, DENSE, fusion, depth, payload)
     if sparse_q is None:
         return None
-    return QueryPlan(limit, conditions, None, sparse_q, SPARSE, fusion, depth, payload,
-                     vectors)
+    return QueryPlan(limit, conditions, None, sparse_q, SPARSE, fusion, depth, payload)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -252,17 +244,20 @@ class Store(Protocol):
     def set_payload(self, ids: Sequence[str], values: dict[str, Any]) -> None: ...
     def manifest(self) -> dict[str, FileState]: ...
     def vectors(self, ids: Sequence[str]) -> dict[str, Vector]: ...
+    def cosines(self, dense: Vector, ids: Sequence[str]) -> dict[str, float]:
+        """The cosine similarity of these chunks' dense vectors to `dense` (a chunk without
+        one, or not stored, is left out), scored by the store: hybrid's cosines (its fused
+        score is not one) without moving 60 vectors of 384 floats into Python (0.12 ms
+        against ~0.6 ms a search on SciFact at limit 30; equal to numpy's to 6e-8)."""
     def sparse_vectors(self, ids: Sequence[str]) -> dict[str, SparseVec]:
         """The stored BM25 vectors of these chunks (ids not stored are left out): the terms
         their text was analysed into, which hybrid's keyword evidence reads."""
     def vectors_by_hash(self, hashes: Sequence[str]) -> dict[str, Vector]: ...
     def query(self, dense: Vector | None, sparse: SparseVec | None, mode: Mode, limit: int,
               where: PathFilter, fusion: Fusion = HYBRID_FUSION,
-              payload: bool = True, vectors: bool = False) -> list[StoredHit]:
+              payload: bool = True) -> list[StoredHit]:
         """`plan_query`'s search; `payload=False`: hits with an empty payload (ids and scores
-        only), for a candidate list the caller fuses itself. `vectors=True`: each hit with
-        its stored dense vector (`StoredHit.dense`), as `vectors` reads it: hybrid's
-        cosines, read in the search itself rather than in one more read."""
+        only), for a candidate list the caller fuses itself."""
     def payloads(self, ids: Sequence[str],
                  fields: Sequence[str] | None = None) -> dict[str, ChunkPayload]:
         """The payloads of these stored chunks (ids not stored are left out); `fields`: those

@@ -393,8 +393,8 @@ class EdgeStore:
 
     def query(self, dense: Vector | None, sparse: SparseVec | None, mode: Mode, limit: int,
               where: PathFilter, fusion: Fusion = HYBRID_FUSION,
-              payload: bool = True, vectors: bool = False) -> list[StoredHit]:
-        plan = plan_query(dense, sparse, mode, limit, where, fusion, payload, vectors)
+              payload: bool = True) -> list[StoredHit]:
+        plan = plan_query(dense, sparse, mode, limit, where, fusion, payload)
         if plan is None:
             return []
         flt = _filter(plan.conditions)
@@ -402,7 +402,6 @@ class EdgeStore:
         sparse_q = (qe.Query.Nearest(qe.SparseVector(plan.sparse.indices, plan.sparse.values),
                                      using=SPARSE) if plan.sparse is not None else None)
         request: qe.QueryRequest
-        with_vector = [DENSE] if plan.vectors else None
         if plan.fused:
             request = qe.QueryRequest(
                 limit=limit,
@@ -411,15 +410,23 @@ class EdgeStore:
                 query=(qe.Fusion.Rrf(k=fusion.k,  # type: ignore[arg-type]
                                      weights=[fusion.dense_weight, fusion.sparse_weight])
                        if fusion.method == "rrf" else qe.Fusion.Dbsf()),
-                filter=flt, with_payload=plan.payload, with_vector=with_vector)
+                filter=flt, with_payload=plan.payload, with_vector=False)
         else:
             request = qe.QueryRequest(limit=limit, query=dense_q if plan.using == DENSE
                                       else sparse_q, filter=flt, with_payload=plan.payload,
-                                      with_vector=with_vector)
+                                      with_vector=False)
         return [StoredHit(str(p.id), float(p.score),
-                          as_payload(p.payload if plan.payload else None),
-                          dense_of(p.vector) if plan.vectors else None)
+                          as_payload(p.payload if plan.payload else None))
                 for p in self._shard.query(request)]
+
+    def cosines(self, dense: Vector, ids: Sequence[str]) -> dict[str, float]:
+        if not ids:
+            return {}
+        found = self._shard.query(qe.QueryRequest(
+            limit=len(ids), query=qe.Query.Nearest(dense.tolist(), using=DENSE),
+            filter=qe.Filter(must=[qe.HasIdCondition(set(ids))]), with_payload=False,
+            with_vector=False))
+        return {str(p.id): float(p.score) for p in found}
 
     def pending(self, paths: Sequence[str] | None, limit: int) -> list[PendingChunk]:
         must: list[Any] | None = ([qe.FieldCondition("path", match=qe.MatchAny(list(paths)))]

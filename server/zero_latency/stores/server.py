@@ -393,8 +393,8 @@ class ServerStore:
 
     def query(self, dense: Vector | None, sparse: SparseVec | None, mode: Mode, limit: int,
               where: PathFilter, fusion: Fusion = HYBRID_FUSION,
-              payload: bool = True, vectors: bool = False) -> list[StoredHit]:
-        plan = plan_query(dense, sparse, mode, limit, where, fusion, payload, vectors)
+              payload: bool = True) -> list[StoredHit]:
+        plan = plan_query(dense, sparse, mode, limit, where, fusion, payload)
         if plan is None:
             return []
         flt = self._where(plan.conditions)
@@ -404,7 +404,6 @@ class ServerStore:
         name = self.collection
         # Without the payload, still the chunk's own id (the point id is derived from it).
         wanted: bool | list[str] = True if plan.payload else [ID_FIELD]
-        with_vectors: bool | list[str] = [DENSE] if plan.vectors else False
         if plan.fused:
             fused: models.Query = (
                 models.RrfQuery(rrf=models.Rrf(
@@ -416,18 +415,28 @@ class ServerStore:
                                         filter=flt)]
             response = self._call("search", lambda: self.client.query_points(
                 name, prefetch=prefetch, query=fused, query_filter=flt, limit=limit,
-                with_payload=wanted, with_vectors=with_vectors))
+                with_payload=wanted, with_vectors=False))
         else:
             single = plan.dense if plan.using == DENSE else sparse_q
             response = self._call("search", lambda: self.client.query_points(
                 name, query=single, using=plan.using, query_filter=flt, limit=limit,
-                with_payload=wanted, with_vectors=with_vectors))
+                with_payload=wanted, with_vectors=False))
         hits = []
         for p in response.points:
             pid = str((p.payload or {}).get(ID_FIELD, p.id))
-            hits.append(StoredHit(pid, float(p.score), _chunk_fields(p.payload),
-                                  dense_of(p.vector) if plan.vectors else None))
+            hits.append(StoredHit(pid, float(p.score), _chunk_fields(p.payload)))
         return hits
+
+    def cosines(self, dense: Vector, ids: Sequence[str]) -> dict[str, float]:
+        if not ids:
+            return {}
+        by_sid = {self._sid(i): i for i in ids}
+        response = self._call("score chunks", lambda: self.client.query_points(
+            self.collection, query=dense.tolist(), using=DENSE, limit=len(by_sid),
+            query_filter=models.Filter(must=[models.HasIdCondition(has_id=list(by_sid))]),
+            with_payload=False, with_vectors=False))
+        return {by_sid[str(p.id)]: float(p.score) for p in response.points
+                if str(p.id) in by_sid}
 
     def pending(self, paths: Sequence[str] | None, limit: int) -> list[PendingChunk]:
         records, _ = self._call("read chunks to embed", lambda: self.client.scroll(
