@@ -87,6 +87,9 @@ ProgressFn = Callable[[int, int, str], None]
 #: one call's rate, 32 at 90%, 128 at 99.5% (OpenVINO, 2 streams). A rate cap
 #: (`backfillChunksPerSecond`) takes groups of at most that many, so the count rises smoothly.
 BACKFILL_GROUP = 128
+#: The backfill's first group: its first vectors (and a rate to show) come within a fraction of
+#: a second; each group after it is twice the last, up to BACKFILL_GROUP.
+BACKFILL_FIRST_GROUP = 8
 #: Files whose pending chunks one store read of the backfill asks for (in priority order).
 BACKFILL_WINDOW = 256
 #: Chunks of opened files embedded at a time, ahead of the backfill's own groups.
@@ -792,7 +795,8 @@ class WorkspaceIndex:
             cursor = 0
             in_flight: tuple[list[PendingChunk], Future[Matrix]] | None = None
             submitted: tuple[list[PendingChunk], Future[Matrix]] | None = None
-            group_size = min(BACKFILL_GROUP, chunks_per_second or BACKFILL_GROUP)
+            largest = min(BACKFILL_GROUP, chunks_per_second or BACKFILL_GROUP)
+            group_size = min(BACKFILL_FIRST_GROUP, largest)
 
             def attend() -> None:
                 nonlocal done
@@ -808,6 +812,7 @@ class WorkspaceIndex:
                     between_groups()
                 skip = failed | ({c.id for c in in_flight[0]} if in_flight else set())
                 group, cursor = self._next_pending(order, cursor, skip, group_size)
+                group_size = min(group_size * 2, largest)
                 submitted = None
                 if group:
                     future = self.embedder.submit([c.text for c in group])

@@ -107,6 +107,11 @@ async def docs_search(ls: ZeroLatencyServer, params: Any) -> dict[str, Any]:
         for folder in ls.folders:
             if (failure := engine.store_errors.get(folder.resolve())) is not None:
                 raise _rpc_error(failure)
+        # Opened since `roots()` was read (on a worker: the store reopened once there was
+        # room)? The engine forgets a failure only after the folder's index is in place, so
+        # reading again now finds it; without this the search ran on no folder at all and
+        # answered "no hits" (seen under load in tests/test_store_faults.py).
+        roots = ls.roots()
     loop = asyncio.get_running_loop()
     try:
         result: dict[str, Any] = await loop.run_in_executor(
