@@ -267,29 +267,36 @@ class OnnxEmbedder:
                 )
             self._providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
         self._closed = threading.Event()  # a group being embedded stops at its next batch
-        self._sessions = [self._open_session(files, 0 if device == "cuda" else 1)]
-        self.device = "cuda" if self._sessions[0].get_providers()[0].startswith("CUDA") else "cpu"
-        self._configure(self._sessions[0], files)
         streams = max(1, threads or cores)
-        if runtime != "onnxruntime" and self.device == "cpu":
+        self._shipped: Any = None  # ONNX Runtime on the graph as shipped, opened when needed
+        self._sessions: list[Any] = []
+        self.device = device
+        if runtime != "onnxruntime" and device == "cpu":
+            # A cached verdict compiles at once: ONNX Runtime is not opened at all (it is
+            # only the probe's reference), ~150 ms off a cold start's first search.
             on_openvino, named, self.runtime_note = openvino_runtime.load(
                 files, streams, self._probe_ids(), self._openvino_cosine)
             if on_openvino is not None:
                 self.files, self.runtime = named, "openvino"
                 self._pad_to = openvino_runtime.PAD_TO
+                self._configure(on_openvino.input_names, on_openvino.output_rank, files)
                 self._sessions = [on_openvino] * streams  # it hands each run its own request
             elif runtime == "openvino":
                 log.warning("model %s runs on ONNX Runtime, not OpenVINO: %s",
                             files.model_id, self.runtime_note)
-        if optimised and self.device == "cpu" and self.runtime == "onnxruntime":
-            built, self.optimise_note = optimise(files, self._probe_cosine)
-            if built is not files:
-                self.files = built
-                self._sessions = [self._open_session(built, 1)]
-                self._configure(self._sessions[0], built)
-        if self.device == "cpu" and self.runtime == "onnxruntime":
-            # One single-threaded session per stream.
-            self._sessions += [self._open_session(self.files, 1) for _ in range(streams - 1)]
+        if self.runtime == "onnxruntime":
+            self._sessions = [self._shipped_session()]
+            self.device = ("cuda" if self._sessions[0].get_providers()[0].startswith("CUDA")
+                           else "cpu")
+            if optimised and self.device == "cpu":
+                built, self.optimise_note = optimise(files, self._probe_cosine)
+                if built is not files:
+                    self.files = built
+                    self._sessions = [self._open_session(built, 1)]
+                    self._configure_session(self._sessions[0], built)
+            if self.device == "cpu":  # one single-threaded session per stream
+                self._sessions += [self._open_session(self.files, 1)
+                                   for _ in range(streams - 1)]
         self._pool = ThreadPoolExecutor(max_workers=len(self._sessions),
                                         thread_name_prefix="zl-infer")
         self._free: deque[Any] = deque(self._sessions)
@@ -325,25 +332,41 @@ class OnnxEmbedder:
                 "The file may be corrupt: delete it and download it again."
             ) from err
 
-    def _configure(self, session: Any, files: ModelFiles) -> None:
-        self._input_names = {i.name for i in session.get_inputs()}
+    def _shipped_session(self) -> Any:
+        """ONNX Runtime on the graph as shipped (all of a GPU's threads, one on a CPU), opened
+        and configured on first use: what runs the model, or the reference its rebuilt graph
+        and OpenVINO are checked against."""
+        if self._shipped is None:
+            self._shipped = self._open_session(self.shipped_files,
+                                               0 if self.device == "cuda" else 1)
+            self._configure_session(self._shipped, self.shipped_files)
+        return self._shipped
+
+    def _configure_session(self, session: Any, files: ModelFiles) -> None:
         output = session.get_outputs()[0]
-        self._output_name = output.name
+        self._configure({i.name for i in session.get_inputs()}, len(output.shape), files,
+                        output.name)
+
+    def _configure(self, input_names: set[str], output_rank: int, files: ModelFiles,
+                   output_name: str = "") -> None:
+        self._input_names = input_names
+        self._output_name = output_name
         # A graph that already pools has a 2-D output: nothing left to pool.
         self._pooling: PoolingFn | None = (
-            None if len(output.shape) == 2 else POOLINGS[files.pooling])
+            None if output_rank == 2 else POOLINGS[files.pooling])
 
     def _probe_ids(self) -> list[list[int]]:
         return [e.ids for e in self._tokenizer.encode_batch(list(OPTIMISE_PROBES))]
 
     def _openvino_cosine(self, outputs: list[Matrix]) -> float:
         """The lowest cosine between the vectors of OpenVINO's outputs for the probes and the
-        shipped graph's on ONNX Runtime (the session loaded now)."""
+        shipped graph's on ONNX Runtime."""
+        self._shipped_session()  # its pooling is the model's
         lowest = 1.0
         for ids, hidden in zip(self._probe_ids(), outputs, strict=True):
             mask = np.ones((1, len(ids)), dtype=np.int64)
             theirs = normalise(hidden if self._pooling is None else self._pooling(hidden, mask))
-            lowest = min(lowest, float(np.dot(theirs[0], self._run_on(self._sessions[0],
+            lowest = min(lowest, float(np.dot(theirs[0], self._run_on(self._shipped_session(),
                                                                       [ids])[0])))
         return lowest
 
@@ -351,7 +374,7 @@ class OnnxEmbedder:
         """The lowest cosine between `candidate`'s vectors and the shipped graph's (the one
         loaded now) on models.OPTIMISE_PROBES."""
         encodings = self._tokenizer.encode_batch(list(OPTIMISE_PROBES))
-        shipped = self._sessions[0]
+        shipped = self._shipped_session()
         trial = self._open_session(candidate, 1)
         lowest = 1.0
         for encoding in encodings:

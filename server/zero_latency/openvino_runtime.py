@@ -79,9 +79,16 @@ def cpu_name() -> str:
 
 
 def verdict_path(files: ModelFiles, version: str) -> Path:
+    """Where the verdict on `files` under OpenVINO `version` on this CPU is kept. As for the
+    optimised graph (`models.optimised_path`), one found in the home folder's default cache
+    (another environment of this user, e.g. before XDG_CACHE_HOME was set) is the same."""
     key = hashlib.sha256(f"{sha256_file(files.onnx_path)}|{OPENVINO_RECIPE}|{version}|"
                          f"{cpu_name()}".encode()).hexdigest()[:24]
-    return model_cache_dir() / f"openvino-{key}" / "verdict.json"
+    name = Path(f"openvino-{key}") / "verdict.json"
+    for folder in (model_cache_dir(), Path.home() / ".cache" / "zero-latency" / "models"):
+        if (folder / name).is_file():
+            return folder / name
+    return model_cache_dir() / name
 
 
 class OpenVinoModel:
@@ -92,6 +99,8 @@ class OpenVinoModel:
     def __init__(self, compiled: Any) -> None:
         self._compiled = compiled
         self.input_names = {name for port in compiled.inputs for name in port.get_names()}
+        #: 3: token states to pool; 2: a graph that pools itself.
+        self.output_rank = compiled.outputs[0].get_partial_shape().rank.get_length()
         self._free: list[Any] = []
         self._lock = threading.Lock()
 
