@@ -1,8 +1,8 @@
 """The model on OpenVINO (openvino_runtime), the default CPU runtime where it is installed (a
-dependency on x86-64): its vectors are the model's (cosine >= 0.99 per chunk to ONNX Runtime's
-on the same shipped graph, real model), its verdict is cached by the model's content, a changed
-model is probed again under a new fingerprint (a store never mixes runtimes or builds), and a
-probe that crashes leaves the model on ONNX Runtime, the daemon unharmed."""
+dependency on x86-64 Linux and Windows): its vectors are the model's (cosine >= 0.99 per chunk
+to ONNX Runtime's on the same shipped graph, real model), its verdict is cached by the model's
+content, a changed model is probed again under a new fingerprint (a store never mixes runtimes
+or builds), and a probe that crashes leaves the model on ONNX Runtime, the daemon unharmed."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from zero_latency.models import resolve_bundled, resolve_folder
 from .test_embed_optimised import sample_texts
 
 pytestmark = pytest.mark.skipif(openvino_runtime.installed() is None,
-                                reason="OpenVINO is a dependency on x86-64 only")
+                                reason="OpenVINO is a dependency on x86-64 Linux and Windows only")
 
 
 @pytest.fixture
