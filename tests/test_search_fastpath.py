@@ -43,7 +43,9 @@ def test_term_share_and_matcher_equal_the_plain_stem_match() -> None:
         for _ in range(3000):
             terms = [t.lower() for t in dict.fromkeys(word() for _ in range(rng.randint(0, 6)))]
             words = [word() for _ in range(rng.randint(0, 40))]
-            text = " ".join(words)
+            # Any separators, and space around the text (its snippet scans it stripped).
+            text = rng.choice(["", " ", "\n  "]) + "".join(
+                w + rng.choice([" ", ", ", ".\n", "-", "\n\n"]) for w in words)
             assert search.term_share(text, terms) == _reference_share(text, terms)
             matches = search._matcher(tuple(terms))
             for w in words:
