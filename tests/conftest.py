@@ -71,6 +71,15 @@ def workspace(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
+def own_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A model cache folder of this test's own, and a home without one: what the engine builds
+    or decides for a model (its optimised graph, its OpenVINO verdict) is made here."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    return tmp_path / "cache"
+
+
+@pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return Settings(model="bundled", storePath=str(tmp_path / "store"))
 

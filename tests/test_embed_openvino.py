@@ -6,7 +6,6 @@ or builds), and a probe that crashes leaves the model on ONNX Runtime, the daemo
 
 from __future__ import annotations
 
-import shutil
 import textwrap
 from pathlib import Path
 
@@ -17,18 +16,10 @@ from zero_latency import openvino_runtime
 from zero_latency.embedder import OnnxEmbedder
 from zero_latency.models import resolve_bundled, resolve_folder
 
-from .test_embed_optimised import sample_texts
+from .test_embed_optimised import bundled_copy, change_graph, sample_texts
 
 pytestmark = pytest.mark.skipif(openvino_runtime.installed() is None,
                                 reason="OpenVINO is a dependency on x86-64 Linux and Windows only")
-
-
-@pytest.fixture
-def own_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A cache folder of this test's own (no verdict in it yet) and a home without one."""
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    return tmp_path / "cache"
 
 
 def verdicts(cache: Path) -> list[Path]:
@@ -77,21 +68,13 @@ def test_openvino_vectors_are_the_models_and_its_verdict_is_cached(
 
 def test_a_changed_model_is_probed_again_under_a_new_fingerprint(own_cache: Path,
                                                                  tmp_path: Path) -> None:
-    import onnx
-
-    bundled = resolve_bundled()
-    folder = tmp_path / "model"
-    folder.mkdir()
-    shutil.copy(bundled.onnx_path, folder / "model.onnx")
-    shutil.copy(bundled.tokenizer_path, folder / "tokenizer.json")
+    folder = bundled_copy(tmp_path)
     first = OnnxEmbedder(resolve_folder(folder), threads=1)
     first_print = first.fingerprint
     vector = first.embed(["a sentence about lifetimes"])[0]
     first.close()
     assert first.runtime == "openvino" and len(verdicts(own_cache)) == 1
-    graph = onnx.load(str(folder / "model.onnx"))  # the same name, another graph
-    graph.metadata_props.add(key="revision", value="2")
-    onnx.save(graph, str(folder / "model.onnx"))
+    change_graph(folder)
     second = OnnxEmbedder(resolve_folder(folder), threads=1)
     try:
         assert second.runtime == "openvino" and len(verdicts(own_cache)) == 2

@@ -11,20 +11,11 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from zero_latency.embedder import OnnxEmbedder
 from zero_latency.models import OPTIMISE_RECIPE, resolve_bundled, resolve_folder
 
 RUST_BOOK = Path(__file__).resolve().parents[2] / "shared" / "data" / "corpora" / "rust-book"
-
-
-@pytest.fixture
-def own_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A cache folder of this test's own, and a home without a build in it: built here."""
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    return tmp_path / "cache"
 
 
 def sample_texts(limit: int) -> list[str]:
@@ -90,24 +81,34 @@ def test_identical_texts_are_embedded_once(own_cache: Path) -> None:
         embedder.close()
 
 
-def test_a_changed_model_is_rebuilt_under_a_new_fingerprint(own_cache: Path,
-                                                            tmp_path: Path) -> None:
-    import onnx
-
+def bundled_copy(tmp_path: Path) -> Path:
+    """A model folder holding the bundled model's graph and tokenizer (to be changed)."""
     bundled = resolve_bundled()
     folder = tmp_path / "model"
     folder.mkdir()
     shutil.copy(bundled.onnx_path, folder / "model.onnx")
     shutil.copy(bundled.tokenizer_path, folder / "tokenizer.json")
+    return folder
+
+
+def change_graph(folder: Path) -> None:
+    """The same name, another graph (here: the same weights with a metadata entry)."""
+    import onnx
+
+    graph = onnx.load(str(folder / "model.onnx"))
+    graph.metadata_props.add(key="revision", value="2")
+    onnx.save(graph, str(folder / "model.onnx"))
+
+
+def test_a_changed_model_is_rebuilt_under_a_new_fingerprint(own_cache: Path,
+                                                            tmp_path: Path) -> None:
+    folder = bundled_copy(tmp_path)
     first = OnnxEmbedder(resolve_folder(folder), threads=1, runtime="onnxruntime")
     first_path, first_print = first.files.onnx_path, first.fingerprint
     vector = first.embed(["a sentence about lifetimes"])[0]
     first.close()
     assert first.optimise_note is None and first_path.is_file()
-    # The same name, another graph (here: the same weights with a metadata entry).
-    graph = onnx.load(str(folder / "model.onnx"))
-    graph.metadata_props.add(key="revision", value="2")
-    onnx.save(graph, str(folder / "model.onnx"))
+    change_graph(folder)
     second = OnnxEmbedder(resolve_folder(folder), threads=1, runtime="onnxruntime")
     try:
         assert second.files.onnx_path != first_path, "a changed model is built anew"
