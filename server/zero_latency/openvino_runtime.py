@@ -150,7 +150,7 @@ def load(files: ModelFiles, streams: int, probe_ids: list[list[int]],
         if verdict.get("final"):
             with contextlib.suppress(OSError):
                 verdict_file.parent.mkdir(parents=True, exist_ok=True)
-                tmp = verdict_file.with_suffix(".tmp")
+                tmp = verdict_file.with_name(f"verdict.{os.getpid()}.tmp")  # one per writer
                 tmp.write_text(json.dumps(verdict), encoding="utf-8")
                 os.replace(tmp, verdict_file)
     if not verdict.get("ok"):
@@ -160,7 +160,11 @@ def load(files: ModelFiles, streams: int, probe_ids: list[list[int]],
     try:
         model = compile_model(files.onnx_path, streams)
     except Exception as err:  # OpenVINO raises its own untyped errors
-        return None, files, f"OpenVINO could not compile it: {str(err).splitlines()[0]}"
+        reason = f"OpenVINO could not compile it: {(str(err).splitlines() or [repr(err)])[0]}"
+        # Its probe passed: the vectors' build differs from the last start's (the store is
+        # made again), so say so where the user looks.
+        log.warning("model %s runs on ONNX Runtime this time: %s", files.model_id, reason)
+        return None, files, reason
     named = dataclasses.replace(
         files, variant=f"openvino:{verdict_file.parent.name.removeprefix('openvino-')}")
     return model, named, None
