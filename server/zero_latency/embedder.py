@@ -281,6 +281,7 @@ class OnnxEmbedder:
                 self._pad_to = openvino_runtime.PAD_TO
                 self._configure(on_openvino.input_names, on_openvino.output_rank, files)
                 self._sessions = [on_openvino] * streams  # it hands each run its own request
+                self._shipped = None  # a probe's reference (first start only): not kept
             elif runtime == "openvino":
                 log.warning("model %s runs on ONNX Runtime, not OpenVINO: %s",
                             files.model_id, self.runtime_note)
