@@ -112,7 +112,9 @@ export function statusSummary(status: StatusResult): string {
     `${NAME}: ${STATE_WORDS[status.state] ?? status.state} · ${countsText(status)}` +
       (status.pendingFiles > 0 ? ` · ${plural(status.pendingFiles, 'file')} pending` : '') +
       (share !== undefined ? ` · meaning in ${share}% of chunks` : ''),
-    `Model: ${status.model.id}` + (status.model.dimension > 0 ? ` (${status.model.dimension}-d, ${status.model.device})` : ''),
+    `Model: ${status.model.id}` + (status.model.dimension > 0
+      ? ` (${[`${status.model.dimension}-d`, status.model.device, status.model.runtime].filter(Boolean).join(', ')})`
+      : ''),
     `Store: ${status.store.kind === 'server' ? 'Qdrant server' : 'embedded'} at ${status.store.location}`,
   ];
   if (status.searchModes !== undefined && status.searchModes.length > 0) {

@@ -65,6 +65,11 @@ test('summary lists model and store', () => {
   ]);
 });
 
+test('summary says what runs the model where the server says it', () => {
+  const text = statusSummary({ ...base, model: { ...base.model, runtime: 'openvino' } });
+  assert.equal(text.split('\n')[1], 'Model: bundled:all-MiniLM-L6-v2-int8 (384-d, cpu, openvino)');
+});
+
 test('index summary', () => {
   const text = indexSummary({
     files: 10, indexedFiles: 2, unchangedFiles: 8, removedFiles: 1, skippedFiles: 0,

@@ -294,8 +294,12 @@ function M.format_status(s, c)
   if work then
     line = line .. " | " .. progress.format(work)
   end
+  local runs_on = model.device or "?"
+  if model.runtime then
+    runs_on = runs_on .. ", " .. model.runtime
+  end
   line = line .. (" | model %s (%s, %s) | store %s: %s"):format(model.id or "?",
-    tostring(model.dimension or "?"), model.device or "?", store.kind or "?", store.location or "?")
+    tostring(model.dimension or "?"), runs_on, store.kind or "?", store.location or "?")
   if c and c.root_dir then
     line = line .. " | root " .. c.root_dir
   end
