@@ -22,12 +22,29 @@ pytestmark = pytest.mark.skipif(openvino_runtime.installed() is None,
                                 reason="OpenVINO is a dependency on x86-64 Linux and Windows only")
 
 
+@pytest.fixture(scope="module")
+def openvino_here() -> None:
+    """OpenVINO gives this model's vectors on this CPU, or the tests that need it skip. Where
+    its probe fails (it crashed compiling on a Zen 4 CPU once, or drifted), the model runs on
+    ONNX Runtime: that is the product working (test_a_probe_that_crashes_...), not a failure
+    of these tests. Any other reason for it not to run fails them."""
+    model = OnnxEmbedder(resolve_bundled(), threads=1, runtime="openvino")
+    try:
+        note = model.runtime_note or ""
+        if model.runtime != "openvino":
+            if note.startswith(("OpenVINO failed compiling", "its OpenVINO vectors drift")):
+                pytest.skip(f"OpenVINO does not run the model on this CPU: {note}")
+            raise AssertionError(f"OpenVINO does not run the model: {note}")
+    finally:
+        model.close()
+
+
 def verdicts(cache: Path) -> list[Path]:
     return sorted(cache.rglob("verdict.json"))
 
 
 def test_openvino_vectors_are_the_models_and_its_verdict_is_cached(
-        own_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        openvino_here: None, own_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     shipped = resolve_bundled()
     plain = OnnxEmbedder(shipped, threads=1, optimised=False, runtime="onnxruntime")
     fast = OnnxEmbedder(shipped, threads=2)  # "auto"
@@ -66,8 +83,8 @@ def test_openvino_vectors_are_the_models_and_its_verdict_is_cached(
         asked_not.close()
 
 
-def test_a_changed_model_is_probed_again_under_a_new_fingerprint(own_cache: Path,
-                                                                 tmp_path: Path) -> None:
+def test_a_changed_model_is_probed_again_under_a_new_fingerprint(
+        openvino_here: None, own_cache: Path, tmp_path: Path) -> None:
     folder = bundled_copy(tmp_path)
     first = OnnxEmbedder(resolve_folder(folder), threads=1)
     first_print = first.fingerprint
@@ -117,7 +134,8 @@ def test_a_probe_that_crashes_leaves_the_model_on_onnx_runtime(
         later.close()
 
 
-def test_status_says_what_runs_the_model(own_cache: Path, tmp_path: Path) -> None:
+def test_status_says_what_runs_the_model(openvino_here: None, own_cache: Path,
+                                         tmp_path: Path) -> None:
     """`runtime` is a setting (each engine its own: two clients that differ in it get two
     engines) and docs/status says which runtime runs the model, in the wire schema."""
     import json
@@ -141,8 +159,8 @@ def test_status_says_what_runs_the_model(own_cache: Path, tmp_path: Path) -> Non
             engine.close()
 
 
-def test_a_store_of_the_other_runtime_is_made_again_not_mixed(own_cache: Path, tmp_path: Path,
-                                                              workspace: Path) -> None:
+def test_a_store_of_the_other_runtime_is_made_again_not_mixed(
+        openvino_here: None, own_cache: Path, tmp_path: Path, workspace: Path) -> None:
     """Vectors of ONNX Runtime's rebuilt graph and OpenVINO's are close, not equal: a store one
     built is never filled with the other's. The model is the same, so the engine makes the
     store again (with a warning) instead of refusing it; a store of another model is still
