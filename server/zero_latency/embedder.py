@@ -360,29 +360,26 @@ class OnnxEmbedder:
         return [e.ids for e in self._tokenizer.encode_batch(list(OPTIMISE_PROBES))]
 
     def _openvino_cosine(self, outputs: list[Matrix]) -> float:
-        """The lowest cosine between the vectors of OpenVINO's outputs for the probes and the
-        shipped graph's on ONNX Runtime."""
-        self._shipped_session()  # its pooling is the model's
-        lowest = 1.0
-        for ids, hidden in zip(self._probe_ids(), outputs, strict=True):
-            mask = np.ones((1, len(ids)), dtype=np.int64)
-            theirs = normalise(hidden if self._pooling is None else self._pooling(hidden, mask))
-            lowest = min(lowest, float(np.dot(theirs[0], self._run_on(self._shipped_session(),
-                                                                      [ids])[0])))
-        return lowest
+        """`_lowest_cosine` of the vectors of OpenVINO's outputs for the probes."""
+        self._shipped_session()  # configures the model's pooling
+        return self._lowest_cosine([
+            normalise(hidden if self._pooling is None
+                      else self._pooling(hidden, np.ones(hidden.shape[:2], dtype=np.int64)))[0]
+            for hidden in outputs])
 
     def _probe_cosine(self, candidate: ModelFiles) -> float:
-        """The lowest cosine between `candidate`'s vectors and the shipped graph's (the one
-        loaded now) on models.OPTIMISE_PROBES."""
-        encodings = self._tokenizer.encode_batch(list(OPTIMISE_PROBES))
-        shipped = self._shipped_session()
+        """`_lowest_cosine` of `candidate`'s vectors (a rebuilt graph on ONNX Runtime)."""
+        self._shipped_session()  # configures the model's pooling
         trial = self._open_session(candidate, 1)
-        lowest = 1.0
-        for encoding in encodings:
-            ids = [encoding.ids]
-            a, b = self._run_on(shipped, ids), self._run_on(trial, ids)
-            lowest = min(lowest, float(np.dot(a[0], b[0])))
-        return lowest
+        return self._lowest_cosine([self._run_on(trial, [ids])[0] for ids in self._probe_ids()])
+
+    def _lowest_cosine(self, theirs: Sequence[Vector]) -> float:
+        """The lowest cosine between `theirs` (a vector per text of models.OPTIMISE_PROBES, in
+        order) and the shipped graph's on ONNX Runtime: how far a rebuilt graph or another
+        runtime moves the model's vectors."""
+        shipped = self._shipped_session()
+        return min(float(np.dot(self._run_on(shipped, [ids])[0], vector))
+                   for ids, vector in zip(self._probe_ids(), theirs, strict=True))
 
     @property
     def model_id(self) -> str:

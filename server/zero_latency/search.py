@@ -294,7 +294,7 @@ def search(indexes: Sequence[WorkspaceIndex], embedder: Embedder | None, sparse:
             found = [_hit(index, h) for h in read]
             cosines = _cosines(index, found, dense, effective)
         if pending:
-            # Which hits have a dense vector yet: the cosines were read from those vectors.
+            # Which hits have a dense vector yet: the store scored a cosine for those only.
             have = (set(cosines) if effective != "keyword"
                     else set(index.store.vectors([h.id for h in found])))
             for hit in found:
