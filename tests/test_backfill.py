@@ -14,10 +14,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from zero_latency.config import Settings
 from zero_latency.engine import Engine
+from zero_latency.errors import CancelledError
+from zero_latency.indexer import CancelToken
 from zero_latency.stores import EdgeStore
 
 from .conftest import need_corpus
@@ -216,3 +219,78 @@ def test_resume_after_kill_9_embeds_nothing_twice(pages: Path, tmp_path: Path) -
         assert status(second)["embeddedChunks"] == total
     finally:
         second.close()
+
+
+def _vectors_are_the_models(engine: Engine, root: Path, store: Path, tmp_path: Path) -> None:
+    """Every chunk of `root` has the vector the model gives its text: read from a keyword-only
+    index of the same files (same point ids), embedded here one by one."""
+    index = engine.indexes[root]
+    ids = [i for state in index.files.values() for i in state.chunk_ids]
+    stored = index.store.vectors(ids)
+    reference = Engine(Settings(model="bundled", storePath=str(tmp_path / "reference"),
+                                backfillPaused=True))
+    try:
+        reference.open_workspace(root)
+        reference.index([root])
+        texts = {c.id: c.text for c in reference.indexes[root].store.pending(None, 10**6)}
+    finally:
+        reference.close()
+    assert sorted(stored) == sorted(texts) == sorted(ids), "every chunk has its vector"
+    assert engine.embedder is not None
+    for chunk_id, text in texts.items():
+        expected = engine.embedder.embed([text])[0]
+        cosine = float(np.dot(expected, stored[chunk_id]) /
+                       (np.linalg.norm(expected) * np.linalg.norm(stored[chunk_id])))
+        assert cosine > 0.999, (chunk_id, cosine)
+
+
+def test_a_small_keyword_pass_has_the_model_start_and_embeds_each_chunk_once(
+        pages: Path, tmp_path: Path) -> None:
+    """A workspace read in-process (too few files for the workers) leaves a core idle: the
+    model embeds the chunks the keyword pass writes while it reads on, and the backfill takes
+    those groups over. Each chunk is embedded once, with its own text's vector."""
+    store = tmp_path / "store"
+    engine = Engine(Settings(model="bundled", storePath=str(store)))
+    try:
+        engine.open_workspace(pages)
+        index = engine.indexes[pages]
+        keyword = index.sync(None, embed=False, embed_ahead=True)
+        # White-box, as nothing outside shows the model's work in hand: it started before
+        # the pass returned (vectors written, or groups with the model).
+        ahead = index._ahead
+        in_hand = sum(len(group) for group, _ in ahead.in_flight) if ahead else 0
+        assert keyword.embeddedChunks + in_hand > 0, "the model waited for the whole pass"
+        assert index.store.counts().chunks == keyword.chunks
+        backfilled = index.backfill()
+        assert keyword.embeddedChunks + backfilled == keyword.chunks, \
+            (keyword.embeddedChunks, backfilled, keyword.chunks)
+        assert index.store.counts().pending == 0
+        _vectors_are_the_models(engine, pages, store, tmp_path)
+    finally:
+        engine.close()
+
+
+def test_a_run_cancelled_as_its_backfill_starts_loses_nothing_and_embeds_nothing_twice(
+        pages: Path, tmp_path: Path) -> None:
+    """The groups the keyword pass started are dropped with the cancelled backfill (their
+    chunks stay pending); the next run embeds exactly what is left."""
+    store = tmp_path / "store"
+    engine = Engine(Settings(model="bundled", storePath=str(store)))
+    try:
+        engine.open_workspace(pages)
+        cancel = CancelToken()
+
+        def cancel_once_embedding(done: int, total: int, message: str) -> None:
+            if "embedded" in message:
+                cancel.cancel()
+
+        with pytest.raises(CancelledError):
+            engine.index([pages], progress=cancel_once_embedding, cancel=cancel)
+        counts = engine.indexes[pages].store.counts()
+        assert 0 < counts.embedded < counts.chunks, counts
+        report = engine.index([pages])
+        assert report.embeddedChunks == counts.chunks - counts.embedded, (report, counts)
+        assert engine.indexes[pages].store.counts().pending == 0
+        _vectors_are_the_models(engine, pages, store, tmp_path)
+    finally:
+        engine.close()

@@ -341,13 +341,18 @@ class Engine:
                                          "message": "not inside a workspace folder"})
                     continue
                 groups.setdefault(index.root, []).append(target)
+            # The model may start on the chunks the keyword pass writes only where the backfill
+            # would run now at its own pace (not paused, not held to a rate).
+            backfill_now = (not self.settings.backfillPaused
+                            and not self.settings.backfillChunksPerSecond)
             for root, paths in groups.items():
                 index = self.indexes[root]
                 scope = None if paths == [root] or root in paths else paths
                 try:
                     # Pass 1: every file keyword-searchable first (no model in the loop).
                     report = index.sync(scope, force=force, progress=progress, cancel=cancel,
-                                        between_groups=self.drain_pending, embed=False)
+                                        between_groups=self.drain_pending, embed=False,
+                                        embed_ahead=backfill_now)
                 except StoreFullError as err:
                     self._wait_for_room(err, rescan=root)
                     raise

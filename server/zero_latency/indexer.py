@@ -80,6 +80,11 @@ READ_BATCH = 32
 #: starts no worker.
 READ_HERE = 64
 ProgressFn = Callable[[int, int, str], None]
+#: Chunks the keyword pass of a small workspace (read here, not by workers) has with the model
+#: at most while it reads on: reading runs on one core and leaves the other to the model. About
+#: a second of its work, so it never waits for the next group; chunks written while it is busy
+#: are left to the backfill (the model is ~10x slower than reading: most of the pass's are).
+EMBED_AHEAD = 128
 #: Chunks the backfill embeds at a time: what a kill loses at most (~1 s of work here), and
 #: the grain of its progress. An opened file or an edit does not wait for the group (its
 #: embedding is urgent: the model runs it at the group's next text). Each group ends with a
@@ -166,6 +171,42 @@ class _Prepared:
     analysed: list[tuple[SparseVec, str]] | None = None
 
 
+class EmbedAhead:
+    """Chunks the keyword pass has written, embedded while it reads on: at most `most` chunks
+    with the model at once; chunks offered while it has them all are not taken (the backfill
+    embeds them). Groups grow as the backfill's do (8, doubling), so the first vectors and a
+    rate come as soon. Submitted as the backfill's work is (not urgent: an edit goes first).
+    A group the model fails is dropped here: the backfill retries its chunks one by one."""
+
+    def __init__(self, embedder: Embedder, most: int) -> None:
+        self.embedder = embedder
+        self.most = most
+        self.in_flight: list[tuple[list[PendingChunk], Future[Matrix]]] = []
+        self.next_size = BACKFILL_FIRST_GROUP
+
+    def offer(self, chunks: list[PendingChunk]) -> None:
+        busy = sum(len(group) for group, _ in self.in_flight)
+        while chunks and busy < self.most:
+            group, chunks = chunks[:self.next_size], chunks[self.next_size:]
+            self.in_flight.append((group, self.embedder.submit([c.text for c in group])))
+            busy += len(group)
+            self.next_size = min(self.next_size * 2, BACKFILL_GROUP)
+
+    def finished(self) -> list[tuple[list[PendingChunk], Matrix]]:
+        """The groups embedded by now, each once."""
+        done: list[tuple[list[PendingChunk], Matrix]] = []
+        for group, future in list(self.in_flight):
+            if not future.done():
+                continue
+            self.in_flight.remove((group, future))
+            try:
+                done.append((group, future.result()))
+            except Exception as err:  # any chunk's text can break a batch
+                log.debug("embedding %d chunks ahead failed (%r): left to the backfill",
+                          len(group), err)
+        return done
+
+
 class WorkspaceIndex:
     """The index of one workspace folder: its filter, store, manifest and open buffers."""
 
@@ -207,6 +248,8 @@ class WorkspaceIndex:
         # Whether the store holds any dense vector (one to reuse by content hash), known
         # for the sync in progress: asked once per sync, not once per file.
         self._has_vectors: bool | None = None
+        # The model's work ahead of the backfill, during a small keyword pass (sync).
+        self._ahead: EmbedAhead | None = None
 
     def read_manifest(self) -> dict[str, FileState]:
         """What the store holds per file: read from the payloads once, then kept up to date."""
@@ -241,17 +284,21 @@ class WorkspaceIndex:
     def sync(self, targets: Sequence[Path] | None = None, force: bool = False,
              progress: ProgressFn | None = None, cancel: CancelToken | None = None,
              between_groups: Callable[[], None] | None = None,
-             embed: bool = True) -> IndexReport:
+             embed: bool = True, embed_ahead: bool = False) -> IndexReport:
         """Make the store reflect `targets` (folders or files; default: the whole workspace).
 
         `embed=False` is the keyword pass of a full run: chunks are written with their BM25
         vector and payload only (dense vectors reused where the store has them), so the whole
-        workspace is keyword-searchable at reading speed; the backfill adds the rest."""
+        workspace is keyword-searchable at reading speed; the backfill adds the rest. With
+        `embed_ahead`, a pass that reads its files here (too few for the workers) has the
+        model embed what it writes while it reads on (`EmbedAhead`): the backfill starts with
+        those chunks done or in hand, not after the last file is read."""
         started = time.perf_counter()
         report = IndexReport()
         with self.lock, self._cancelled_by(cancel):
             self._has_vectors = None  # the backfill may have written some since the last
             pool: list[ChunkPool] = []  # the keyword pass's workers, once it needs them
+            ahead: EmbedAhead | None = None  # the model's work this pass started (sync doc)
 
             def many_to_read() -> None:
                 """The walk found POOL_MIN_FILES files to read: the workers start now, while
@@ -260,33 +307,42 @@ class WorkspaceIndex:
                     workers.start()
                     pool.append(workers)
 
-            with contextlib.ExitStack() as stopping:  # the workers stop however this ends
-                stopping.callback(lambda: pool[0].close() if pool else None)
-                entries, gone = self._plan(targets, report, force, many_to_read)
-                total = len(entries) + len(gone)
-                done = 0
-                group: list[_Prepared] = []
-                to_embed = 0  # texts in `group` that need the model (a running count:
-                # rescanning the group per file was quadratic when files add nothing to embed)
-                in_flight: tuple[list[_Prepared], Future[Matrix]] | None = None
-                files = stopping.enter_context(contextlib.closing(self._prepare_all(
-                    entries, force, report, cancel, not embed, pool[0] if pool else None)))
-                for entry, prepared in files:
-                    done += 1
-                    if progress and (done % 10 == 0 or done == total):
-                        progress(done, total, entry.rel)
-                    if prepared is None:
-                        continue
-                    group.append(prepared)
-                    to_embed += sum(v is None for v in prepared.vectors)
-                    if (to_embed >= (EMBED_GROUP if embed else KEYWORD_GROUP)
-                            or len(group) >= WRITE_GROUP_FILES):
-                        in_flight = self._rotate(in_flight, group, report, embed)
-                        group, to_embed = [], 0
-                        if between_groups:
-                            between_groups()
-            in_flight = self._rotate(in_flight, group, report, embed)
-            self._rotate(in_flight, [], report, embed)
+            try:
+                with contextlib.ExitStack() as stopping:  # the workers stop however this ends
+                    stopping.callback(lambda: pool[0].close() if pool else None)
+                    entries, gone = self._plan(targets, report, force, many_to_read)
+                    if (embed_ahead and not embed and self.embedder is not None
+                            and not pool and len(entries) < POOL_MIN_FILES):
+                        ahead = self._ahead = EmbedAhead(self.embedder, EMBED_AHEAD)
+                    total = len(entries) + len(gone)
+                    done = 0
+                    group: list[_Prepared] = []
+                    # Texts in `group` that need the model (a running count: rescanning the
+                    # group per file was quadratic when files add nothing to embed).
+                    to_embed = 0
+                    in_flight: tuple[list[_Prepared], Future[Matrix]] | None = None
+                    files = stopping.enter_context(contextlib.closing(self._prepare_all(
+                        entries, force, report, cancel, not embed, pool[0] if pool else None)))
+                    for entry, prepared in files:
+                        done += 1
+                        if progress and (done % 10 == 0 or done == total):
+                            progress(done, total, entry.rel)
+                        if prepared is None:
+                            continue
+                        group.append(prepared)
+                        to_embed += sum(v is None for v in prepared.vectors)
+                        if (to_embed >= (EMBED_GROUP if embed else KEYWORD_GROUP)
+                                or len(group) >= WRITE_GROUP_FILES):
+                            in_flight = self._rotate(in_flight, group, report, embed)
+                            group, to_embed = [], 0
+                            if between_groups:
+                                between_groups()
+                in_flight = self._rotate(in_flight, group, report, embed)
+                self._rotate(in_flight, [], report, embed)
+            except BaseException:  # what the model has in hand is left to the next backfill
+                if ahead is not None:
+                    self._ahead = None
+                raise
             if gone:  # last, so that a moved file could reuse their vectors by content hash
                 self.store.delete_paths(gone)
                 self._counts = None  # counts read from now on include this write
@@ -762,6 +818,20 @@ class WorkspaceIndex:
         self._counts = None  # counts read from now on include this write
         for p in written:
             self._record(p.rel, p.state)
+        if self._ahead is not None:
+            report.embeddedChunks += self._add_vectors_ahead(self._ahead.finished())
+            if not embedding:
+                self._ahead.offer([PendingChunk(id=p.ids[k], path=p.rel,
+                                                text=p.chunks[k].embedding_text(p.title))
+                                   for p in written for k, v in enumerate(p.vectors)
+                                   if v is None])
+
+    def _add_vectors_ahead(self, groups: list[tuple[list[PendingChunk], Matrix]]) -> int:
+        """Write the vectors the model embedded ahead of the backfill (the groups still in
+        flight when the keyword pass ends are the backfill's: it waits for them)."""
+        # Not marked in `_has_vectors`: a file read after this would look its chunks up by
+        # content hash in the store, a query per file for the rest of the pass.
+        return sum(self._add_vectors(group, matrix) for group, matrix in groups)
 
 
     # --- pass 2: the dense backfill -----------------------------------------------------------
@@ -790,19 +860,25 @@ class WorkspaceIndex:
         done = 0
         failed: set[str] = set()  # chunk ids the model refused: not asked again this run
         with self.lock, self._cancelled_by(cancel):
-            total = self.store.counts().pending
-            order = self._backfill_order()
-            cursor = 0
-            in_flight: tuple[list[PendingChunk], Future[Matrix]] | None = None
-            submitted: tuple[list[PendingChunk], Future[Matrix]] | None = None
+            # Groups with the model, oldest first: those the keyword pass started
+            # (`EmbedAhead`), then one of this loop's ahead of the one it waits for.
+            queued: deque[tuple[list[PendingChunk], Future[Matrix]]] = deque()
             largest = min(BACKFILL_GROUP, chunks_per_second or BACKFILL_GROUP)
             group_size = min(BACKFILL_FIRST_GROUP, largest)
+            if self._ahead is not None:
+                done += self._add_vectors_ahead(self._ahead.finished())
+                queued.extend(self._ahead.in_flight)
+                group_size = min(self._ahead.next_size, largest)
+                self._ahead = None
+            total = self.store.counts().pending + done
+            order = self._backfill_order()
+            cursor = 0
 
             def attend() -> None:
                 nonlocal done
                 if between_groups is not None:
                     between_groups()
-                busy = {c.id for queued in (in_flight, submitted) if queued for c in queued[0]}
+                busy = {c.id for group, _ in queued for c in group}
                 done += self._embed_opened(busy | failed, failed, report)
 
             while True:
@@ -810,24 +886,25 @@ class WorkspaceIndex:
                     self._cancel.check()
                 if between_groups is not None:
                     between_groups()
-                skip = failed | ({c.id for c in in_flight[0]} if in_flight else set())
+                skip = failed | {c.id for group, _ in queued for c in group}
                 group, cursor = self._next_pending(order, cursor, skip, group_size)
-                group_size = min(group_size * 2, largest)
-                submitted = None
                 if group:
-                    future = self.embedder.submit([c.text for c in group])
-                    submitted = (group, future)
-                if in_flight is not None:
-                    done += self._finish_group(*in_flight, failed, report, attend)
+                    group_size = min(group_size * 2, largest)
+                    queued.append((group, self.embedder.submit([c.text for c in group])))
+                    if len(queued) < 2:
+                        continue  # the model gets the next group before this one is awaited
+                if not queued:
+                    return done
+                for _ in range(max(1, len(queued) - 1)):  # one left with the model, if any
+                    if self._cancel is not None:
+                        self._cancel.check()
+                    done += self._finish_group(*queued.popleft(), failed, report, attend)
                     total = max(total, done)
                     self._counts = None
                     if progress is not None:
                         progress(done, total, time.perf_counter() - started)
                     if chunks_per_second:
                         self._hold_rate(started, done, chunks_per_second, attend)
-                if submitted is None and in_flight is None:
-                    return done
-                in_flight = submitted
 
     def _backfill_order(self) -> list[str]:
         """Every file with chunks, newest modification first (buffers count as newest)."""
