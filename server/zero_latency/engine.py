@@ -349,7 +349,8 @@ class Engine:
                 index = self.indexes[root]
                 scope = None if paths == [root] or root in paths else paths
                 try:
-                    # Pass 1: every file keyword-searchable first (no model in the loop).
+                    # Pass 1: every file keyword-searchable first (the model only takes
+                    # what it can meanwhile: `embed_ahead`).
                     report = index.sync(scope, force=force, progress=progress, cancel=cancel,
                                         between_groups=self.drain_pending, embed=False,
                                         embed_ahead=backfill_now)

@@ -248,7 +248,9 @@ class WorkspaceIndex:
         # Whether the store holds any dense vector (one to reuse by content hash), known
         # for the sync in progress: asked once per sync, not once per file.
         self._has_vectors: bool | None = None
-        # The model's work ahead of the backfill, during a small keyword pass (sync).
+        # The model's work ahead of the backfill, started by a small keyword pass (sync); the
+        # next backfill takes it over (after a pass that failed, too: each vector is written
+        # only for a chunk still stored).
         self._ahead: EmbedAhead | None = None
 
     def read_manifest(self) -> dict[str, FileState]:
@@ -298,7 +300,6 @@ class WorkspaceIndex:
         with self.lock, self._cancelled_by(cancel):
             self._has_vectors = None  # the backfill may have written some since the last
             pool: list[ChunkPool] = []  # the keyword pass's workers, once it needs them
-            ahead: EmbedAhead | None = None  # the model's work this pass started (sync doc)
 
             def many_to_read() -> None:
                 """The walk found POOL_MIN_FILES files to read: the workers start now, while
@@ -307,42 +308,37 @@ class WorkspaceIndex:
                     workers.start()
                     pool.append(workers)
 
-            try:
-                with contextlib.ExitStack() as stopping:  # the workers stop however this ends
-                    stopping.callback(lambda: pool[0].close() if pool else None)
-                    entries, gone = self._plan(targets, report, force, many_to_read)
-                    if (embed_ahead and not embed and self.embedder is not None
-                            and not pool and len(entries) < POOL_MIN_FILES):
-                        ahead = self._ahead = EmbedAhead(self.embedder, EMBED_AHEAD)
-                    total = len(entries) + len(gone)
-                    done = 0
-                    group: list[_Prepared] = []
-                    # Texts in `group` that need the model (a running count: rescanning the
-                    # group per file was quadratic when files add nothing to embed).
-                    to_embed = 0
-                    in_flight: tuple[list[_Prepared], Future[Matrix]] | None = None
-                    files = stopping.enter_context(contextlib.closing(self._prepare_all(
-                        entries, force, report, cancel, not embed, pool[0] if pool else None)))
-                    for entry, prepared in files:
-                        done += 1
-                        if progress and (done % 10 == 0 or done == total):
-                            progress(done, total, entry.rel)
-                        if prepared is None:
-                            continue
-                        group.append(prepared)
-                        to_embed += sum(v is None for v in prepared.vectors)
-                        if (to_embed >= (EMBED_GROUP if embed else KEYWORD_GROUP)
-                                or len(group) >= WRITE_GROUP_FILES):
-                            in_flight = self._rotate(in_flight, group, report, embed)
-                            group, to_embed = [], 0
-                            if between_groups:
-                                between_groups()
-                in_flight = self._rotate(in_flight, group, report, embed)
-                self._rotate(in_flight, [], report, embed)
-            except BaseException:  # what the model has in hand is left to the next backfill
-                if ahead is not None:
-                    self._ahead = None
-                raise
+            with contextlib.ExitStack() as stopping:  # the workers stop however this ends
+                stopping.callback(lambda: pool[0].close() if pool else None)
+                entries, gone = self._plan(targets, report, force, many_to_read)
+                if not embed:  # a keyword pass: the model ahead of it or not (none left over)
+                    self._ahead = (EmbedAhead(self.embedder, EMBED_AHEAD)
+                                   if embed_ahead and self.embedder is not None and not pool
+                                   and len(entries) < POOL_MIN_FILES else None)
+                total = len(entries) + len(gone)
+                done = 0
+                group: list[_Prepared] = []
+                to_embed = 0  # texts in `group` that need the model (a running count:
+                # rescanning the group per file was quadratic when files add nothing to embed)
+                in_flight: tuple[list[_Prepared], Future[Matrix]] | None = None
+                files = stopping.enter_context(contextlib.closing(self._prepare_all(
+                    entries, force, report, cancel, not embed, pool[0] if pool else None)))
+                for entry, prepared in files:
+                    done += 1
+                    if progress and (done % 10 == 0 or done == total):
+                        progress(done, total, entry.rel)
+                    if prepared is None:
+                        continue
+                    group.append(prepared)
+                    to_embed += sum(v is None for v in prepared.vectors)
+                    if (to_embed >= (EMBED_GROUP if embed else KEYWORD_GROUP)
+                            or len(group) >= WRITE_GROUP_FILES):
+                        in_flight = self._rotate(in_flight, group, report, embed)
+                        group, to_embed = [], 0
+                        if between_groups:
+                            between_groups()
+            in_flight = self._rotate(in_flight, group, report, embed)
+            self._rotate(in_flight, [], report, embed)
             if gone:  # last, so that a moved file could reuse their vectors by content hash
                 self.store.delete_paths(gone)
                 self._counts = None  # counts read from now on include this write
@@ -818,13 +814,11 @@ class WorkspaceIndex:
         self._counts = None  # counts read from now on include this write
         for p in written:
             self._record(p.rel, p.state)
-        if self._ahead is not None:
+        if self._ahead is not None and not embedding:  # a keyword pass, the model ahead
             report.embeddedChunks += self._add_vectors_ahead(self._ahead.finished())
-            if not embedding:
-                self._ahead.offer([PendingChunk(id=p.ids[k], path=p.rel,
-                                                text=p.chunks[k].embedding_text(p.title))
-                                   for p in written for k, v in enumerate(p.vectors)
-                                   if v is None])
+            self._ahead.offer([PendingChunk(id=p.ids[k], path=p.rel,
+                                            text=p.chunks[k].embedding_text(p.title))
+                               for p in written for k, v in enumerate(p.vectors) if v is None])
 
     def _add_vectors_ahead(self, groups: list[tuple[list[PendingChunk], Matrix]]) -> int:
         """Write the vectors the model embedded ahead of the backfill (the groups still in
