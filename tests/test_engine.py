@@ -110,6 +110,36 @@ def test_index_search_incremental_and_delete(engine: Engine, workspace: Path) ->
                 if "narwhal" in h["snippet"]]
 
 
+def test_status_counts_the_chunks_the_store_holds_through_edits_moves_and_deletes(
+        engine: Engine, workspace: Path) -> None:
+    """docs/status's chunk count is kept as files are written and removed (not summed over
+    every file at each request): it stays what the store holds, file markers not counted."""
+    engine.open_workspace(workspace)
+
+    def counted() -> int:
+        status = engine.status()
+        index = engine.indexes[workspace]
+        summed = sum(state.chunk_total() for state in index.files.values())
+        assert status["chunks"] == status["keywordChunks"] == summed, (status, summed)
+        assert status["workspaces"][0]["chunks"] == summed
+        return summed
+
+    engine.index([workspace])
+    first = counted()
+    path = workspace / "book" / "ch08-01-vectors.md"
+    path.write_text(path.read_text() + "\n## Appendix\n\nA new paragraph about narwhals.\n")
+    (workspace / "empty.md").write_text("")  # recorded by a marker, which is no chunk
+    engine.index([workspace])
+    grown = counted()
+    assert grown > first
+    shutil.move(path, workspace / "moved.md")
+    engine.index([workspace])
+    assert counted() == grown
+    (workspace / "moved.md").unlink()
+    engine.index([workspace])
+    assert 0 < counted() < first
+
+
 def test_a_folder_with_no_documents_is_empty_beside_an_indexed_one(
         engine: Engine, workspace: Path, tmp_path: Path) -> None:
     """A daemon's engine serves every client with the same settings: a window on a folder with
