@@ -99,7 +99,7 @@ def test_the_snippet_from_one_pass_equals_the_word_by_word_snippet(
     queries = _queries(texts)
     pairs = [(t, q) for i, t in enumerate(texts) for q in queries[i % 7 :: 7]]
     fast = [search.make_snippet(t, q) for t, q in pairs]
-    monkeypatch.setattr(search._Matcher, "starts", lambda self, text: None)
+    monkeypatch.setattr(search._Matcher, "words", lambda self, text: None)
     search._matcher.cache_clear()
     assert fast == [search.make_snippet(t, q) for t, q in pairs]
     search._matcher.cache_clear()
@@ -219,3 +219,13 @@ def test_evidence_is_worked_out_only_when_asked_and_as_before() -> None:
     assert hit.evidence == 0.0
     hit.evidence = 0.5
     assert hit.keyword.value() == hit.evidence == 0.5
+
+
+def test_a_query_word_with_a_combining_mark_counts_as_the_words_see_it() -> None:
+    """"İstanbul" lower-cases to "i" + U+0307 + "stanbul": a word of a text, split by the mark,
+    never equals it, so it is not found (as `_matches` word by word), in the share the hit's
+    keyword evidence and its snippet's search share."""
+    terms = search.query_terms("İstanbul")
+    assert terms == ["i\u0307stanbul"]
+    text = "From i\u0307stanbul to Ankara"
+    assert search.term_share(text, terms) == _reference_share(text, terms) == 0.0

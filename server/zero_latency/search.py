@@ -201,7 +201,7 @@ class Hit:
         if self.rate is not None:
             self.relevance, self.rate = self.rate(), None
 
-    def to_wire(self, terms: list[str]) -> dict[str, Any]:
+    def to_wire(self, terms: list[str] | QueryMatches) -> dict[str, Any]:
         snippet, marks, (first, last) = make_snippet(self.text, terms)
         base = self.start if self.text_line < 0 else self.text_line
         match_start, match_end = base + first[0], base + last[0]
@@ -271,6 +271,7 @@ def search(indexes: Sequence[WorkspaceIndex], embedder: Embedder | None, sparse:
         lang not in covered and lang != NEUTRAL and uncovered_weight(lang) < 1.0
         for lang in chunk_langs)
     terms = query_terms(query)
+    matches = QueryMatches(terms)  # the evidence and the snippet of a hit scan its text once
     hits: list[Hit] = []
     wanted = _EvidenceTerms(sparse, query, analysed_for, sparse_q)
     coverage = _coverage(indexes) if embedder is not None else None
@@ -302,7 +303,7 @@ def search(indexes: Sequence[WorkspaceIndex], embedder: Embedder | None, sparse:
         stored = _StoredTerms(index.store, [h.id for h in found], limit)
         for hit in found:
             hit.cosine = cosines.get(hit.id)
-            hit.keyword = Evidence(functools.partial(term_share, hit.text, terms),
+            hit.keyword = Evidence(functools.partial(matches.share, hit.text),
                                    _bm25_share(wanted, hit, stored))
             hit.rate = functools.partial(_rate, effective, hit.score,
                                          hit.cosine if hit.embedded else hit.estimate,
@@ -315,7 +316,7 @@ def search(indexes: Sequence[WorkspaceIndex], embedder: Embedder | None, sparse:
         hit.settle()
     monotone(kept[:limit])
     result: dict[str, Any] = {
-        "hits": [h.to_wire(terms) for h in kept[:limit]],
+        "hits": [h.to_wire(matches) for h in kept[:limit]],
         "elapsedMs": round((time.perf_counter() - started) * 1000, 2),
         "mode": effective,
     }
@@ -689,42 +690,55 @@ def above_floor(mode: Mode, hit: Hit) -> bool:
 
 def term_share(text: str, terms: list[str]) -> float:
     """The share of the query terms that occur in `text` (light stemming, as highlighted)."""
-    if not terms:
-        return 0.0
-    finds = _term_finds(tuple(terms))
-    lowered = _lowered(text) if finds is not None else None
-    if finds is None or lowered is None:
-        return _share_by_words(text, terms)
-    # Each term looked for where it occurs in the text: a hybrid hit's 0–1 score asks this of
-    # every hit returned, and splitting each new chunk into words cost ~75 µs (issue 22).
-    return sum(1 for needle, longest in finds if _word_at(lowered, needle, longest)) / len(terms)
+    return QueryMatches(terms).share(text)
 
 
-_WORD_CHAR = re.compile(r"\w", re.UNICODE)
+class QueryMatches:
+    """The words that match the query's terms (`_matches`) in the texts of one search's hits,
+    each text scanned once: a hybrid hit that is returned asks it twice, for its keyword
+    evidence (`share`) and for its snippet (`make_snippet`). Scanning for the evidence on its
+    own took ~0.35 ms of a SciFact search at limit 30, none of which semantic mode spends
+    (issue 22). One per search: nothing is kept from one search to the next."""
 
+    __slots__ = ("_by_word", "_found", "_whole", "matcher", "terms")
 
-@functools.lru_cache(maxsize=64)
-def _term_finds(terms: tuple[str, ...]) -> tuple[tuple[str, int], ...] | None:
-    """Per term, what `_word_at` looks for: the word itself, or for a term of 4 letters or
-    more its stem (all but the last letter) starting a word at most `len(term) + 3` long (the
-    stem match of `_matches`, which also finds the term itself). None where a term is not one
-    word (a lower-cased query word can hold a combining mark): then only the words will do."""
-    if not all(_WORD.fullmatch(t) for t in terms):
-        return None
-    return tuple((t[:-1], len(t) + 3) if len(t) >= 4 else (t, len(t)) for t in terms)
+    def __init__(self, terms: list[str]) -> None:
+        self.terms = terms
+        self.matcher = _matcher(tuple(terms))
+        self._found: dict[str, list[tuple[int, str]] | None] = {}
+        self._by_word: dict[str, frozenset[str]] = {}
+        # A lower-cased query word can hold a combining mark, which splits a text's word in
+        # two: the share is then counted from the text's words (as `_matches` sees them).
+        self._whole = all(_WORD.fullmatch(t) for t in terms)
 
+    def in_text(self, text: str) -> list[tuple[int, str]] | None:
+        """Each matching word of `text`, lower-cased, and where it starts (`_Matcher.words`);
+        None where lower-casing the text would move its words."""
+        if text not in self._found:
+            self._found[text] = self.matcher.words(text)
+        return self._found[text]
 
-def _word_at(lowered: str, needle: str, longest: int) -> bool:
-    """Whether a word of `lowered` starts with `needle` and is at most `longest` long."""
-    at = lowered.find(needle)
-    while at >= 0:
-        if at == 0 or _WORD_CHAR.match(lowered, at - 1) is None:  # a word starts here
-            word = _WORD.match(lowered, at)
-            assert word is not None  # the needle is word characters
-            if word.end() - at <= longest:
-                return True
-        at = lowered.find(needle, at + 1)
-    return False
+    def share(self, text: str) -> float:
+        """`term_share` of `text`."""
+        if not self.terms:
+            return 0.0
+        found = self.in_text(text) if self._whole else None
+        if found is None:
+            return _share_by_words(text, self.terms)
+        matched: set[str] = set()
+        for word in {word for _, word in found}:
+            matched |= self._terms_of(word)
+        return len(matched) / len(self.terms)
+
+    def _terms_of(self, word: str) -> frozenset[str]:
+        """The terms a matching word matches (`_matches`), worked out once per search: the
+        same words come back in hit after hit."""
+        terms = self._by_word.get(word)
+        if terms is None:
+            terms = self._by_word[word] = frozenset(
+                t for t in self.terms if word == t or (len(t) >= 4 and word.startswith(t[:-1])
+                                                       and len(word) <= len(t) + 3))
+        return terms
 
 
 def _share_by_words(text: str, terms: list[str]) -> float:
@@ -793,17 +807,21 @@ def _lines_by_number(hit: Hit) -> dict[int, str]:
     return {base + i: line for i, line in enumerate(hit.text.split("\n"))}
 
 
-def make_snippet(text: str, terms: list[str]
+def make_snippet(text: str, terms: list[str] | QueryMatches
                  ) -> tuple[str, list[dict[str, int]], tuple[tuple[int, int], tuple[int, int]]]:
     """A window of the chunk around its best sentence, where the query terms are in it
     (offsets in UTF-16 code units, as LSP clients count), and where that sentence is in
-    `text`: its first and last (line, UTF-16 column)."""
+    `text`: its first and last (line, UTF-16 column). `terms`: the query's, or the search's
+    `QueryMatches` (which may have scanned `text` already)."""
     lead = len(text) - len(text.lstrip())
     flat = text.strip()
     if not flat:
         return "", [], ((0, 0), (0, 0))
-    matches = _matcher(tuple(terms))
-    found = matches.starts(flat)
+    query = terms if isinstance(terms, QueryMatches) else QueryMatches(terms)
+    matches = query.matcher
+    in_text = query.in_text(text)
+    # Where the matching words start in `flat` (stripping moves no word, only the offsets).
+    found = [at - lead for at, _ in in_text] if in_text is not None else None
     best_start, best_end, best_score = 0, 0, -1.0
     pos = 0
     for piece in _SENTENCE_END.split(flat):
@@ -886,13 +904,20 @@ class _Matcher:
         self.pattern = (re.compile(r"(?<!\w)(?:" + "|".join(forms) + r")(?!\w)")
                         if forms else None)
 
-    def starts(self, text: str) -> list[int] | None:
-        """Where the words of `text` that match start, found in one pass where its
-        lower-casing keeps every word where it was (`_lowered`); None: ask word by word."""
+    def words(self, text: str) -> list[tuple[int, str]] | None:
+        """The words of `text` that match, lower-cased, and where each starts, found in one
+        pass where its lower-casing keeps every word where it was (`_lowered`); None: ask
+        word by word."""
         if self.pattern is None:
             return []
         lowered = _lowered(text)
-        return None if lowered is None else [m.start() for m in self.pattern.finditer(lowered)]
+        return (None if lowered is None
+                else [(m.start(), m.group()) for m in self.pattern.finditer(lowered)])
+
+    def starts(self, text: str) -> list[int] | None:
+        """Where the words of `text` that match start (`words`)."""
+        found = self.words(text)
+        return None if found is None else [at for at, _ in found]
 
     def __call__(self, word: str) -> bool:
         known = self.seen.get(word)
