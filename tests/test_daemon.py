@@ -149,6 +149,44 @@ def test_two_editors_the_cli_and_an_agent_share_one_index(tmp_path: Path, worksp
             editor_b.close()
 
 
+def test_an_editor_s_index_settings_stay_its_own_and_the_cli_and_an_agent_still_search(
+        tmp_path: Path, workspace: Path, daemon_dir: Path) -> None:
+    """An editor whose workspace settings exclude a folder, and the CLI and an agent whose
+    settings do not, on one workspace through one daemon: each gets exactly its own index
+    (they used to be refused the editor's locked store, "locked by another Zero-Latency
+    process", and could not search at all). The CLI is told why it has none yet; its `zl
+    index` copies the editor's vectors and embeds only the chunk the editor excludes; the
+    CLI and the agent find the excluded note, the editor never does."""
+    store = tmp_path / "store"
+    (workspace / "notes").mkdir()
+    (workspace / "notes" / "n.md").write_text(
+        f"# Field notes\n\nThe {MARKER} borrows a value and keeps it.\n")
+    editor = started(workspace, store, exclude=["notes/**"])
+    try:
+        editor.request("docs/index", {}, timeout=600)
+        before = zl("search", MARKER, "--json", "--model", "bundled", "--store-path",
+                    str(store), cwd=workspace)
+        assert before.returncode != 0, before.stdout
+        assert "other include/exclude" in before.stderr, before.stderr
+        assert f"zl index {workspace}" in before.stderr, before.stderr
+        done = zl("index", ".", "--json", "--model", "bundled", "--store-path", str(store),
+                  cwd=workspace)
+        assert done.returncode == 0, done.stderr
+        report = json.loads(done.stdout)
+        assert report["embeddedChunks"] == 1 and report["chunks"] > 10, report
+        found = cli_search(store, workspace, MARKER, "--mode", "keyword")["hits"]
+        assert [h["path"] for h in found] == ["notes/n.md"]
+        assert any(h["uri"].endswith("/notes/n.md") for h in mcp_search(workspace, store, MARKER))
+        assert editor.request("docs/search", {"query": MARKER, "mode": "keyword"})[
+            "result"]["hits"] == []
+        query = "what happens to a value when its owner goes out of scope"
+        hits = editor.request("docs/search", {"query": query})["result"]["hits"]
+        assert hits and not any("/notes/" in h["uri"] for h in hits)
+        assert daemon_processes(daemon_dir) == [daemon.running_pid(daemon_dir)]
+    finally:
+        editor.close()
+
+
 def test_unsaved_text_leaves_the_store_when_a_no_daemon_editor_exits(
         tmp_path: Path, workspace: Path) -> None:
     store = tmp_path / "store"

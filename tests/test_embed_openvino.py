@@ -159,35 +159,60 @@ def test_status_says_what_runs_the_model(openvino_here: None, own_cache: Path,
             engine.close()
 
 
-def test_a_store_of_the_other_runtime_is_made_again_not_mixed(
+def test_each_runtime_has_its_own_store_never_mixed_and_a_switch_embeds_nothing_again(
         openvino_here: None, own_cache: Path, tmp_path: Path, workspace: Path) -> None:
     """Vectors of ONNX Runtime's rebuilt graph and OpenVINO's are close, not equal: a store one
-    built is never filled with the other's. The model is the same, so the engine makes the
-    store again (with a warning) instead of refusing it; a store of another model is still
+    built is never filled with the other's. `runtime` shapes the index
+    (`Settings.index_variant`), so two clients that differ in it each have a store of their
+    own: both open at once (one daemon, two engines: the second was refused the first's
+    locked store), neither lends the other its vectors, and switching back embeds nothing
+    again (each switch used to make the index again). Another build under the same settings
+    (an update) is still made again, with a warning; a store of another model is still
     refused (tests/test_engine.py)."""
+    import json
+
     from zero_latency.config import Settings
     from zero_latency.engine import Engine
 
     store = str(tmp_path / "store")
-    engine = Engine(Settings(model="bundled", runtime="onnxruntime", storePath=store))
-    try:
-        engine.open_workspace(workspace)
-        first = engine.index([workspace])
-        assert first.embeddedChunks == first.chunks > 0
-        path = engine.store_path(workspace) / "zl-store.json"
-        assert "openvino" not in path.read_text()
-    finally:
-        engine.close()
+    ort = Engine(Settings(model="bundled", runtime="onnxruntime", storePath=store))
     warnings: list[str] = []
-    other = Engine(Settings(model="bundled", storePath=store), warn=warnings.append)  # auto
+    auto = Engine(Settings(model="bundled", storePath=store), warn=warnings.append)  # openvino
+    ort.siblings = auto.siblings = lambda: [ort, auto]  # as the daemon's hub sets it
     try:
-        other.open_workspace(workspace)
-        assert any("made again" in w for w in warnings), warnings
-        assert "openvino:" in path.read_text()
-        assert other.status()["embeddedChunks"] == 0, "no vector of the old build is kept"
-        again = other.index([workspace])
-        assert again.embeddedChunks == again.chunks == first.chunks
-        top = other.search("ownership rules borrowing", mode="semantic")["hits"]
+        ort.open_workspace(workspace)
+        first = ort.index([workspace])
+        assert first.embeddedChunks == first.chunks > 0
+        ort_meta = ort.store_path(workspace) / "zl-store.json"
+        auto.open_workspace(workspace)  # while the other holds its own
+        assert auto.store_path(workspace) != ort.store_path(workspace)
+        other = auto.index([workspace])
+        assert other.embeddedChunks == other.chunks == first.chunks, "nothing borrowed"
+        assert "openvino:" in (auto.store_path(workspace) / "zl-store.json").read_text()
+        assert "openvino" not in ort_meta.read_text()
+        assert not warnings, warnings
+    finally:
+        ort.close()
+        auto.close()
+    again = Engine(Settings(model="bundled", runtime="onnxruntime", storePath=store))
+    try:
+        again.open_workspace(workspace)
+        assert again.index([workspace]).embeddedChunks == 0  # its store was kept
+        top = again.search("ownership rules borrowing", mode="semantic")["hits"]
         assert top and top[0]["uri"].startswith(workspace.as_uri())
     finally:
-        other.close()
+        again.close()
+    # An update: the same settings, another build of the same model in the store.
+    meta = json.loads(ort_meta.read_text())
+    meta["model"] += "-older"
+    ort_meta.write_text(json.dumps(meta))
+    warnings.clear()
+    updated = Engine(Settings(model="bundled", runtime="onnxruntime", storePath=store),
+                     warn=warnings.append)
+    try:
+        updated.open_workspace(workspace)
+        assert any("made again" in w for w in warnings), warnings
+        assert updated.status()["embeddedChunks"] == 0, "no vector of the old build is kept"
+        assert updated.index([workspace]).embeddedChunks == first.chunks
+    finally:
+        updated.close()

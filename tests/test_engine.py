@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 from pathlib import Path
@@ -288,6 +289,88 @@ def test_store_is_locked_and_never_mixes_models(settings: Settings, workspace: P
         engine.open_workspace(workspace)
     engine.close()
     assert path.exists(), "the refused store is left alone for the user to rebuild"
+
+
+def test_settings_that_shape_the_index_give_each_client_its_own_store_and_lend_vectors(
+        settings: Settings, workspace: Path) -> None:
+    """Two clients of one daemon (two engines of one process, siblings as its hub makes them)
+    whose settings differ in what the index holds (an editor's workspace settings exclude a
+    folder, an agent's do not) each get an index of their own, open at once: the second was
+    refused the first's locked store. Each finds exactly its own files; the second copies the
+    first's vectors instead of embedding them again. A store made before indexes had variants
+    becomes the index of the first settings to open it, with nothing embedded again."""
+    first = Engine(settings)  # the default settings: where every store was before variants
+    try:
+        first.open_workspace(workspace)
+        made = first.index([workspace])
+        old = first.store_path(workspace)
+    finally:
+        first.close()
+    narrow = Engine(dataclasses.replace(settings, exclude=("book/ch04*",)))
+    wide = Engine(settings)
+    narrow.siblings = wide.siblings = lambda: [narrow, wide]
+    try:
+        narrow.open_workspace(workspace)
+        assert narrow.store_path(workspace) != old and not old.exists(), "taken over"
+        kept = narrow.index([workspace])
+        assert kept.embeddedChunks == 0 and kept.removedFiles == 2
+        wide.open_workspace(workspace)  # while the other is open: a store of its own
+        assert wide.store_path(workspace) == old
+        whole = wide.index([workspace])
+        # Only the chunks of the two chapters the other excludes are embedded.
+        narrow_chunks = narrow.status()["chunks"]
+        assert whole.embeddedChunks == made.chunks - narrow_chunks > 0
+        assert wide.status()["chunks"] == made.chunks
+        for engine, sees_ch04 in ((narrow, False), (wide, True)):
+            paths = {h["path"] for h in engine.search("ownership", limit=30,
+                                                      mode="keyword")["hits"]}
+            assert paths and any(p.startswith("book/ch04") for p in paths) is sees_ch04, paths
+        # A copied vector is the one the model gives the chunk.
+        hit = wide.search("borrowing references", mode="semantic")["hits"][0]
+        assert hit["score"] > 0.3
+    finally:
+        narrow.close()
+        wide.close()
+
+
+def test_a_changed_chunk_size_cuts_every_file_anew(settings: Settings,
+                                                  workspace: Path) -> None:
+    """`chunkTokens` names the index (`Settings.index_variant`) and each file's chunking: the
+    store made with the old size, taken over by the new settings, has every file cut again
+    (the size used to be left out of a file's hash, so unchanged files kept their old
+    chunks)."""
+    first = Engine(settings)
+    try:
+        first.open_workspace(workspace)
+        made = first.index([workspace])
+    finally:
+        first.close()
+    smaller = Engine(dataclasses.replace(settings, chunkTokens=128))
+    try:
+        smaller.open_workspace(workspace)
+        again = smaller.index([workspace])
+        assert again.indexedFiles == made.indexedFiles and again.unchangedFiles == 0
+        assert smaller.status()["chunks"] > made.chunks
+    finally:
+        smaller.close()
+
+
+def test_a_client_whose_settings_differ_only_outside_the_index_is_told_which(
+        settings: Settings, workspace: Path) -> None:
+    """Settings that do not shape the index (inference threads, say) share its store, which
+    one engine writes: the second engine of the process is told which of its settings differ
+    from the first's, not that another process holds the store."""
+    first = Engine(settings)
+    second = Engine(dataclasses.replace(settings, threads=1))
+    first.siblings = second.siblings = lambda: [first, second]
+    try:
+        first.open_workspace(workspace)
+        with pytest.raises(StoreLockedError, match="differ from these only in threads") as err:
+            second.open_workspace(workspace)
+        assert "another Zero-Latency process" not in err.value.message
+    finally:
+        first.close()
+        second.close()
 
 
 def test_settings_name_the_bad_key() -> None:

@@ -512,6 +512,14 @@ def _start_folder(args: argparse.Namespace) -> Path:
 
 
 def _no_index(args: argparse.Namespace, start: Path, model: str) -> ZeroLatencyError:
+    other = _indexed_for_other_settings(args, start, model)
+    if other is not None:
+        return ZeroLatencyError(
+            f"no index for {start} or any folder above it with these settings (model "
+            f"{model}). {other} has one made with other include/exclude, chunking or runtime "
+            "settings (an editor's workspace settings, say), which stays that client's own. "
+            f"Run `zl index {other}` to make one for these: while the other client has its "
+            "index open, its vectors are copied, not embedded again.")
     if args.workspace:
         return ZeroLatencyError(
             f"--workspace {start} has never been indexed (no index there or in a folder above "
@@ -519,6 +527,23 @@ def _no_index(args: argparse.Namespace, start: Path, model: str) -> ZeroLatencyE
     return ZeroLatencyError(
         f"no index for {start} or any folder above it (model {model}). "
         "Run `zl index <folder>` first, or pass --workspace.")
+
+
+def _indexed_for_other_settings(args: argparse.Namespace, start: Path,
+                                model: str) -> Path | None:
+    """The nearest folder at or above `start` with an embedded index for `model` made with
+    other index-shaping settings than this command's (`Settings.index_variant`), or None."""
+    from .stores import StoreIdentity, other_variants
+
+    try:
+        settings, _ = load_settings(start, _overrides(args))
+    except (ZeroLatencyError, ValueError, OSError):  # told already, or by the daemon
+        return None
+    if settings.storeUrl:
+        return None
+    identity = StoreIdentity(model, "", 0)  # the folder is named by the model id only
+    return next((folder for folder in [start, *start.parents]
+                 if other_variants(settings, folder, identity)), None)
 
 
 def _query(args: argparse.Namespace) -> dict[str, Any]:

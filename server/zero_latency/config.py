@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import hashlib
 import json
 import os
 import sys
@@ -79,6 +80,10 @@ DEFAULT_INCLUDE_EXTENSIONS = SUFFIXES
 #: Settings that decide where your text goes (a store, a server) or what runs (the model, the
 #: device): a workspace's `.zero-latency.toml` sets them only where the user trusts the folder.
 PROTECTED_KEYS = ("storeUrl", "storeApiKey", "storePath", "model", "device", "runtime")
+#: Settings that decide what a workspace's index holds: which files, cut how, and the build of
+#: the model that embeds them (`Settings.index_variant`).
+INDEX_SHAPING_KEYS = ("include", "exclude", "maxFileBytes", "chunkTokens", "chunkOverlap",
+                      "followSymlinks", "respectGitignore", "runtime", "device")
 #: Settings that grant trust: only the user's own configuration holds them, never a workspace
 #: file (trusted or not: a folder cannot vouch for itself).
 USER_ONLY_KEYS = ("trustedWorkspaces", "allowHomeOrRootFolders")
@@ -181,6 +186,21 @@ class Settings:
             raise SettingsError("backfillChunksPerSecond", "must be 0 (no cap) or more")
         if not self.model.strip():
             raise SettingsError("model", "must not be empty")
+
+    def index_variant(self) -> str:
+        """Which of a workspace's indexes for its model these settings use: "" where every
+        setting that decides what the index holds (`INDEX_SHAPING_KEYS`) has its default,
+        else a short hash of those that do not. Two clients of one daemon whose settings
+        differ there (an editor's workspace settings exclude a folder, an agent's do not;
+        another runtime) each get an index of their own instead of one refused the other's
+        store, which Qdrant Edge lets one writer hold."""
+        defaults = Settings()
+        changed = {key: getattr(self, key) for key in INDEX_SHAPING_KEYS
+                   if getattr(self, key) != getattr(defaults, key)}
+        if not changed:
+            return ""
+        text = json.dumps(changed, sort_keys=True, default=list)
+        return hashlib.sha256(text.encode()).hexdigest()[:10]
 
     def data_dir(self) -> Path:
         if self.storePath:

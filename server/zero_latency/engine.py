@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import logging
 import threading
 import time
@@ -37,9 +38,11 @@ from .errors import (
     StoreError,
     StoreFullError,
     StoreIncompatibleError,
+    StoreLockedError,
     ZeroLatencyError,
 )
 from .files import FileEntry, canonical_path, probe
+from .hub import SESSION_ONLY_SETTINGS
 from .indexer import CancelToken, IndexReport, ProgressFn, WorkspaceIndex, chunk_languages
 from .models import language_notice, resolve_model, uncovered_languages
 from .search import related, search
@@ -50,6 +53,7 @@ from .stores import (
     Mode,
     Store,
     StoreIdentity,
+    Vector,
     discard_store,
     edge_path,
     index_exists,
@@ -128,6 +132,9 @@ class Engine:
         self._dirty: set[Path] = set()  # stores written since their last flush
         self._last_flush = 0.0
         self._last_edit = 0.0
+        #: Every engine of this process (the daemon's hub sets it): an index of a workspace
+        #: that another one holds for this model build lends its vectors (`_borrow`).
+        self.siblings: Callable[[], list[Engine]] = lambda: []
         self._flush_timer: threading.Timer | None = None
         self._probes: OrderedDict[tuple[str, int, int], tuple[bool, str | None]] = OrderedDict()
         self._probe_lock = threading.Lock()
@@ -183,7 +190,8 @@ class Engine:
             if isinstance(err, StoreFullError):
                 self._reopen_when_room(root)
             raise
-        index = WorkspaceIndex(root, self.settings, store, embedder, self.sparse)
+        index = WorkspaceIndex(root, self.settings, store, embedder, self.sparse,
+                               borrow=functools.partial(self._borrow, root))
         self.indexes[root] = index
         # Its failure is forgotten only now that it is open: a search in between (on another
         # thread) would have found neither the folder nor why, and answered "no hits".
@@ -261,7 +269,51 @@ class Engine:
         return self._open_store(root)
 
     def _open_store(self, root: Path) -> Store:
-        return open_store(self.settings, root, self.store_identity())
+        try:
+            return open_store(self.settings, root, self.store_identity())
+        except StoreLockedError as err:
+            held = self._locked_by_a_sibling(root)
+            if held is None:
+                raise
+            raise held from err
+
+    def _locked_by_a_sibling(self, root: Path) -> StoreLockedError | None:
+        """Why `root`'s store is locked when another engine of this process holds it: another
+        client's settings equal these where they shape the index (so the two share its
+        folder) but differ in others, which a store written by one engine cannot serve."""
+        path = str(self.store_path(root))
+        for engine in self.siblings():
+            index = engine.indexes.get(root)
+            if engine is self or index is None or index.store.location != path:
+                continue
+            differ = [f.name for f in dataclasses.fields(Settings)
+                      if f.name not in SESSION_ONLY_SETTINGS
+                      and getattr(engine.settings, f.name) != getattr(self.settings, f.name)]
+            return StoreLockedError(
+                f"the index of {root} is open in this daemon for another client whose settings "
+                f"differ from these only in {', '.join(differ) or 'nothing'}, and one engine "
+                "writes an index: give both clients the same values for those (a workspace's "
+                ".zero-latency.toml is read by every client), or close the other one.")
+        return None
+
+    def _borrow(self, root: Path, hashes: list[str]) -> dict[str, Vector]:
+        """Vectors by chunk content hash from the indexes of `root` that the other engines of
+        this process hold for this model build (clients whose settings give them an index of
+        their own, `Settings.index_variant`): copied instead of embedded again."""
+        found: dict[str, Vector] = {}
+        fingerprint = self.model_fingerprint()
+        for engine in self.siblings():
+            index = engine.indexes.get(root)
+            if (engine is self or index is None or engine.embedder is None
+                    or engine.model_fingerprint() != fingerprint):
+                continue
+            try:
+                found.update(index.store.vectors_by_hash([h for h in hashes if h not in found]))
+            except Exception as err:  # closed meanwhile, a server gone: embedded instead
+                log.debug("borrowing vectors from %s failed: %r", index.store.location, err)
+            if len(found) == len(hashes):
+                break
+        return found
 
     def store_identity(self) -> StoreIdentity:
         return StoreIdentity(self.model_id, self.model_fingerprint(), self.dimension())

@@ -60,6 +60,7 @@ class EngineHub:
             if engine is None:
                 engine = Engine(settings)
                 engine.warn = functools.partial(self._warn, engine)
+                engine.siblings = self.engines
                 self._engines[key] = engine
             self._listeners.setdefault(id(engine), {})[client] = warn
             unheard = self._unheard.pop(id(engine), [])
@@ -80,6 +81,7 @@ class EngineHub:
                 return
             engine = Engine(settings)
             engine.warn = functools.partial(self._warn, engine)
+            engine.siblings = self.engines
             self._engines[key] = engine
         try:
             engine.load_model()

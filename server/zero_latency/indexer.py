@@ -211,8 +211,13 @@ class WorkspaceIndex:
     """The index of one workspace folder: its filter, store, manifest and open buffers."""
 
     def __init__(self, root: Path, settings: Settings, store: Store,
-                 embedder: Embedder | None, sparse: SparseEncoder) -> None:
+                 embedder: Embedder | None, sparse: SparseEncoder,
+                 borrow: Callable[[list[str]], dict[str, Vector]] | None = None) -> None:
+        """`borrow`: vectors by chunk content hash from the other indexes of this workspace
+        that the process holds for the same model build (another client's settings): what
+        they have is copied, not embedded again."""
         self.root = canonical_path(root) or root  # what every stored path is relative to
+        self.borrow = borrow
         self.settings = settings
         self.filter = WorkspaceFilter(self.root, settings)
         self.store = store
@@ -595,7 +600,7 @@ class WorkspaceIndex:
         old = self.files.get(entry.rel)
         return (old is not None and old.consistent and old.source == "disk"
                 and old.size == entry.size and old.mtime_ns == entry.mtime_ns
-                and old.file_hash.endswith(_chunked_by()))
+                and old.file_hash.endswith(_chunked_by(self.settings)))
 
     def _prepare(self, entry: FileEntry, force: bool, report: IndexReport,
                  reading: Future[ReadResult | None] | None = None) -> _Prepared | None:
@@ -640,7 +645,7 @@ class WorkspaceIndex:
             source, size, mtime = "disk", doc.size, doc.mtime_ns
         # The file hash names the chunker too: the same bytes chunked by another version are
         # re-chunked (chunk vectors are still reused by content hash below).
-        state = FileState(size, mtime, doc.content_hash + _chunked_by(), source, {})
+        state = FileState(size, mtime, doc.content_hash + _chunked_by(self.settings), source, {})
         if (not force and old is not None and old.consistent and old.source == source
                 and old.file_hash == state.file_hash):
             # Same content, new mtime (a touch, a checkout): remember the stat, embed nothing.
@@ -668,6 +673,8 @@ class WorkspaceIndex:
             # saved.
             by_hash = (self.store.vectors_by_hash(sorted(set(missing)))
                        if missing and self._store_has_vectors() else {})
+            if self.borrow is not None and (wanted := sorted(set(missing) - set(by_hash))):
+                by_hash.update(self.borrow(wanted))
             vectors = [kept.get(i, by_hash.get(h)) for i, h in zip(ids, hashes, strict=True)]
         state.chunk_ids = dict(zip(ids, hashes, strict=True))
         if not chunks:  # empty (or blank) file: a marker records its stat, so that warm
@@ -1061,11 +1068,17 @@ def _under(rel: str, scope: str) -> bool:
     return scope == "" or rel == scope or rel.startswith(scope + "/")
 
 
-def _chunked_by() -> str:
-    """The suffix of a file hash that names the chunker version that made its chunks and the
-    keyword analysis version that analysed them (either changed: the file is read again, its
-    chunks' vectors reused by content hash, their sparse vectors made anew)."""
-    return f"+chunker{chunking.CHUNKER_VERSION}+bm25v{ANALYSIS_VERSION}"
+def _chunked_by(settings: Settings) -> str:
+    """The suffix of a file hash that names the chunker version that made its chunks, the
+    keyword analysis version that analysed them and the chunk size and overlap where they are
+    not the defaults (any of them changed: the file is read again, its chunks' vectors reused
+    by content hash, their sparse vectors made anew; the size and overlap used to be left out,
+    so a changed `chunkTokens` cut only the files edited afterwards anew)."""
+    made = f"+chunker{chunking.CHUNKER_VERSION}+bm25v{ANALYSIS_VERSION}"
+    cut = (settings.chunkTokens, settings.chunkOverlap)
+    defaults = Settings()
+    return made if cut == (defaults.chunkTokens, defaults.chunkOverlap) else (
+        f"{made}+tokens{cut[0]}-{cut[1]}")
 
 
 def chunk_languages(indexes: Iterable[WorkspaceIndex]) -> dict[str, int]:

@@ -41,7 +41,7 @@ __all__ = [
     "EdgeStore", "FileState", "Fusion", "Mode", "PathFilter", "PendingChunk", "QueryPlan",
     "SparseVec", "Store", "StoreCounts", "StoreIdentity", "StoredHit", "Vector",
     "candidate_depth", "discard_store", "edge_path", "file_marker_id", "index_exists",
-    "open_store", "plan_query", "point_id", "store_dir",
+    "open_store", "other_variants", "plan_query", "point_id", "store_dir",
 ]
 
 
@@ -62,7 +62,11 @@ def open_store(settings: Settings, workspace: Path, model: StoreIdentity) -> Sto
 
         return ServerStore(settings.storeUrl, settings.storeApiKey, workspace,
                            model.fingerprint, model.dimension)
-    return EdgeStore(edge_path(settings, workspace, model), model.fingerprint, model.dimension)
+    path = edge_path(settings, workspace, model)
+    first = first_variant_path(settings, workspace, model)
+    if path != first and not path.exists():
+        EdgeStore.adopt(first, path, model.fingerprint)
+    return EdgeStore(path, model.fingerprint, model.dimension)
 
 
 def index_exists(settings: Settings, workspace: Path, model: StoreIdentity) -> bool:
@@ -87,4 +91,28 @@ def discard_store(settings: Settings, workspace: Path, model: StoreIdentity) -> 
 
 
 def edge_path(settings: Settings, workspace: Path, model: StoreIdentity) -> Path:
+    """The folder of the embedded store of `workspace` for `model` and the settings that shape
+    its index (`Settings.index_variant`): `<model>` for the default ones, `<model>~<variant>`
+    for others, so that clients of one daemon whose settings differ there each have theirs."""
+    path = first_variant_path(settings, workspace, model)
+    variant = settings.index_variant()
+    return path.with_name(f"{path.name}~{variant}") if variant else path
+
+
+def first_variant_path(settings: Settings, workspace: Path, model: StoreIdentity) -> Path:
+    """Where every store of `workspace` for `model` was before indexes had variants (and where
+    the default settings' is): the first settings to open the workspace take it over
+    (`EdgeStore.adopt`) if it holds their model build's vectors."""
     return store_dir(settings.data_dir(), workspace.resolve(), model.model_id)
+
+
+def other_variants(settings: Settings, workspace: Path, model: StoreIdentity) -> list[Path]:
+    """The embedded stores of `workspace` for `model` made with other index-shaping settings
+    than these (to tell a user whose own settings have none yet why)."""
+    first = first_variant_path(settings, workspace, model)
+    own = edge_path(settings, workspace, model)
+    if not first.parent.is_dir():
+        return []
+    return sorted(p for p in first.parent.iterdir()
+                  if p != own and (p / "shard").exists()
+                  and (p == first or p.name.startswith(first.name + "~")))

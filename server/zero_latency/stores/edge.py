@@ -219,6 +219,32 @@ class EdgeStore:
             self._lock_fd = None
 
     @staticmethod
+    def adopt(source: Path, target: Path, model_fingerprint: str) -> bool:
+        """Move the store at `source` to `target` (which does not exist) where it holds this
+        model build's vectors and no process has it open: True when it moved. How a store
+        made before indexes had variants (`Settings.index_variant`) becomes the index of the
+        settings that open it first; the indexer then brings its files in line with them."""
+        if target.exists() or not (source / META_FILE).is_file():
+            return False
+        try:
+            fd = lock_store(source)
+        except StoreError:  # open elsewhere: it stays whose it is
+            return False
+        try:
+            meta = json.loads((source / META_FILE).read_text(encoding="utf-8"))
+            if meta.get("model") != model_fingerprint or target.exists():
+                return False
+            os.rename(source, target)
+        except (OSError, ValueError) as err:
+            log.warning("could not take over the store %s: %s", source, err)
+            return False
+        finally:
+            os.close(fd)
+        with contextlib.suppress(OSError):  # the lock of a folder that is gone
+            source.with_name(source.name + ".lock").unlink()
+        return True
+
+    @staticmethod
     def destroy(path: Path) -> bool:
         """Delete a store folder, unless a process has it open (StoreLockedError then: a
         store in use is never deleted). True when there was one to delete."""
