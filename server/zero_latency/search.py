@@ -735,9 +735,8 @@ class QueryMatches:
         same words come back in hit after hit."""
         terms = self._by_word.get(word)
         if terms is None:
-            terms = self._by_word[word] = frozenset(
-                t for t in self.terms if word == t or (len(t) >= 4 and word.startswith(t[:-1])
-                                                       and len(word) <= len(t) + 3))
+            terms = self._by_word[word] = frozenset(t for t in self.terms
+                                                    if _matches(word, [t]))
         return terms
 
 
