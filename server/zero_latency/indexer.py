@@ -219,6 +219,8 @@ class WorkspaceIndex:
         self.root = canonical_path(root) or root  # what every stored path is relative to
         self.borrow = borrow
         self.settings = settings
+        #: What every file hash of this index ends with (asked for each file a run walks).
+        self.chunked_by = _chunked_by(settings)
         self.filter = WorkspaceFilter(self.root, settings)
         self.store = store
         self.embedder = embedder
@@ -600,7 +602,7 @@ class WorkspaceIndex:
         old = self.files.get(entry.rel)
         return (old is not None and old.consistent and old.source == "disk"
                 and old.size == entry.size and old.mtime_ns == entry.mtime_ns
-                and old.file_hash.endswith(_chunked_by(self.settings)))
+                and old.file_hash.endswith(self.chunked_by))
 
     def _prepare(self, entry: FileEntry, force: bool, report: IndexReport,
                  reading: Future[ReadResult | None] | None = None) -> _Prepared | None:
@@ -645,7 +647,7 @@ class WorkspaceIndex:
             source, size, mtime = "disk", doc.size, doc.mtime_ns
         # The file hash names the chunker too: the same bytes chunked by another version are
         # re-chunked (chunk vectors are still reused by content hash below).
-        state = FileState(size, mtime, doc.content_hash + _chunked_by(self.settings), source, {})
+        state = FileState(size, mtime, doc.content_hash + self.chunked_by, source, {})
         if (not force and old is not None and old.consistent and old.source == source
                 and old.file_hash == state.file_hash):
             # Same content, new mtime (a touch, a checkout): remember the stat, embed nothing.
