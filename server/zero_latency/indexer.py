@@ -219,8 +219,6 @@ class WorkspaceIndex:
         self.root = canonical_path(root) or root  # what every stored path is relative to
         self.borrow = borrow
         self.settings = settings
-        #: What every file hash of this index ends with (asked for each file a run walks).
-        self.chunked_by = _chunked_by(settings)
         self.filter = WorkspaceFilter(self.root, settings)
         self.store = store
         self.embedder = embedder
@@ -602,7 +600,7 @@ class WorkspaceIndex:
         old = self.files.get(entry.rel)
         return (old is not None and old.consistent and old.source == "disk"
                 and old.size == entry.size and old.mtime_ns == entry.mtime_ns
-                and old.file_hash.endswith(self.chunked_by))
+                and old.file_hash.endswith(_chunked_by(self.settings)))
 
     def _prepare(self, entry: FileEntry, force: bool, report: IndexReport,
                  reading: Future[ReadResult | None] | None = None) -> _Prepared | None:
@@ -647,7 +645,7 @@ class WorkspaceIndex:
             source, size, mtime = "disk", doc.size, doc.mtime_ns
         # The file hash names the chunker too: the same bytes chunked by another version are
         # re-chunked (chunk vectors are still reused by content hash below).
-        state = FileState(size, mtime, doc.content_hash + self.chunked_by, source, {})
+        state = FileState(size, mtime, doc.content_hash + _chunked_by(self.settings), source, {})
         if (not force and old is not None and old.consistent and old.source == source
                 and old.file_hash == state.file_hash):
             # Same content, new mtime (a touch, a checkout): remember the stat, embed nothing.
@@ -1078,8 +1076,8 @@ def _chunked_by(settings: Settings) -> str:
     so a changed `chunkTokens` cut only the files edited afterwards anew)."""
     made = f"+chunker{chunking.CHUNKER_VERSION}+bm25v{ANALYSIS_VERSION}"
     cut = (settings.chunkTokens, settings.chunkOverlap)
-    defaults = Settings()
-    return made if cut == (defaults.chunkTokens, defaults.chunkOverlap) else (
+    # The defaults as the class holds them: no Settings made for each file a run walks.
+    return made if cut == (Settings.chunkTokens, Settings.chunkOverlap) else (
         f"{made}+tokens{cut[0]}-{cut[1]}")
 
 
