@@ -187,6 +187,26 @@ def test_an_editor_s_index_settings_stay_its_own_and_the_cli_and_an_agent_still_
         editor.close()
 
 
+def test_a_settings_file_changed_while_the_daemon_runs_takes_effect_at_the_next_command(
+        tmp_path: Path, workspace: Path, daemon_dir: Path) -> None:
+    """`zl index`, then an `exclude` added to the workspace's `.zero-latency.toml`, then `zl
+    index` again within the daemon's idle minutes: the second command's settings get their
+    own index (the first one's engine still held the only store: "locked by another
+    Zero-Latency process"), made from the first one's vectors, without the excluded files."""
+    store = tmp_path / "store"
+    args = ("--json", "--model", "bundled", "--store-path", str(store))
+    first = zl("index", ".", *args, cwd=workspace)
+    assert first.returncode == 0, first.stderr
+    (workspace / ".zero-latency.toml").write_text('exclude = ["book/ch04*"]\n')
+    second = zl("index", ".", *args, cwd=workspace)
+    assert second.returncode == 0, second.stderr
+    report = json.loads(second.stdout)
+    assert report["embeddedChunks"] == 0 and report["files"] == 3, report
+    hits = cli_search(store, workspace, "ownership", "--mode", "keyword", "-n", "30")["hits"]
+    assert hits and not any(h["path"].startswith("book/ch04") for h in hits)
+    assert daemon_processes(daemon_dir) == [daemon.running_pid(daemon_dir)]
+
+
 def test_unsaved_text_leaves_the_store_when_a_no_daemon_editor_exits(
         tmp_path: Path, workspace: Path) -> None:
     store = tmp_path / "store"
