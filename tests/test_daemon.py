@@ -205,6 +205,8 @@ def test_a_settings_file_changed_while_the_daemon_runs_takes_effect_at_the_next_
     hits = cli_search(store, workspace, "ownership", "--mode", "keyword", "-n", "30")["hits"]
     assert hits and not any(h["path"].startswith("book/ch04") for h in hits)
     assert daemon_processes(daemon_dir) == [daemon.running_pid(daemon_dir)]
+    shown = zl("daemon", "status").stdout
+    assert shown.count(f"workspace:  {workspace}\n") == 1, shown  # one folder, two indexes
 
 
 def test_unsaved_text_leaves_the_store_when_a_no_daemon_editor_exits(

@@ -316,6 +316,8 @@ def test_settings_that_shape_the_index_give_each_client_its_own_store_and_lend_v
         assert kept.embeddedChunks == 0 and kept.removedFiles == 2
         wide.open_workspace(workspace)  # while the other is open: a store of its own
         assert wide.store_path(workspace) == old
+        # The model runs from the same settings: one copy of it serves both.
+        assert wide.embedder is narrow.embedder and not wide.owns_model()
         whole = wide.index([workspace])
         # Only the chunks of the two chapters the other excludes are embedded.
         narrow_chunks = narrow.status()["chunks"]
@@ -368,6 +370,7 @@ def test_a_client_whose_settings_differ_only_outside_the_index_is_told_which(
         with pytest.raises(StoreLockedError, match="differ from these only in threads") as err:
             second.open_workspace(workspace)
         assert "another Zero-Latency process" not in err.value.message
+        assert second.embedder is not first.embedder, "other threads: a model of its own"
     finally:
         first.close()
         second.close()

@@ -68,6 +68,8 @@ T = TypeVar("T")
 #: "idle" is the ready state (its name kept for the clients that wait for it).
 State = Literal["idle", "indexing", "loading", "loadingModel", "error"]
 KEYWORD_ONLY_ID = "keyword-only"
+#: The settings a loaded model depends on: engines equal in these share one (`load_model`).
+MODEL_KEYS = ("model", "device", "runtime", "threads", "batchSize", "offlineFallback")
 #: How often a store whose disk filled up looks for room again.
 ROOM_POLL_S = 1.0
 #: Edits are flushed to the store at most this often (index runs flush at their end).
@@ -107,6 +109,11 @@ class Engine:
         self.warn = warn or (lambda message: log.warning("%s", message))
         self.sparse = SparseEncoder()
         self.embedder: Embedder | None = model
+        #: Whether this engine closes the embedder: not when it shares another's (`load_model`).
+        self._owns_embedder = True
+        #: What loading the model warned of (the fallback to the bundled model): told again to
+        #: the clients of an engine that shares it.
+        self.model_warning: str | None = None
         self.model_error: ModelUnavailableError | None = None
         self.last_error: str | None = None
         self.indexes: dict[Path, WorkspaceIndex] = {}
@@ -146,11 +153,20 @@ class Engine:
         with self._model_lock:
             if self._model_loaded:
                 return self.embedder
+            shared = self._sibling_model()
+            if shared is not None:  # already loaded for another client: shared, not loaded again
+                self.embedder, self.model_warning = shared.embedder, shared.model_warning
+                self._owns_embedder = False
+                if self.model_warning:
+                    self.warn(self.model_warning)
+                self._model_loaded = True
+                return self.embedder
             self._loading = True
             try:
                 files, warning = resolve_model(self.settings.model, self.settings.device,
                                                self.settings.offlineFallback)
                 if warning:
+                    self.model_warning = warning
                     self.warn(warning)
                 try:
                     self.embedder = OnnxEmbedder(files, self.settings.device,
@@ -169,6 +185,22 @@ class Engine:
                 self._model_loaded = True
                 self._loading = False
             return self.embedder
+
+    def owns_model(self) -> bool:
+        """Whether closing this engine closes its model (no other engine's that it shares)."""
+        return self._owns_embedder
+
+    def _sibling_model(self) -> Engine | None:
+        """Another engine of this process whose model is loaded from the same settings (the
+        model, where and how it runs): its clients' settings differ elsewhere (an exclude,
+        say), and a second copy of the model would cost its memory and load time again."""
+        for engine in self.siblings():
+            if (engine is not self and engine._model_loaded and engine.embedder is not None
+                    and engine._owns_embedder
+                    and all(getattr(engine.settings, f) == getattr(self.settings, f)
+                            for f in MODEL_KEYS)):
+                return engine
+        return None
 
     @property
     def model_id(self) -> str:
@@ -823,7 +855,7 @@ class Engine:
             self._flush_timer.cancel()
         self._worker.submit(close_all).result()
         self._worker.shutdown(wait=True, cancel_futures=True)
-        if self.embedder is not None:
+        if self.embedder is not None and self._owns_embedder:
             self.embedder.close()
 
 

@@ -108,7 +108,9 @@ class EngineHub:
         return any(engine.busy() for engine in self.engines())
 
     def open_roots(self) -> list[Path]:
-        return [root for engine in self.engines() for root in engine.indexes]
+        """The folders open in any engine, each once (two clients whose settings give a folder
+        two indexes still name one folder)."""
+        return list(dict.fromkeys(root for engine in self.engines() for root in engine.indexes))
 
     def _warn(self, engine: Engine, message: str) -> None:
         log.warning("%s", message)
@@ -124,6 +126,9 @@ class EngineHub:
         with self._lock:
             engines, self._engines = list(self._engines.values()), {}
             self.closed = True
+        # Those that share another's model first: it is closed with its owner, and they must
+        # be done with it by then.
+        engines.sort(key=lambda engine: engine.owns_model())
         for engine in engines:
             try:
                 engine.close()
