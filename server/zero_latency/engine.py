@@ -333,11 +333,14 @@ class Engine:
         this process hold for this model build (clients whose settings give them an index of
         their own, `Settings.index_variant`): copied instead of embedded again."""
         found: dict[str, Vector] = {}
-        fingerprint = self.model_fingerprint()
-        for engine in self.siblings():
+        others = [engine for engine in self.siblings() if engine is not self
+                  and root in engine.indexes and engine.embedder is not None]
+        if not others:  # the common case, asked for each file a keyword pass writes
+            return found
+        fingerprint = self.model_fingerprint()  # a stat of the model file: only when needed
+        for engine in others:
             index = engine.indexes.get(root)
-            if (engine is self or index is None or engine.embedder is None
-                    or engine.model_fingerprint() != fingerprint):
+            if index is None or engine.model_fingerprint() != fingerprint:
                 continue
             try:
                 found.update(index.store.vectors_by_hash([h for h in hashes if h not in found]))
