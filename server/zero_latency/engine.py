@@ -196,7 +196,7 @@ class Engine:
         say), and a second copy of the model would cost its memory and load time again."""
         for engine in self.siblings():
             if (engine is not self and engine._model_loaded and engine.embedder is not None
-                    and engine._owns_embedder
+                    and engine.owns_model()
                     and all(getattr(engine.settings, f) == getattr(self.settings, f)
                             for f in MODEL_KEYS)):
                 return engine
