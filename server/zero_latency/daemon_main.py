@@ -15,8 +15,9 @@ def main(argv: list[str]) -> int:
     fingerprint = argv[argv.index("--fingerprint") + 1] if "--fingerprint" in argv else None
     handler = logging.StreamHandler(sys.stderr)  # the daemon's log file, as `zl daemon run`
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.basicConfig(level=logging.INFO, handlers=[handler])
-    logging.getLogger("pygls").setLevel(logging.WARNING)  # it logs every message it sends
+    # Our INFO lines; a library's from WARNING up (as `zl daemon run`: cli.py).
+    logging.basicConfig(level=logging.WARNING, handlers=[handler])
+    logging.getLogger("zero_latency").setLevel(logging.INFO)
     try:
         return run(None, fingerprint)
     except KeyboardInterrupt:
