@@ -431,3 +431,64 @@ def test_rebuilding_a_workspace_on_the_server_leaves_other_workspaces_alone(
         assert rebuilt.store.count() == counts[roots[0]]
     finally:
         engine.close()
+
+
+class _SharedServer:
+    """The in-process client handed to every ServerStore the engines open, as one server is
+    to every client of it (the engine would dial storeUrl); `close` leaves it open for the
+    next, as closing a connection leaves the server running."""
+
+    def __init__(self, client: QdrantClient) -> None:
+        self._client = client
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def close(self) -> None:
+        pass
+
+
+def test_other_index_settings_get_their_own_tenant_and_copy_vectors_from_the_default(
+        client: QdrantClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two clients of one server on one folder, one of them excluding `notes/**` (an
+    editor's workspace settings): each has an index of its own settings, as with the
+    embedded store (`Settings.index_variant`). They shared one tenant before, and every run
+    of one undid the other's: the excluding client's run removed the notes, the next
+    default run read and embedded them again. The excluding client's new tenant copies
+    the default tenant's vectors (same collection, so the same model) instead of embedding."""
+    from zero_latency.stores import server as server_module
+
+    monkeypatch.setattr(server_module, "QdrantClient",
+                        lambda *args, **kwargs: _SharedServer(client))
+    root = tmp_path / "ws"
+    (root / "notes").mkdir(parents=True)
+    for name, text in DOCS.items():
+        (root / name).write_text(text, encoding="utf-8")
+    (root / "notes" / "n.md").write_text("# Quokka\n\nThe quokka note is a private one.\n")
+    url = "http://qdrant.test:6333"
+    plain = Engine(Settings(model="bundled", storeUrl=url, storePath=str(tmp_path / "a")))
+    excluding = Engine(Settings(model="bundled", storeUrl=url, storePath=str(tmp_path / "b"),
+                                exclude=["notes/**"]))
+    try:
+        plain.open_workspace(root)
+        first = plain.index([root])
+        assert first.files == 4 and first.embeddedChunks == first.chunks > 0, first
+
+        assert not excluding.has_index(root), "its own tenant, empty until it indexes"
+        excluding.open_workspace(root)
+        own = excluding.index([root])
+        assert own.files == 3 and own.chunks > 0 and own.embeddedChunks == 0, own
+
+        def paths(engine: Engine) -> set[str]:
+            return {h["path"] for h in engine.search("quokka note", mode="keyword")["hits"]}
+
+        assert paths(excluding) == set() and paths(plain) == {"notes/n.md"}
+        again = plain.index([root])  # the shared tenant had lost the notes here
+        assert again.embeddedChunks == 0 and again.removedFiles == 0, again
+        assert excluding.has_index(root) and plain.has_index(root)
+        key = workspace_key(root)
+        assert workspace_key(root, "") == key, "the default settings keep the folder's key"
+        assert workspace_key(root, excluding.settings.index_variant()) != key
+    finally:
+        excluding.close()
+        plain.close()

@@ -672,7 +672,8 @@ class WorkspaceIndex:
             # A store with no vectors yet (a first run) has none to reuse: a read per file
             # saved.
             by_hash = (self.store.vectors_by_hash(sorted(set(missing)))
-                       if missing and self._store_has_vectors() else {})
+                       if missing and (self._store_has_vectors()
+                                       or self.store.lends_beyond_itself) else {})
             if self.borrow is not None and (wanted := sorted(set(missing) - set(by_hash))):
                 by_hash.update(self.borrow(wanted))
             vectors = [kept.get(i, by_hash.get(h)) for i, h in zip(ids, hashes, strict=True)]

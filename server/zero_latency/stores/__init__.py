@@ -61,7 +61,8 @@ def open_store(settings: Settings, workspace: Path, model: StoreIdentity) -> Sto
         from .server import ServerStore  # qdrant-client loads only when used
 
         return ServerStore(settings.storeUrl, settings.storeApiKey, workspace,
-                           model.fingerprint, model.dimension)
+                           model.fingerprint, model.dimension,
+                           variant=settings.index_variant())
     path = edge_path(settings, workspace, model)
     first = first_variant_path(settings, workspace, model)
     if path != first and not path.exists():
@@ -76,7 +77,8 @@ def index_exists(settings: Settings, workspace: Path, model: StoreIdentity) -> b
         from .server import ServerStore
 
         return ServerStore.holds_workspace(settings.storeUrl, settings.storeApiKey, workspace,
-                                           model.fingerprint, model.dimension)
+                                           model.fingerprint, model.dimension,
+                                           variant=settings.index_variant())
     return (edge_path(settings, workspace, model) / "shard").exists()
 
 

@@ -235,6 +235,9 @@ class Store(Protocol):
 
     kind: str  # "embedded" | "server"
     location: str  # a folder or a URL, for status and messages
+    #: `vectors_by_hash` may find vectors this workspace's index does not hold (another
+    #: tenant's of the same folder on a server): asked even before this one has any.
+    lends_beyond_itself: bool
 
     def upsert(self, points: Sequence[ChunkPoint]) -> None: ...
     def delete(self, ids: Sequence[str]) -> None: ...
@@ -252,7 +255,8 @@ class Store(Protocol):
     def sparse_vectors(self, ids: Sequence[str]) -> dict[str, SparseVec]:
         """The stored BM25 vectors of these chunks (ids not stored are left out): the terms
         their text was analysed into, which hybrid's keyword evidence reads."""
-    def vectors_by_hash(self, hashes: Sequence[str]) -> dict[str, Vector]: ...
+    def vectors_by_hash(self, hashes: Sequence[str]) -> dict[str, Vector]:
+        """Stored dense vectors by chunk content hash (see `lends_beyond_itself`)."""
     def query(self, dense: Vector | None, sparse: SparseVec | None, mode: Mode, limit: int,
               where: PathFilter, fusion: Fusion = HYBRID_FUSION,
               payload: bool = True) -> list[StoredHit]:

@@ -110,6 +110,7 @@ class EdgeStore:
     """A Qdrant Edge shard plus a small metadata file naming the model and schema."""
 
     kind = "embedded"
+    lends_beyond_itself = False  # a folder per index (other settings' lend through the engine)
 
     def __init__(self, path: Path, model_fingerprint: str, dimension: int) -> None:
         self.path = path

@@ -4,8 +4,10 @@ Layout: ONE collection per model (`zl_<model slug>_<dimension>`), shared by ever
 that uses that model, with the workspace as tenant:
 
 - named vectors `dense` (cosine) and sparse `bm25` (IDF modifier), as in the embedded store;
-- payload field `workspace` = a hash of the workspace's resolved path, indexed as a keyword
-  with `is_tenant=True`, plus keyword indexes on `path`, `chunk_hash` and `language`;
+- payload field `workspace` = a hash of the workspace's resolved path (and of the settings
+  that shape its index, where they are not the defaults: `Settings.index_variant`, as the
+  embedded store's folder), indexed as a keyword with `is_tenant=True`, plus keyword indexes
+  on `path`, `chunk_hash` and `language`;
 - HNSW built per tenant (`m=0`, `payload_m=16`): every query is filtered to one workspace,
   so a global graph would never be used;
 - the collection's `metadata` (Qdrant collection metadata, kept since the 1.16 servers)
@@ -92,9 +94,12 @@ def collection_name(model_fingerprint: str, dimension: int) -> str:
     return f"zl_{slug}_{dimension}"
 
 
-def workspace_key(workspace: Path) -> str:
-    """The tenant key: stable for a folder across runs, opaque (the path is not sent)."""
-    return hashlib.sha256(str(workspace.resolve()).encode()).hexdigest()[:32]
+def workspace_key(workspace: Path, variant: str = "") -> str:
+    """The tenant key: stable for a folder (and index-shaping settings) across runs, opaque
+    (the path is not sent). The default settings' key is the folder's alone, as before
+    indexes had variants."""
+    named = str(workspace.resolve()) + (f"~{variant}" if variant else "")
+    return hashlib.sha256(named.encode()).hexdigest()[:32]
 
 
 class ServerStore:
@@ -103,14 +108,19 @@ class ServerStore:
     kind = "server"
 
     def __init__(self, url: str, api_key: str | None, workspace: Path, model_fingerprint: str,
-                 dimension: int, *, client: QdrantClient | None = None,
+                 dimension: int, *, variant: str = "", client: QdrantClient | None = None,
                  timeout: float = 10.0, retries: int = 4, backoff: float = 0.25,
                  max_backoff: float = 4.0,
                  sleep: Callable[[float], None] = time.sleep) -> None:
         self.url = url
         self.location = url
         self.workspace = workspace
-        self.key = workspace_key(workspace)
+        self.key = workspace_key(workspace, variant)
+        # Where vectors are looked up by chunk hash: this tenant, and for other settings the
+        # default settings' tenant of the folder too (same collection, so the same model): a
+        # client with its own `exclude` copies the vectors instead of embedding them again.
+        self._lenders = sorted({self.key, workspace_key(workspace)})
+        self.lends_beyond_itself = len(self._lenders) > 1
         self.collection = collection_name(model_fingerprint, dimension)
         self._retries = max(1, retries)
         self._backoff = backoff
@@ -370,8 +380,9 @@ class ServerStore:
     def vectors_by_hash(self, hashes: Sequence[str]) -> dict[str, Vector]:
         if not hashes:
             return {}
-        flt = self._scope(models.FieldCondition(key="chunk_hash",
-                                                match=models.MatchAny(any=list(hashes))))
+        flt = models.Filter(must=[
+            models.FieldCondition(key=WORKSPACE, match=models.MatchAny(any=self._lenders)),
+            models.FieldCondition(key="chunk_hash", match=models.MatchAny(any=list(hashes)))])
         records, _ = self._call("read vectors by hash", lambda: self.client.scroll(
             self.collection, scroll_filter=flt, limit=len(hashes) * 4,
             with_payload=["chunk_hash"], with_vectors=[DENSE]))
@@ -464,7 +475,7 @@ class ServerStore:
 
     @classmethod
     def holds_workspace(cls, url: str, api_key: str | None, workspace: Path,
-                        model_fingerprint: str, dimension: int, *,
+                        model_fingerprint: str, dimension: int, *, variant: str = "",
                         client: QdrantClient | None = None) -> bool:
         """Whether the server has points of `workspace` for this model, without creating
         anything (what `zl search` run inside a workspace asks of each folder above it)."""
@@ -481,7 +492,8 @@ class ServerStore:
             if not client.collection_exists(name):
                 return False
             tenant = models.FieldCondition(key=WORKSPACE,
-                                           match=models.MatchValue(value=workspace_key(workspace)))
+                                           match=models.MatchValue(
+                                               value=workspace_key(workspace, variant)))
             found = client.count(name, count_filter=models.Filter(must=[tenant]), exact=False)
             return int(found.count) > 0
         except StoreError:
