@@ -187,6 +187,30 @@ def test_an_editor_s_index_settings_stay_its_own_and_the_cli_and_an_agent_still_
         editor.close()
 
 
+def test_an_agent_in_a_subfolder_of_an_editor_s_workspace_searches_the_workspace(
+        tmp_path: Path, workspace: Path, daemon_dir: Path) -> None:
+    """An agent (`zl mcp`) started in `book/` of a workspace that only an editor with its own
+    settings (an `exclude`) has indexed works on the workspace, as it does beside a default
+    index there, with an index of its own settings: it finds the note the editor excludes,
+    under its workspace path. It used to find no index "at or above" its folder for its
+    settings and index `book/` alone."""
+    store = tmp_path / "store"
+    (workspace / "notes").mkdir()
+    (workspace / "notes" / "n.md").write_text(
+        f"# Field notes\n\nThe {MARKER} borrows a value and keeps it.\n")
+    editor = started(workspace, store, exclude=["notes/**"])
+    try:
+        editor.request("docs/index", {}, timeout=600)
+        # Its first search may come while its index is made (copied from the editor's).
+        hits = wait_for(lambda: mcp_search(workspace / "book", store, MARKER), timeout=180,
+                        what="the agent's search to find the note")
+        assert hits[0]["path"] == "notes/n.md", hits
+        assert editor.request("docs/search", {"query": MARKER, "mode": "keyword"})[
+            "result"]["hits"] == []
+    finally:
+        editor.close()
+
+
 def test_a_settings_file_changed_while_the_daemon_runs_takes_effect_at_the_next_command(
         tmp_path: Path, workspace: Path, daemon_dir: Path) -> None:
     """`zl index`, then an `exclude` added to the workspace's `.zero-latency.toml`, then `zl

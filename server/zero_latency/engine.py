@@ -58,6 +58,7 @@ from .stores import (
     edge_path,
     index_exists,
     open_store,
+    other_settings_index_exists,
 )
 from .stores import FileState as StoredFile
 
@@ -358,11 +359,18 @@ class Engine:
         self.load_model()  # the index is per model
         return index_exists(self.settings, root.resolve(), self.store_identity())
 
-    def indexed_root(self, start: Path) -> Path | None:
+    def indexed_root(self, start: Path, any_settings: bool = False) -> Path | None:
         """The nearest folder at or above `start` with an index for this model (what `zl
-        search` run inside a workspace means), or None: then no store is created."""
+        search` run inside a workspace means), or None: then no store is created.
+        `any_settings`: an index made with other index-shaping settings counts too (an
+        agent started in a subfolder of an editor's workspace works on that workspace, with
+        an index of its own settings, not on the subfolder alone)."""
         start = start.resolve()
-        return next((f for f in [start, *start.parents] if self.has_index(f)), None)
+        for folder in [start, *start.parents]:
+            if self.has_index(folder) or (any_settings and other_settings_index_exists(
+                    self.settings, folder, self.store_identity())):
+                return folder
+        return None
 
     def store_path(self, root: Path) -> Path:
         """The folder an embedded store of `root` has (or would have) for this model."""

@@ -87,9 +87,13 @@ async def _startup(ls: ZeroLatencyServer) -> None:
     await loop.run_in_executor(None, engine.load_model)
     _status_changed(ls)
     if ls.find_indexed_root:
+        # A session that indexes what it opens (an agent) takes a workspace indexed with
+        # other settings as its own, and makes its index there; one that does not (`zl
+        # search`) would only make an empty store, and is told what to run instead.
+        adopt = ls.index_on_start
         try:  # a Qdrant server (storeUrl) is asked: it may be down
             found = await loop.run_in_executor(
-                None, lambda: [engine.indexed_root(f) for f in ls.folders])
+                None, lambda: [engine.indexed_root(f, any_settings=adopt) for f in ls.folders])
         except ZeroLatencyError as err:
             found = []
             _show(ls, err.message, lsp.MessageType.Error)

@@ -82,6 +82,21 @@ def index_exists(settings: Settings, workspace: Path, model: StoreIdentity) -> b
     return (edge_path(settings, workspace, model) / "shard").exists()
 
 
+def other_settings_index_exists(settings: Settings, workspace: Path,
+                                 model: StoreIdentity) -> bool:
+    """Whether `workspace` has an index for `model` made with other index-shaping settings
+    than these (`Settings.index_variant`): an embedded store beside this one's folder, or on a
+    server the default settings' tenant. Creates nothing."""
+    if settings.storeUrl:
+        if not settings.index_variant():
+            return False
+        from .server import ServerStore
+
+        return ServerStore.holds_workspace(settings.storeUrl, settings.storeApiKey, workspace,
+                                           model.fingerprint, model.dimension)
+    return bool(other_variants(settings, workspace, model))
+
+
 def discard_store(settings: Settings, workspace: Path, model: StoreIdentity) -> bool:
     """Delete a store that cannot be opened (damaged, or built for another model) so that it
     can be made again; True when there was one. An embedded store's folder goes (refused with
