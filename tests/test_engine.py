@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,7 @@ from zero_latency.errors import (
 from zero_latency.markup import readable_lines
 from zero_latency.models import resolve_bundled, resolve_folder, resolve_model
 from zero_latency.stores import EdgeStore
+from zero_latency.stores.edge import VARIANTS_MARK
 
 
 @pytest.fixture(scope="module")
@@ -291,6 +293,47 @@ def test_store_is_locked_and_never_mixes_models(settings: Settings, workspace: P
     assert path.exists(), "the refused store is left alone for the user to rebuild"
 
 
+def test_an_index_of_other_settings_unused_for_a_month_is_deleted_when_another_opens(
+        tmp_path: Path) -> None:
+    """A settings change leaves the index of the old settings behind (a full copy of the
+    workspace's chunks): it is deleted once no client has opened it for
+    STALE_VARIANT_DAYS, when another index of the workspace opens, but never while a
+    process has it open, never the default settings' one, and not a recent one."""
+    from zero_latency.stores import STALE_VARIANT_DAYS, StoreIdentity, edge_path, open_store
+
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    model = StoreIdentity("test/model", "test/model#1", 4)
+
+    def settings(*exclude: str) -> Settings:
+        if not exclude:
+            return Settings(storePath=str(tmp_path / "data"))
+        return Settings(storePath=str(tmp_path / "data"), exclude=list(exclude))
+
+    month_ago = time.time() - (STALE_VARIANT_DAYS + 1) * 86400
+
+    def age(store_settings: Settings) -> Path:
+        path = edge_path(store_settings, ws, model)
+        os.utime(path.with_name(path.name + ".lock"), (month_ago, month_ago))
+        return path
+
+    open_store(settings(), ws, model).close()  # the default settings' index
+    for exclude in ("old/**", "recent/**", "open/**"):
+        open_store(settings(exclude), ws, model).close()
+    in_use = open_store(settings("open/**"), ws, model)
+    try:
+        default, old, held = age(settings()), age(settings("old/**")), age(settings("open/**"))
+        recent = edge_path(settings("recent/**"), ws, model)
+        open_store(settings("new/**"), ws, model).close()
+        assert not old.exists() and not old.with_name(old.name + ".lock").exists()
+        assert default.exists() and held.exists() and recent.exists()
+        assert edge_path(settings("new/**"), ws, model).exists()
+    finally:
+        in_use.close()
+    open_store(settings(), ws, model).close()  # now closed, the held one goes too
+    assert not held.exists() and recent.exists() and default.exists()
+
+
 def test_settings_that_shape_the_index_give_each_client_its_own_store_and_lend_vectors(
         settings: Settings, workspace: Path) -> None:
     """Two clients of one daemon (two engines of one process, siblings as its hub makes them)
@@ -306,6 +349,9 @@ def test_settings_that_shape_the_index_give_each_client_its_own_store_and_lend_v
         old = first.store_path(workspace)
     finally:
         first.close()
+    assert not EdgeStore.adopt(old, old.with_name("elsewhere"), first.model_fingerprint()), \
+        "the default settings' own index stays theirs"
+    (old / VARIANTS_MARK).unlink()  # as a store made before indexes had variants
     narrow = Engine(dataclasses.replace(settings, exclude=("book/ch04*",)))
     wide = Engine(settings)
     narrow.siblings = wide.siblings = lambda: [narrow, wide]
@@ -345,7 +391,8 @@ def test_a_changed_chunk_size_cuts_every_file_anew(settings: Settings,
     try:
         first.open_workspace(workspace)
         made = first.index([workspace])
-    finally:
+        (first.store_path(workspace) / VARIANTS_MARK).unlink()  # made before variants, as
+    finally:  # the stores whose chunks were cut without the size in their hash
         first.close()
     smaller = Engine(dataclasses.replace(settings, chunkTokens=128))
     try:

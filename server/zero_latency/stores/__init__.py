@@ -8,9 +8,14 @@ module plus a branch in these three functions.
 from __future__ import annotations
 
 import dataclasses
+import logging
+import os
+import shutil
+import time
 from pathlib import Path
 
 from ..config import Settings
+from ..errors import StoreError
 from .base import (
     DENSE,
     HYBRID_FUSION,
@@ -34,12 +39,20 @@ from .base import (
     plan_query,
     point_id,
 )
-from .edge import EdgeStore, store_dir
+from .edge import EdgeStore, lock_store, store_dir
+
+log = logging.getLogger(__name__)
+
+#: An index made with index-shaping settings that no client has used this long (a settings
+#: file changed since, an editor's workspace settings long gone) is deleted when another
+#: index of its workspace opens: each holds a copy of the workspace's chunks, and a few
+#: `exclude` edits would otherwise leave several on disk for good.
+STALE_VARIANT_DAYS = 30
 
 __all__ = [
-    "DENSE", "HYBRID_FUSION", "MARKER_HASH", "SPARSE", "ChunkPayload", "ChunkPoint",
-    "EdgeStore", "FileState", "Fusion", "Mode", "PathFilter", "PendingChunk", "QueryPlan",
-    "SparseVec", "Store", "StoreCounts", "StoreIdentity", "StoredHit", "Vector",
+    "DENSE", "HYBRID_FUSION", "MARKER_HASH", "SPARSE", "STALE_VARIANT_DAYS", "ChunkPayload",
+    "ChunkPoint", "EdgeStore", "FileState", "Fusion", "Mode", "PathFilter", "PendingChunk",
+    "QueryPlan", "SparseVec", "Store", "StoreCounts", "StoreIdentity", "StoredHit", "Vector",
     "candidate_depth", "discard_store", "edge_path", "file_marker_id", "index_exists",
     "open_store", "other_variants", "plan_query", "point_id", "store_dir",
 ]
@@ -67,7 +80,40 @@ def open_store(settings: Settings, workspace: Path, model: StoreIdentity) -> Sto
     first = first_variant_path(settings, workspace, model)
     if path != first and not path.exists():
         EdgeStore.adopt(first, path, model.fingerprint)
-    return EdgeStore(path, model.fingerprint, model.dimension)
+    store = EdgeStore(path, model.fingerprint, model.dimension)
+    prune_stale_variants(first, keep=path)
+    return store
+
+
+def prune_stale_variants(first: Path, keep: Path, now: float | None = None) -> list[Path]:
+    """Delete the stores beside `first` made with other index-shaping settings
+    (`<model>~<variant>`) that no process has open and none has opened for
+    STALE_VARIANT_DAYS; the default settings' store (`first`) and `keep` stay. Returns
+    those deleted. Never raises: a store it cannot delete now is left for the next time."""
+    cutoff = (time.time() if now is None else now) - STALE_VARIANT_DAYS * 86400
+    deleted: list[Path] = []
+    try:
+        candidates = [p for p in first.parent.iterdir()
+                      if p.name.startswith(first.name + "~") and p.is_dir() and p != keep]
+    except OSError:
+        return deleted
+    for path in candidates:
+        try:
+            if EdgeStore.last_opened(path) > cutoff:
+                continue
+            fd = lock_store(path)  # StoreLockedError: open now, so in use
+            try:
+                shutil.rmtree(path)
+                path.with_name(path.name + ".lock").unlink(missing_ok=True)
+            finally:
+                os.close(fd)
+        except (OSError, StoreError) as err:
+            log.debug("left the unused index %s: %s", path, err)
+            continue
+        log.info("deleted the index %s: made with other settings (include/exclude, chunking, "
+                 "runtime), unused for over %d days", path, STALE_VARIANT_DAYS)
+        deleted.append(path)
+    return deleted
 
 
 def index_exists(settings: Settings, workspace: Path, model: StoreIdentity) -> bool:

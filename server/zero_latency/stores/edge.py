@@ -63,6 +63,10 @@ from .base import (
 log = logging.getLogger(__name__)
 
 META_FILE = "zl-store.json"
+#: In every store opened since indexes have had variants (`Settings.index_variant`): a store
+#: without it was made before, by whichever settings, and may be taken over (`adopt`); one
+#: with it at the default settings' place is theirs, and stays.
+VARIANTS_MARK = "zl-variants"
 VACUUM_SHARE = 0.2  # as Qdrant's own deleted_threshold
 VACUUM_MIN_DELETED = 1000
 #: Free space every write leaves on the store's disk. Qdrant Edge writes through memory maps
@@ -137,6 +141,9 @@ class EdgeStore:
         except BaseException:
             self._release()
             raise
+        with contextlib.suppress(OSError):  # when it was last opened (`last_opened`)
+            os.utime(self._lock_fd)
+            (path / VARIANTS_MARK).touch()  # no longer a store from before variants (`adopt`)
 
     def _open(self, path: Path, shard_dir: Path, meta_path: Path, expected: dict[str, Any],
               dimension: int) -> None:
@@ -225,7 +232,8 @@ class EdgeStore:
         model build's vectors and no process has it open: True when it moved. How a store
         made before indexes had variants (`Settings.index_variant`) becomes the index of the
         settings that open it first; the indexer then brings its files in line with them."""
-        if target.exists() or not (source / META_FILE).is_file():
+        if (target.exists() or not (source / META_FILE).is_file()
+                or (source / VARIANTS_MARK).exists()):  # the default settings' own index
             return False
         try:
             fd = lock_store(source)
@@ -244,6 +252,15 @@ class EdgeStore:
         with contextlib.suppress(OSError):  # the lock of a folder that is gone
             source.with_name(source.name + ".lock").unlink()
         return True
+
+    @staticmethod
+    def last_opened(path: Path) -> float:
+        """When a process last opened the store at `path` (its lock file's time; the folder's
+        for a store that has none), as a Unix time."""
+        try:
+            return path.with_name(path.name + ".lock").stat().st_mtime
+        except OSError:
+            return path.stat().st_mtime
 
     @staticmethod
     def destroy(path: Path) -> bool:
