@@ -22,6 +22,7 @@ from zero_latency.errors import (
     StoreIncompatibleError,
     StoreLockedError,
 )
+from zero_latency.indexer import IndexReport
 from zero_latency.markup import readable_lines
 from zero_latency.models import resolve_bundled, resolve_folder, resolve_model
 from zero_latency.stores import EdgeStore
@@ -379,6 +380,35 @@ def test_settings_that_shape_the_index_give_each_client_its_own_store_and_lend_v
     finally:
         narrow.close()
         wide.close()
+
+
+def test_a_first_index_of_other_settings_starts_as_a_copy_of_a_closed_one(
+        settings: Settings, workspace: Path) -> None:
+    """No other client has the workspace open (no daemon, or its engine gone): a first index
+    for other settings is made from a copy of the one on disk, the default settings' first,
+    with nothing embedded again and the original left as it was. (It used to take the default
+    settings' store away from them, or, once that was fixed, embed everything again.)"""
+    narrow_settings = dataclasses.replace(settings, exclude=("book/ch04*",))
+
+    def indexed(engine_settings: Settings) -> tuple[IndexReport, Path]:
+        engine = Engine(engine_settings)
+        try:
+            engine.open_workspace(workspace)
+            return engine.index([workspace]), engine.store_path(workspace)
+        finally:
+            engine.close()
+
+    made, default_path = indexed(settings)
+    narrow, narrow_path = indexed(narrow_settings)
+    assert narrow_path != default_path and default_path.exists()
+    assert (narrow.embeddedChunks, narrow.removedFiles) == (0, 2), narrow
+    again, _ = indexed(settings)
+    assert (again.embeddedChunks, again.unchangedFiles) == (0, made.files), again
+    # Only an index of other settings on disk: the default settings' starts from it and
+    # embeds just what that one leaves out.
+    assert EdgeStore.destroy(default_path)
+    remade, _ = indexed(settings)
+    assert 0 < remade.embeddedChunks == made.chunks - narrow.chunks, (remade, narrow)
 
 
 def test_a_changed_chunk_size_cuts_every_file_anew(settings: Settings,

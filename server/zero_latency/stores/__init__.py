@@ -78,8 +78,13 @@ def open_store(settings: Settings, workspace: Path, model: StoreIdentity) -> Sto
                            variant=settings.index_variant())
     path = edge_path(settings, workspace, model)
     first = first_variant_path(settings, workspace, model)
-    if path != first and not path.exists():
-        EdgeStore.adopt(first, path, model.fingerprint)
+    if not path.exists() and not (path != first
+                                  and EdgeStore.adopt(first, path, model.fingerprint)):
+        # A first index for these settings starts as a copy of one of other settings (the
+        # default settings' first, then the one opened last), if one is closed now.
+        others = sorted(other_variants(settings, workspace, model),
+                        key=lambda p: (p != first, -EdgeStore.last_opened(p)))
+        next((p for p in others if EdgeStore.seed(p, path, model.fingerprint)), None)
     store = EdgeStore(path, model.fingerprint, model.dimension)
     prune_stale_variants(first, keep=path)
     return store

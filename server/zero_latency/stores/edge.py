@@ -254,6 +254,35 @@ class EdgeStore:
         return True
 
     @staticmethod
+    def seed(source: Path, target: Path, model_fingerprint: str) -> bool:
+        """Make the store at `target` (which does not exist) a copy of the one at `source`
+        where that holds this model build's vectors and no process has it open: True when
+        it did. How an index of other settings starts from one made already (its vectors
+        copied with it; the indexer then brings its files in line with its settings)
+        instead of embedding the workspace again."""
+        if target.exists() or not (source / META_FILE).is_file():
+            return False
+        try:
+            fd = lock_store(source)  # held while copying: no writer changes it meanwhile
+        except StoreError:
+            return False
+        partial = target.with_name(f".{target.name}.seeding")  # never taken for an index
+        try:
+            meta = json.loads((source / META_FILE).read_text(encoding="utf-8"))
+            if meta.get("model") != model_fingerprint or target.exists():
+                return False
+            shutil.rmtree(partial, ignore_errors=True)  # a copy a kill interrupted
+            shutil.copytree(source, partial, symlinks=True)
+            os.rename(partial, target)  # whole, or not there at all
+        except (OSError, ValueError) as err:
+            log.warning("could not copy the index %s: %s", source, err)
+            shutil.rmtree(partial, ignore_errors=True)
+            return False
+        finally:
+            os.close(fd)
+        return True
+
+    @staticmethod
     def last_opened(path: Path) -> float:
         """When a process last opened the store at `path` (its lock file's time; the folder's
         for a store that has none), as a Unix time."""
