@@ -149,6 +149,21 @@ def test_two_editors_the_cli_and_an_agent_share_one_index(tmp_path: Path, worksp
             editor_b.close()
 
 
+def editor_excluding_notes(workspace: Path, store: Path) -> RawServer:
+    """An editor whose workspace settings exclude `notes/**`, after its index run, on a
+    workspace with one note (holding MARKER) there."""
+    (workspace / "notes").mkdir()
+    (workspace / "notes" / "n.md").write_text(
+        f"# Field notes\n\nThe {MARKER} borrows a value and keeps it.\n")
+    editor = started(workspace, store, exclude=["notes/**"])
+    try:
+        editor.request("docs/index", {}, timeout=600)
+    except BaseException:
+        editor.close()
+        raise
+    return editor
+
+
 def test_an_editor_s_index_settings_stay_its_own_and_the_cli_and_an_agent_still_search(
         tmp_path: Path, workspace: Path, daemon_dir: Path) -> None:
     """An editor whose workspace settings exclude a folder, and the CLI and an agent whose
@@ -158,12 +173,8 @@ def test_an_editor_s_index_settings_stay_its_own_and_the_cli_and_an_agent_still_
     index` copies the editor's vectors and embeds only the chunk the editor excludes; the
     CLI and the agent find the excluded note, the editor never does."""
     store = tmp_path / "store"
-    (workspace / "notes").mkdir()
-    (workspace / "notes" / "n.md").write_text(
-        f"# Field notes\n\nThe {MARKER} borrows a value and keeps it.\n")
-    editor = started(workspace, store, exclude=["notes/**"])
+    editor = editor_excluding_notes(workspace, store)
     try:
-        editor.request("docs/index", {}, timeout=600)
         before = zl("search", MARKER, "--json", "--model", "bundled", "--store-path",
                     str(store), cwd=workspace)
         assert before.returncode != 0, before.stdout
@@ -195,12 +206,8 @@ def test_an_agent_in_a_subfolder_of_an_editor_s_workspace_searches_the_workspace
     under its workspace path. It used to find no index "at or above" its folder for its
     settings and index `book/` alone."""
     store = tmp_path / "store"
-    (workspace / "notes").mkdir()
-    (workspace / "notes" / "n.md").write_text(
-        f"# Field notes\n\nThe {MARKER} borrows a value and keeps it.\n")
-    editor = started(workspace, store, exclude=["notes/**"])
+    editor = editor_excluding_notes(workspace, store)
     try:
-        editor.request("docs/index", {}, timeout=600)
         # Its first search may come while its index is made (copied from the editor's).
         hits = wait_for(lambda: mcp_search(workspace / "book", store, MARKER), timeout=180,
                         what="the agent's search to find the note")

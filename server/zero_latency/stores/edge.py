@@ -17,7 +17,7 @@ import os
 import re
 import shutil
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -232,26 +232,14 @@ class EdgeStore:
         model build's vectors and no process has it open: True when it moved. How a store
         made before indexes had variants (`Settings.index_variant`) becomes the index of the
         settings that open it first; the indexer then brings its files in line with them."""
-        if (target.exists() or not (source / META_FILE).is_file()
-                or (source / VARIANTS_MARK).exists()):  # the default settings' own index
+        if (source / VARIANTS_MARK).exists():  # the default settings' own index
             return False
-        try:
-            fd = lock_store(source)
-        except StoreError:  # open elsewhere: it stays whose it is
-            return False
-        try:
-            meta = json.loads((source / META_FILE).read_text(encoding="utf-8"))
-            if meta.get("model") != model_fingerprint or target.exists():
-                return False
-            os.rename(source, target)
-        except (OSError, ValueError) as err:
-            log.warning("could not take over the store %s: %s", source, err)
-            return False
-        finally:
-            os.close(fd)
-        with contextlib.suppress(OSError):  # the lock of a folder that is gone
-            source.with_name(source.name + ".lock").unlink()
-        return True
+        moved = EdgeStore._from_closed(source, target, model_fingerprint,
+                                       lambda: os.rename(source, target))
+        if moved:
+            with contextlib.suppress(OSError):  # the lock of a folder that is gone
+                source.with_name(source.name + ".lock").unlink()
+        return moved
 
     @staticmethod
     def seed(source: Path, target: Path, model_fingerprint: str) -> bool:
@@ -260,23 +248,38 @@ class EdgeStore:
         it did. How an index of other settings starts from one made already (its vectors
         copied with it; the indexer then brings its files in line with its settings)
         instead of embedding the workspace again."""
+        partial = target.with_name(f".{target.name}.seeding")  # never taken for an index
+
+        def copy() -> None:
+            shutil.rmtree(partial, ignore_errors=True)  # a copy a kill interrupted
+            try:
+                shutil.copytree(source, partial, symlinks=True)
+                os.rename(partial, target)  # whole, or not there at all
+            except OSError:
+                shutil.rmtree(partial, ignore_errors=True)
+                raise
+
+        return EdgeStore._from_closed(source, target, model_fingerprint, copy)
+
+    @staticmethod
+    def _from_closed(source: Path, target: Path, model_fingerprint: str,
+                     make: Callable[[], None]) -> bool:
+        """`make` `target` from the store at `source`, under its lock (so that no writer
+        changes it meanwhile), where `target` does not exist, `source` holds this model
+        build's vectors and no process has it open: True when it was made."""
         if target.exists() or not (source / META_FILE).is_file():
             return False
         try:
-            fd = lock_store(source)  # held while copying: no writer changes it meanwhile
-        except StoreError:
+            fd = lock_store(source)
+        except StoreError:  # open elsewhere: left to its process
             return False
-        partial = target.with_name(f".{target.name}.seeding")  # never taken for an index
         try:
             meta = json.loads((source / META_FILE).read_text(encoding="utf-8"))
             if meta.get("model") != model_fingerprint or target.exists():
                 return False
-            shutil.rmtree(partial, ignore_errors=True)  # a copy a kill interrupted
-            shutil.copytree(source, partial, symlinks=True)
-            os.rename(partial, target)  # whole, or not there at all
+            make()
         except (OSError, ValueError) as err:
-            log.warning("could not copy the index %s: %s", source, err)
-            shutil.rmtree(partial, ignore_errors=True)
+            log.warning("could not make the index %s from %s: %s", target, source, err)
             return False
         finally:
             os.close(fd)
