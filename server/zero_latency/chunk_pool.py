@@ -36,7 +36,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 
-from .chunking import Chunk, chunk_document, document_title
+from .chunking import Chunk, chunk_document, document_title, model_token_count
 from .files import Document, SkipFile, read_document
 from .sparse import SparseEncoder
 from .stores.base import SparseVec
@@ -239,11 +239,7 @@ def _start_worker(settings: ChunkSettings, parent: int, spool: str) -> None:
         counter = Tokenizer.from_file(settings.tokenizer_file)
         counter.no_truncation()
         counter.no_padding()
-
-        def count_with_model(text: str) -> int:
-            return len(counter.encode(text, add_special_tokens=False).ids)
-
-        _count_tokens = count_with_model
+        _count_tokens = model_token_count(counter)
     if settings.bm25 is not None:
         _sparse = SparseEncoder(*settings.bm25)
         _sparse.analyse("Warm up: the language model loads here.")  # before the first file

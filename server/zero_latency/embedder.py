@@ -36,6 +36,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import openvino_runtime
+from .chunking import model_token_count
 from .config import Runtime
 from .errors import CancelledError, DeviceUnavailableError, ModelUnavailableError
 from .models import OPTIMISE_PROBES, ModelFiles, Pooling, covered_languages, optimise
@@ -256,6 +257,7 @@ class OnnxEmbedder:
         self._tokenizer.enable_truncation(max_length=files.max_length)
         self._counter.no_truncation()
         self._counter.no_padding()
+        self._count = model_token_count(self._counter)
         cores = os.cpu_count() or 1
         self._providers: list[str] = ["CPUExecutionProvider"]
         if device == "cuda":
@@ -398,7 +400,7 @@ class OnnxEmbedder:
         return self.files.max_length - 2  # [CLS] and [SEP] take two of the model's positions
 
     def count_tokens(self, text: str) -> int:
-        return len(self._counter.encode(text, add_special_tokens=False).ids)
+        return self._count(text)
 
     @property
     def tokenizer_file(self) -> str | None:
