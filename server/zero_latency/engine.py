@@ -366,9 +366,11 @@ class Engine:
         agent started in a subfolder of an editor's workspace works on that workspace, with
         an index of its own settings, not on the subfolder alone)."""
         start = start.resolve()
+        self.load_model()  # the index is per model
+        identity = self.store_identity()
         for folder in [start, *start.parents]:
-            if self.has_index(folder) or (any_settings and other_settings_index_exists(
-                    self.settings, folder, self.store_identity())):
+            if index_exists(self.settings, folder, identity) or (
+                    any_settings and other_settings_index_exists(self.settings, folder, identity)):
                 return folder
         return None
 

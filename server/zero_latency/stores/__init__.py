@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
-import shutil
 import time
 from pathlib import Path
 
@@ -39,7 +37,7 @@ from .base import (
     plan_query,
     point_id,
 )
-from .edge import EdgeStore, lock_store, store_dir
+from .edge import EdgeStore, store_dir
 
 log = logging.getLogger(__name__)
 
@@ -97,21 +95,13 @@ def prune_stale_variants(first: Path, keep: Path, now: float | None = None) -> l
     those deleted. Never raises: a store it cannot delete now is left for the next time."""
     cutoff = (time.time() if now is None else now) - STALE_VARIANT_DAYS * 86400
     deleted: list[Path] = []
-    try:
-        candidates = [p for p in first.parent.iterdir()
-                      if p.name.startswith(first.name + "~") and p.is_dir() and p != keep]
-    except OSError:
-        return deleted
-    for path in candidates:
+    for path in _variant_folders(first):
+        if path == keep:
+            continue
         try:
             if EdgeStore.last_opened(path) > cutoff:
                 continue
-            fd = lock_store(path)  # StoreLockedError: open now, so in use
-            try:
-                shutil.rmtree(path)
-                path.with_name(path.name + ".lock").unlink(missing_ok=True)
-            finally:
-                os.close(fd)
+            EdgeStore.destroy(path, lock_file_too=True)  # StoreLockedError: open, so in use
         except (OSError, StoreError) as err:
             log.debug("left the unused index %s: %s", path, err)
             continue
@@ -176,11 +166,19 @@ def first_variant_path(settings: Settings, workspace: Path, model: StoreIdentity
 
 def other_variants(settings: Settings, workspace: Path, model: StoreIdentity) -> list[Path]:
     """The embedded stores of `workspace` for `model` made with other index-shaping settings
-    than these (to tell a user whose own settings have none yet why)."""
+    than these: to tell a user whose own settings have none yet why, and to start theirs
+    from (`EdgeStore.seed`)."""
     first = first_variant_path(settings, workspace, model)
     own = edge_path(settings, workspace, model)
-    if not first.parent.is_dir():
+    return sorted(p for p in [first, *_variant_folders(first)]
+                  if p != own and (p / "shard").exists())
+
+
+def _variant_folders(first: Path) -> list[Path]:
+    """The store folders beside `first` (the default settings' one) made with other
+    index-shaping settings: `<model>~<variant>`."""
+    try:
+        return [p for p in first.parent.iterdir()
+                if p.name.startswith(first.name + "~") and p.is_dir()]
+    except OSError:  # no store of this workspace yet
         return []
-    return sorted(p for p in first.parent.iterdir()
-                  if p != own and (p / "shard").exists()
-                  and (p == first or p.name.startswith(first.name + "~")))

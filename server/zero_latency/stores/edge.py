@@ -295,14 +295,17 @@ class EdgeStore:
             return path.stat().st_mtime
 
     @staticmethod
-    def destroy(path: Path) -> bool:
+    def destroy(path: Path, lock_file_too: bool = False) -> bool:
         """Delete a store folder, unless a process has it open (StoreLockedError then: a
-        store in use is never deleted). True when there was one to delete."""
+        store in use is never deleted). True when there was one to delete. `lock_file_too`:
+        its lock file goes as well, while held (a store that is not made again)."""
         if not path.exists():
             return False
         fd = lock_store(path)
         try:
             shutil.rmtree(path)
+            if lock_file_too:
+                path.with_name(path.name + ".lock").unlink(missing_ok=True)
         finally:
             os.close(fd)
         return True
