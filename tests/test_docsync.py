@@ -115,21 +115,21 @@ def test_a_lone_surrogate_in_a_buffer_costs_no_document_its_update(tmp_path: Pat
 def test_a_batch_the_model_rejects_is_retried_file_by_file(
         tmp_path: Path, workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Sanitising buffers leaves no text we know of that the tokenizer refuses, so this fault is
-    injected: the model raises the tokenizer's own error for one file's text."""
+    injected: the tokenizer raises its own error for one file's text."""
     engine = Engine(Settings(model="bundled", storePath=str(tmp_path / "store")))
     try:
         engine.open_workspace(workspace)
         engine.index([workspace])
         embedder = engine.embedder
         assert embedder is not None
-        real_embed = embedder.embed
+        real_encode = embedder._encode  # type: ignore[attr-defined]
 
-        def embed(texts: Any) -> Any:
+        def encode(texts: Any) -> Any:
             if any("poison" in text for text in texts):
                 raise TypeError("TextInputSequence must be str")
-            return real_embed(texts)
+            return real_encode(texts)
 
-        monkeypatch.setattr(embedder, "embed", embed)
+        monkeypatch.setattr(embedder, "_encode", encode)
         bad, good = chapter(workspace, 0), chapter(workspace, 2)
         bad.write_text("# Ownership\n\nThe poison wombat burrows deep.\n")
         good.write_text("# Vectors\n\nThe quokka keeps a ledger.\n")
@@ -140,7 +140,7 @@ def test_a_batch_the_model_rejects_is_retried_file_by_file(
         top = engine.search("quokka ledger", mode="keyword")["hits"]
         assert [h["uri"] for h in top] == [good.as_uri()]
         # The failed file kept its stored state, which no longer matches it: retried next run.
-        monkeypatch.setattr(embedder, "embed", real_embed)
+        monkeypatch.setattr(embedder, "_encode", real_encode)
         assert engine.index([workspace]).indexedFiles == 1
         top = engine.search("poison wombat", mode="keyword")["hits"]
         assert [h["uri"] for h in top] == [bad.as_uri()]

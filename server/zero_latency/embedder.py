@@ -23,6 +23,7 @@ benchmarks and fast tests.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import os
@@ -30,7 +31,7 @@ import threading
 from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -139,10 +140,10 @@ def normalise(vectors: Matrix) -> Matrix:
     return normalised
 
 
-_Job = tuple[Sequence[str], "Future[Matrix]"]
+JobT = TypeVar("JobT")
 
 
-class ModelWorker:
+class ModelWorker(Generic[JobT]):
     """The one thread that runs a model (ONNX Runtime already uses every core inside a run),
     fed by two queues: urgent jobs go before background ones, and a background job in progress
     runs the urgent jobs that arrive meanwhile at its next batch (`yield_to_urgent`), so an
@@ -150,22 +151,22 @@ class ModelWorker:
     queued behind it). Hand-rolled because `concurrent.futures` has neither priorities nor a
     way for a running job to let another one in."""
 
-    def __init__(self, run: Callable[[Sequence[str]], Matrix], name: str) -> None:
+    def __init__(self, run: Callable[[JobT], Matrix], name: str) -> None:
         self._run = run
         self._ready = threading.Condition()
-        self._urgent: deque[_Job] = deque()
-        self._background: deque[_Job] = deque()
+        self._urgent: deque[tuple[JobT, Future[Matrix]]] = deque()
+        self._background: deque[tuple[JobT, Future[Matrix]]] = deque()
         self._closed = False
         self._in_background = False  # read and written on the worker thread only
         self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
         self._thread.start()
 
-    def submit(self, texts: Sequence[str], urgent: bool = False) -> Future[Matrix]:
+    def submit(self, job: JobT, urgent: bool = False) -> Future[Matrix]:
         future: Future[Matrix] = Future()
         with self._ready:
             if self._closed:
                 raise RuntimeError("the model was closed: it takes no more work")
-            (self._urgent if urgent else self._background).append((texts, future))
+            (self._urgent if urgent else self._background).append((job, future))
             self._ready.notify()
         return future
 
@@ -194,7 +195,7 @@ class ModelWorker:
             self._urgent.clear()
             self._background.clear()
             self._ready.notify_all()
-        for _texts, future in queued:
+        for _job, future in queued:
             future.cancel()
 
     def _serve(self) -> None:
@@ -212,14 +213,23 @@ class ModelWorker:
             finally:
                 self._in_background = False
 
-    def _execute(self, job: _Job) -> None:
-        texts, future = job
+    def _execute(self, queued: tuple[JobT, Future[Matrix]]) -> None:
+        job, future = queued
         if not future.set_running_or_notify_cancel():
             return
         try:
-            future.set_result(self._run(texts))
+            future.set_result(self._run(job))
         except BaseException as err:  # delivered to whoever waits on the future
             future.set_exception(err)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Encoded:
+    """Texts as the model reads them: the token ids of each distinct text, and which of
+    them each text given is."""
+
+    ids: list[list[int]]
+    where: list[int]
 
 
 class OnnxEmbedder:
@@ -307,8 +317,7 @@ class OnnxEmbedder:
         self._cache: OrderedDict[str, Vector] = OrderedDict()
         self._cache_size = cache_size
         self._cache_lock = threading.Lock()
-        # Through the attribute, so that a test's stand-in for `embed` is what runs.
-        self._worker = ModelWorker(lambda texts: self.embed(texts), "zl-embed")
+        self._worker: ModelWorker[_Encoded] = ModelWorker(self._embed_encoded, "zl-embed")
         self.dimension = 0
         try:
             self.dimension = int(self.embed(["dimension probe"]).shape[1])
@@ -407,16 +416,23 @@ class OnnxEmbedder:
         return str(self.files.tokenizer_path)
 
     def embed(self, texts: Sequence[str]) -> Matrix:
-        if not texts:
-            return np.zeros((0, self.dimension), dtype=np.float32)
-        # Identical texts (boilerplate, repeated notices) are embedded once.
+        return self._embed_encoded(self._encode(texts))
+
+    def _encode(self, texts: Sequence[str]) -> _Encoded:
+        """`texts` as the model reads them, each distinct one (boilerplate, a repeated notice)
+        tokenised and embedded once."""
         slot: dict[str, int] = {}
         where = [slot.setdefault(t, len(slot)) for t in texts]
-        unique = list(slot)
         encodings = self._tokenizer.encode_batch(
-            [self.files.passage_prefix + t for t in unique])
+            [self.files.passage_prefix + t for t in slot]) if slot else []
+        return _Encoded([e.ids for e in encodings], where)
+
+    def _embed_encoded(self, job: _Encoded) -> Matrix:
+        if not job.where:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        ids = job.ids
         # Longest first: the streams finish together (the short ones fill in at the end).
-        order = sorted(range(len(encodings)), key=lambda i: -len(encodings[i].ids))
+        order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
         out: Matrix | None = None
         in_flight: deque[tuple[list[int], Future[Matrix]]] = deque()
         streams = len(self._sessions)
@@ -426,7 +442,7 @@ class OnnxEmbedder:
             idx, future = in_flight.popleft()
             vectors = future.result()
             if out is None:
-                out = np.empty((len(unique), vectors.shape[1]), dtype=np.float32)
+                out = np.empty((len(ids), vectors.shape[1]), dtype=np.float32)
             out[idx] = vectors
 
         try:
@@ -438,14 +454,14 @@ class OnnxEmbedder:
                     collect()
                 idx = order[start : start + self.batch_size]
                 in_flight.append((idx, self._pool.submit(
-                    self._run, [encodings[i].ids for i in idx])))
+                    self._run, [ids[i] for i in idx])))
             while in_flight:
                 collect()
         finally:
             for _idx, future in in_flight:
                 future.cancel()
         assert out is not None
-        return out if len(unique) == len(texts) else out[where]
+        return out if len(ids) == len(job.where) else out[job.where]
 
     def embed_query(self, text: str) -> Vector:
         """One query vector, from the LRU cache when the same text was asked before."""
@@ -464,7 +480,16 @@ class OnnxEmbedder:
         return vector
 
     def submit(self, texts: Sequence[str], urgent: bool = False) -> Future[Matrix]:
-        return self._worker.submit(texts, urgent)
+        """Tokenised here, on the caller's thread: the worker then keeps the model busy
+        from one group to the next, instead of leaving it idle while it tokenises the next
+        (~25 ms of each 128-chunk group of a backfill)."""
+        try:
+            job = self._encode(texts)
+        except Exception as err:  # a text the tokenizer refuses: told as the model's would be
+            future: Future[Matrix] = Future()
+            future.set_exception(err)
+            return future
+        return self._worker.submit(job, urgent)
 
     def close(self) -> None:
         self._closed.set()
