@@ -328,6 +328,11 @@ class WorkspaceIndex:
                 to_embed = 0  # texts in `group` that need the model (a running count:
                 # rescanning the group per file was quadratic when files add nothing to embed)
                 in_flight: tuple[list[_Prepared], Future[Matrix]] | None = None
+                per_write = EMBED_GROUP if embed else KEYWORD_GROUP
+                # The model waiting on this pass (`EmbedAhead`) starts at its first few
+                # chunks, not once a whole group is read.
+                write_at = (BACKFILL_FIRST_GROUP if not embed and self._ahead is not None
+                            else per_write)
                 files = stopping.enter_context(contextlib.closing(self._prepare_all(
                     entries, force, report, cancel, not embed, pool[0] if pool else None)))
                 for entry, prepared in files:
@@ -338,10 +343,9 @@ class WorkspaceIndex:
                         continue
                     group.append(prepared)
                     to_embed += sum(v is None for v in prepared.vectors)
-                    if (to_embed >= (EMBED_GROUP if embed else KEYWORD_GROUP)
-                            or len(group) >= WRITE_GROUP_FILES):
+                    if to_embed >= write_at or len(group) >= WRITE_GROUP_FILES:
                         in_flight = self._rotate(in_flight, group, report, embed)
-                        group, to_embed = [], 0
+                        group, to_embed, write_at = [], 0, per_write
                         if between_groups:
                             between_groups()
             in_flight = self._rotate(in_flight, group, report, embed)
@@ -726,17 +730,27 @@ class WorkspaceIndex:
                 future.set_result(np.zeros((len(texts), 0), dtype=np.float32))
             submitted = (group, future)
         if in_flight is not None:
-            try:
-                matrix = self._embedded(in_flight[1])
-            except CancelledError:
-                raise
-            except Exception as err:  # any file's text can break a batch
-                log.warning("embedding a batch of %d files failed (%r): retrying file by file",
-                            len(in_flight[0]), err)
-                self._write_each(in_flight[0], report)
-            else:
-                self._write(in_flight[0], matrix, report, embed)
+            self._finish(in_flight, report, embed)
+        if submitted is not None and submitted[1].done():
+            # Nothing for the model (the keyword pass): written now, not after the next group
+            # is read (its files searchable, and its chunks with the model, that much sooner).
+            self._finish(submitted, report, embed)
+            return None
         return submitted
+
+    def _finish(self, embedding: tuple[list[_Prepared], Future[Matrix]], report: IndexReport,
+                embed: bool) -> None:
+        """Write a group once its texts are embedded."""
+        try:
+            matrix = self._embedded(embedding[1])
+        except CancelledError:
+            raise
+        except Exception as err:  # any file's text can break a batch
+            log.warning("embedding a batch of %d files failed (%r): retrying file by file",
+                        len(embedding[0]), err)
+            self._write_each(embedding[0], report)
+        else:
+            self._write(embedding[0], matrix, report, embed)
 
     def _write_each(self, group: list[_Prepared], report: IndexReport) -> None:
         """A batch failed: embed and write its files one at a time, so that a file the model
