@@ -716,7 +716,8 @@ class WorkspaceIndex:
     def _rotate(self, in_flight: tuple[list[_Prepared], Future[Matrix]] | None,
                 group: list[_Prepared], report: IndexReport,
                 embed: bool) -> tuple[list[_Prepared], Future[Matrix]] | None:
-        """Submit `group` for embedding, then finish the group that was in flight."""
+        """Submit `group` for embedding, then finish the group that was in flight; `group`
+        too when it has nothing to wait for (returned: what is still in flight)."""
         submitted: tuple[list[_Prepared], Future[Matrix]] | None = None
         if group:
             texts = [p.chunks[k].embedding_text(p.title) for p in group
