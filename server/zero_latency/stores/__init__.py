@@ -82,7 +82,9 @@ def open_store(settings: Settings, workspace: Path, model: StoreIdentity) -> Sto
         # default settings' first, then the one opened last), if one is closed now.
         others = sorted(other_variants(settings, workspace, model),
                         key=lambda p: (p != first, -EdgeStore.last_opened(p)))
-        next((p for p in others if EdgeStore.seed(p, path, model.fingerprint)), None)
+        for other in others:
+            if EdgeStore.seed(other, path, model.fingerprint):
+                break
     store = EdgeStore(path, model.fingerprint, model.dimension)
     prune_stale_variants(first, keep=path)
     return store
