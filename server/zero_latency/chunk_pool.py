@@ -36,10 +36,11 @@ from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 
-from .chunking import Chunk, chunk_document, document_title, model_token_count
+from .chunking import Chunk, chunk_document, document_title
 from .files import Document, SkipFile, read_document
 from .sparse import SparseEncoder
 from .stores.base import SparseVec
+from .token_count import model_token_count
 
 log = logging.getLogger(__name__)
 

@@ -37,10 +37,10 @@ import numpy as np
 import numpy.typing as npt
 
 from . import openvino_runtime
-from .chunking import model_token_count
 from .config import Runtime
 from .errors import CancelledError, DeviceUnavailableError, ModelUnavailableError
 from .models import OPTIMISE_PROBES, ModelFiles, Pooling, covered_languages, optimise
+from .token_count import model_token_count
 
 log = logging.getLogger(__name__)
 
