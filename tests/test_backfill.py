@@ -299,9 +299,10 @@ def test_a_run_cancelled_as_its_backfill_starts_loses_nothing_and_embeds_nothing
 
 def test_the_backfill_hands_the_model_groups_of_like_length_longest_first(
         pages: Path, tmp_path: Path) -> None:
-    """Pending chunks are read ahead (up to BACKFILL_SORTED) and cut into groups by length,
-    so that each group runs at few padded widths: a later group's texts are never longer
-    than an earlier one's. Each chunk is still embedded once, with its own vector."""
+    """Pending chunks are read ahead (up to BACKFILL_SORTED) and cut into groups by their
+    token counts (the chunker's, stored with each chunk), so that each group runs at few
+    padded widths: a later group's texts are never longer than an earlier one's. Each chunk
+    is still embedded once, with its own vector."""
     store = tmp_path / "store"
     engine = Engine(Settings(model="bundled", storePath=str(store)))
     try:
@@ -309,6 +310,8 @@ def test_the_backfill_hands_the_model_groups_of_like_length_longest_first(
         index = engine.indexes[pages]
         keyword = index.sync(None, embed=False)
         assert keyword.chunks < BACKFILL_SORTED, "one read-ahead holds every chunk"
+        pending = index.store.pending(None, BACKFILL_SORTED)
+        assert len(pending) == keyword.chunks and all(c.tokens > 0 for c in pending)
         embedder = engine.load_model()
         assert embedder is not None
         groups: list[list[str]] = []
@@ -321,8 +324,9 @@ def test_the_backfill_hands_the_model_groups_of_like_length_longest_first(
         embedder.submit = recording  # type: ignore[method-assign]
         assert index.backfill() == keyword.chunks
         assert len(groups) > 2 and sum(map(len, groups)) == keyword.chunks
-        for earlier, later in itertools.pairwise(groups):
-            assert max(map(len, later)) <= min(map(len, earlier))
+        tokens = [[embedder.count_tokens(text) for text in group] for group in groups]
+        for earlier, later in itertools.pairwise(tokens):
+            assert max(later) <= min(earlier), tokens
         assert index.store.counts().pending == 0
         _vectors_are_the_models(engine, pages, store, tmp_path)
     finally:

@@ -842,7 +842,8 @@ class WorkspaceIndex:
                     payload={
                         "path": p.rel, "start": chunk.start_line, "end": chunk.end_line,
                         "heading": list(chunk.heading_path), "title": p.title,
-                        "text": chunk.text, "language": p.language, "lang": lang,
+                        "text": chunk.text, "tokens": chunk.tokens,
+                        "language": p.language, "lang": lang,
                         "chunk_hash": p.hashes[k], "file_hash": p.state.file_hash,
                         "mtime_ns": p.state.mtime_ns, "size": p.state.size,
                         "source": p.state.source,
@@ -967,7 +968,7 @@ class WorkspaceIndex:
         ready[:] = [c for c in ready if c.id not in skip]  # taken meanwhile
         if not ready:
             found, cursor = self._read_pending(order, cursor, skip, BACKFILL_SORTED)
-            ready.extend(sorted(found, key=lambda c: len(c.text)))
+            ready.extend(sorted(found, key=lambda c: c.length))
         group = ready[-size:]
         del ready[-size:]
         return group, cursor
