@@ -35,8 +35,8 @@ _PROBES = (
     "naïve café — Straße ÉCOLE 東京タワー 한국어 문서 Привет, мир",
     "[CLS] [MASK] ##ing un-believable snake_case CamelCase 3.14159 https://example.com/a?b=c",
 )
-#: Words remembered per counter: a corpus's vocabulary (tldr pages in every language: ~350k
-#: distinct words) stays well under this; past it the memory starts over.
+#: Words remembered per counter: a corpus's vocabulary stays well under this (measured: 62k
+#: distinct words in tldr-pages, 129k in peps); past it the memory starts over.
 MAX_WORDS = 500_000
 
 
