@@ -86,9 +86,9 @@ def _joining_whitespace(tokenizer: Any, whole: TokenCount) -> str | None:
         config = json.loads(tokenizer.to_str())
     except Exception:  # not a `tokenizers.Tokenizer`: count whole texts
         return None
+    splitters = _step_types(config.get("pre_tokenizer"))
     if not (_step_types(config.get("normalizer")) <= _PER_CHARACTER_NORMALIZERS
-            and _step_types(config.get("pre_tokenizer")) & _WHITESPACE_SPLITTERS
-            and _step_types(config.get("pre_tokenizer")) <= _WHITESPACE_SPLITTERS
+            and splitters and splitters <= _WHITESPACE_SPLITTERS
             and not any(any(c.isspace() for c in str(added.get("content", "")))
                         for added in config.get("added_tokens") or [])):
         return None
