@@ -93,3 +93,46 @@ def test_an_unembedded_best_keyword_match_tops_hybrid_then_the_store_fuses(
         assert abs(earned - estimated) < abs(earned - TERM_WEIGHT), (earned, estimated)
     finally:
         engine.close()
+
+
+ANIMALS = ("aardvark badger capybara dingo echidna ferret gecko hyrax ibis jackal kinkajou lemur "
+           "marmot narwhal ocelot pangolin quokka raccoon serval tapir").split()
+
+
+def test_a_pending_chunk_with_the_query_s_rare_word_tops_its_embedded_near_duplicates(
+        tmp_path: Path) -> None:
+    """Notes alike but for the animal: the embedded ones all share the query's common words,
+    so one BM25 share. The pending notes that also hold its rare word come first (the line
+    through the embedded candidates was flat, and a pending note was given their mean dense
+    share: below the best near-duplicate's)."""
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    wanted = ("pangolin", "tapir", "ibis")  # their notes come last and wait for their vectors
+
+    def write_notes(animals: list[str]) -> None:
+        for n, animal in enumerate(ANIMALS * 2):
+            if animal in animals:
+                sections = "\n\n".join(
+                    f"## Part {k}\n\nThe {animal} number {n} forages in section {k}, far from "
+                    f"the river, and comes back at dusk with what it found." for k in range(4))
+                (ws / f"note-{n:03}.md").write_text(f"# Note {n}: the {animal}\n\n{sections}\n")
+
+    engine = Engine(Settings(model="bundled", storePath=str(tmp_path / "store"),
+                             backfillPaused=True))
+    try:
+        index = engine.open_workspace(ws)
+        write_notes([a for a in ANIMALS if a not in wanted])
+        engine.index([ws])  # the keyword pass
+        index.backfill()  # every chunk embedded
+        write_notes(list(wanted))
+        engine.index([ws])  # the keyword pass only: the new notes wait for their vectors
+        counts = index.store.counts()
+        assert counts.pending == 6 * 5 and counts.chunks == 40 * 5, counts
+        for animal in wanted:
+            result = engine.search(f"the {animal} forages", limit=10, mode="hybrid")
+            assert result_errors("docs/search", result) == [], result
+            assert "coverage" in result, result
+            top = result["hits"][0]
+            assert animal in top["snippet"] and top["embedded"] is False, result["hits"][:3]
+    finally:
+        engine.close()
