@@ -6,6 +6,7 @@ backfill is slowed or paused through its real settings (`backfillChunksPerSecond
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import shutil
@@ -20,7 +21,7 @@ import pytest
 from zero_latency.config import Settings
 from zero_latency.engine import Engine
 from zero_latency.errors import CancelledError
-from zero_latency.indexer import CancelToken
+from zero_latency.indexer import BACKFILL_SORTED, CancelToken
 from zero_latency.stores import EdgeStore
 
 from .conftest import need_corpus
@@ -291,6 +292,42 @@ def test_a_run_cancelled_as_its_backfill_starts_loses_nothing_and_embeds_nothing
         report = engine.index([pages])
         assert report.embeddedChunks == counts.chunks - counts.embedded, (report, counts)
         assert engine.indexes[pages].store.counts().pending == 0
+        _vectors_are_the_models(engine, pages, store, tmp_path)
+    finally:
+        engine.close()
+
+
+def test_the_backfill_hands_the_model_groups_of_like_length_longest_first(
+        pages: Path, tmp_path: Path) -> None:
+    """Pending chunks are read ahead (up to BACKFILL_SORTED) and cut into groups by their
+    token counts (the chunker's, stored with each chunk), so that each group runs at few
+    padded widths: a later group's texts are never longer than an earlier one's. Each chunk
+    is still embedded once, with its own vector."""
+    store = tmp_path / "store"
+    engine = Engine(Settings(model="bundled", storePath=str(store)))
+    try:
+        engine.open_workspace(pages)
+        index = engine.indexes[pages]
+        keyword = index.sync(None, embed=False)
+        assert keyword.chunks < BACKFILL_SORTED, "one read-ahead holds every chunk"
+        pending = index.store.pending(None, BACKFILL_SORTED)
+        assert len(pending) == keyword.chunks and all(c.tokens > 0 for c in pending)
+        embedder = engine.load_model()
+        assert embedder is not None
+        groups: list[list[str]] = []
+        submit = embedder.submit
+
+        def recording(texts: Any, urgent: bool = False) -> Any:  # records, then embeds
+            groups.append(list(texts))
+            return submit(texts, urgent)
+
+        embedder.submit = recording  # type: ignore[method-assign]
+        assert index.backfill() == keyword.chunks
+        assert len(groups) > 2 and sum(map(len, groups)) == keyword.chunks
+        tokens = [[embedder.count_tokens(text) for text in group] for group in groups]
+        for earlier, later in itertools.pairwise(tokens):
+            assert max(later) <= min(earlier), tokens
+        assert index.store.counts().pending == 0
         _vectors_are_the_models(engine, pages, store, tmp_path)
     finally:
         engine.close()

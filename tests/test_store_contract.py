@@ -139,6 +139,9 @@ def test_manifest_payload_and_vectors(store: Store) -> None:
 def test_chunks_without_dense_vectors_are_pending_until_added(store: Store) -> None:
     keyword_only = [chunk(p.payload["path"], p.payload.get("text", ""), None,
                           p.sparse.indices) for p in SAMPLE]
+    for point in keyword_only:  # the chunker's token count, kept with b.md's chunk only
+        if point.payload["path"] == "b.md":
+            point.payload["tokens"] = 7
     store.upsert([*keyword_only, marker("empty.txt")])
     counts = store.counts()
     assert (counts.chunks, counts.embedded, counts.pending) == (3, 0, 3)  # markers not counted
@@ -148,9 +151,11 @@ def test_chunks_without_dense_vectors_are_pending_until_added(store: Store) -> N
     pending = store.pending(["b.md"], 10)
     assert [(p.id, p.path) for p in pending] == [(BETA.id, "b.md")]
     assert pending[0].text == "b.md\n\nbeta"  # what the model sees: title, then the text
+    assert pending[0].tokens == 7
     store.add_dense({BETA.id: unit(0, 1, 0, 0)})
     assert store.counts().embedded == 1
     assert {p.id for p in store.pending(None, 10)} == {ALPHA.id, GAMMA.id}
+    assert {p.tokens for p in store.pending(None, 10)} == {0}  # not counted: 0
     # The vector came in; the keyword vector and payload stayed.
     assert ids(store.query(unit(0, 1, 0, 0), None, "semantic", 3, PathFilter())) == [BETA.id]
     assert ids(store.query(None, SparseVec([3], [1.0]), "keyword", 3, PathFilter())) == [BETA.id]

@@ -47,6 +47,9 @@ class Chunk:
     end_line: int  # exclusive
     heading_path: tuple[str, ...]
     text: str  # the lines of the file this chunk covers
+    #: The model's tokens in the text and its heading path, as the chunker counted them (0:
+    #: not counted): the backfill embeds chunks of like length together.
+    tokens: int = 0
 
     def embedding_text(self, title: str) -> str:
         """What the model sees: the heading path (or the document title) gives context."""
@@ -271,7 +274,10 @@ def pack(blocks: list[Block], lines: list[str], count_tokens: TokenCount,
     def flush() -> None:
         if current:
             first, last = current[0][0], current[-1][0]
-            chunks.append(_make_chunk(lines, first.start_line, last.end_line, first.heading_path))
+            tokens = (sum(t for _, t in current)
+                      + count_tokens(" > ".join(first.heading_path)))
+            chunks.append(_make_chunk(lines, first.start_line, last.end_line, first.heading_path,
+                                      tokens))
 
     for block in _split_oversized(blocks, lines, count_tokens, max_tokens):
         tokens = count_tokens(_text(lines, block.start_line, block.end_line))
@@ -321,9 +327,11 @@ def _text(lines: list[str], start: int, end: int) -> str:
 MAX_CHUNK_CHARS = 8000
 
 
-def _make_chunk(lines: list[str], start: int, end: int, heading_path: tuple[str, ...]) -> Chunk:
+def _make_chunk(lines: list[str], start: int, end: int, heading_path: tuple[str, ...],
+                tokens: int) -> Chunk:
     # The chunk starts at its first readable line, so line i of its text is file line start+i
     # (search.py maps the snippet's sentence back to its line: a hit's matchRange).
     while start < end - 1 and lines[start] == "":
         start += 1
-    return Chunk(start, end, heading_path, _text(lines, start, end).strip("\n")[:MAX_CHUNK_CHARS])
+    return Chunk(start, end, heading_path, _text(lines, start, end).strip("\n")[:MAX_CHUNK_CHARS],
+                 tokens)

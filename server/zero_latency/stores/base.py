@@ -48,6 +48,7 @@ class ChunkPayload(TypedDict):
     heading: NotRequired[list[str]]
     title: NotRequired[str]
     text: NotRequired[str]
+    tokens: NotRequired[int]  # `Chunk.tokens`; absent in a store written before it was kept
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,6 +107,13 @@ class PendingChunk:
     id: str
     path: str
     text: str  # what the model sees (heading context + chunk text)
+    #: Its tokens as the chunker counted them (`Chunk.tokens`); 0 in a store written before.
+    tokens: int = 0
+
+    @property
+    def length(self) -> int:
+        """Its length in tokens, estimated from its characters where it was not counted."""
+        return self.tokens or len(self.text) // 4
 
 
 @dataclasses.dataclass
@@ -299,6 +307,12 @@ def embedding_text(payload: ChunkPayload) -> str:
     context = " > ".join(heading) if heading else payload.get("title", "")
     text = payload.get("text", "")
     return f"{context}\n\n{text}" if context else text
+
+
+def chunk_tokens(payload: ChunkPayload) -> int:
+    """A stored chunk's token count (`Chunk.tokens`), 0 where the store does not hold one."""
+    tokens = payload.get("tokens", 0)
+    return tokens if isinstance(tokens, int) else 0
 
 
 def vectors_by_chunk_hash(records: Iterable[Any]) -> dict[str, Vector]:

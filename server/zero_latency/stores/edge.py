@@ -52,6 +52,7 @@ from .base import (
     Vector,
     add_to_manifest,
     as_payload,
+    chunk_tokens,
     dense_of,
     embedding_text,
     estimated_bytes,
@@ -77,7 +78,7 @@ MIN_FREE_BYTES = 16 * 1024 * 1024
 WRITE_AMPLIFICATION = 4
 #: The filter of stored chunks, file markers left out.
 _NOT_MARKER = qe.FieldCondition("chunk_hash", match=qe.MatchValue(MARKER_HASH))
-_PENDING_FIELDS = ["path", "text", "heading", "title"]
+_PENDING_FIELDS = ["path", "text", "heading", "title", "tokens"]
 
 
 def lock_store(path: Path) -> int:
@@ -514,7 +515,8 @@ class EdgeStore:
         records, _ = self._shard.scroll(qe.ScrollRequest(
             limit=limit, filter=flt, with_payload=qe.PayloadSelector.Include(_PENDING_FIELDS),
             with_vector=False))
-        return [PendingChunk(str(r.id), str(payload.get("path", "")), embedding_text(payload))
+        return [PendingChunk(str(r.id), str(payload.get("path", "")), embedding_text(payload),
+                             chunk_tokens(payload))
                 for r in records if (payload := as_payload(r.payload))]
 
     def counts(self) -> StoreCounts:

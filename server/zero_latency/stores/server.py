@@ -64,6 +64,7 @@ from .base import (
     Vector,
     add_to_manifest,
     as_payload,
+    chunk_tokens,
     dense_of,
     embedding_text,
     iter_batches,
@@ -452,12 +453,14 @@ class ServerStore:
     def pending(self, paths: Sequence[str] | None, limit: int) -> list[PendingChunk]:
         records, _ = self._call("read chunks to embed", lambda: self.client.scroll(
             self.collection, scroll_filter=self._pending_filter(paths), limit=limit,
-            with_payload=[ID_FIELD, "path", "text", "heading", "title"], with_vectors=False))
+            with_payload=[ID_FIELD, "path", "text", "heading", "title", "tokens"],
+            with_vectors=False))
         out = []
         for r in records:
             payload = as_payload(r.payload)
             out.append(PendingChunk(str((r.payload or {}).get(ID_FIELD, r.id)),
-                                    payload.get("path", ""), embedding_text(payload)))
+                                    payload.get("path", ""), embedding_text(payload),
+                                    chunk_tokens(payload)))
         return out
 
     def counts(self) -> StoreCounts:
