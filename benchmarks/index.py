@@ -32,6 +32,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.embed import real_chunks
 from zero_latency.config import Settings
+from zero_latency.embedder import Embedder
 from zero_latency.engine import Engine
 
 CORPORA = Path(__file__).resolve().parents[2] / "shared" / "data" / "corpora"
@@ -52,11 +53,10 @@ def copy_subset(src: Path, dest: Path, max_files: int) -> None:
         shutil.copy(path, target)
 
 
-def embed_rate(engine: Engine, sample: list[str]) -> float:
+def embed_rate(embedder: Embedder, sample: list[str]) -> float:
     """The embedder alone: chunks/s on `sample` in one call."""
-    assert engine.embedder is not None
     started = time.perf_counter()
-    engine.embedder.embed(sample)
+    embedder.embed(sample)
     return len(sample) / (time.perf_counter() - started)
 
 
@@ -75,11 +75,11 @@ def run(corpus: Path, model: str, max_files: int, batch: int) -> dict[str, float
         settings = Settings(model=model, storePath=str(Path(tmp) / "store"), batchSize=batch)
         probe = Engine(dataclasses.replace(settings, storePath=str(Path(tmp) / "probe")))
         try:
-            assert probe.load_model() is not None, "no model: this benchmark needs one"
-            assert probe.embedder is not None
-            every = real_chunks(root, probe.embedder, 10**9, settings.chunkTokens)
+            embedder = probe.load_model()
+            assert embedder is not None, "no model: this benchmark needs one"
+            every = real_chunks(root, embedder, 10**9, settings.chunkTokens)
             sample = every[::max(1, len(every) // SAMPLE)][:SAMPLE]
-            before = embed_rate(probe, sample)
+            before = embed_rate(embedder, sample)
         finally:
             probe.close()
         engine = Engine(settings)
@@ -92,7 +92,7 @@ def run(corpus: Path, model: str, max_files: int, batch: int) -> dict[str, float
             started = time.perf_counter()
             warm = engine.index([root])
             warm_s = time.perf_counter() - started
-            after = embed_rate(engine, sample)
+            after = embed_rate(engine.embedder, sample)
         finally:
             engine.close()
     return {
