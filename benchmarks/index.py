@@ -126,8 +126,7 @@ def main() -> int:
             rows.append((name, run(corpus, args.model, args.max_files, args.batch_size)))
     print(f"\n{'corpus':<11} {'files':>6} {'chunks':>7} {'cold s':>7} {'files/s':>8} "
           f"{'chunks/s':>9} {'embedder':>9} {'emb drift':>9} {'ratio':>6} {'warm s':>7} "
-          f"{'warm/1k':>8} "
-          f"{'warm emb':>8} {'peak RSS':>9}")
+          f"{'warm/1k':>8} {'warm emb':>8} {'peak RSS':>9}")
     ratios: dict[str, list[float]] = {}
     for name, r in rows:
         rate = r["embedded"] / r["cold_s"]

@@ -16,6 +16,8 @@ from zero_latency.protocol import result_errors
 from zero_latency.search import TERM_WEIGHT
 from zero_latency.stores import PathFilter
 
+from .animal_notes import ANIMALS, animal_note
+
 QUERY = "keyctl rotate signing keys"
 ANSWER = ("# Rotating the signing keys\n\nTo rotate the signing keys, run `keyctl rotate --all` "
           "and restart the gateway. keyctl prints the new key id.\n")
@@ -95,10 +97,6 @@ def test_an_unembedded_best_keyword_match_tops_hybrid_then_the_store_fuses(
         engine.close()
 
 
-ANIMALS = ("aardvark badger capybara dingo echidna ferret gecko hyrax ibis jackal kinkajou lemur "
-           "marmot narwhal ocelot pangolin quokka raccoon serval tapir").split()
-
-
 def test_a_pending_chunk_with_the_query_s_rare_word_tops_its_embedded_near_duplicates(
         tmp_path: Path) -> None:
     """Notes alike but for the animal: the embedded ones all share the query's common words,
@@ -112,10 +110,7 @@ def test_a_pending_chunk_with_the_query_s_rare_word_tops_its_embedded_near_dupli
     def write_notes(animals: list[str]) -> None:
         for n, animal in enumerate(ANIMALS * 2):
             if animal in animals:
-                sections = "\n\n".join(
-                    f"## Part {k}\n\nThe {animal} number {n} forages in section {k}, far from "
-                    f"the river, and comes back at dusk with what it found." for k in range(4))
-                (ws / f"note-{n:03}.md").write_text(f"# Note {n}: the {animal}\n\n{sections}\n")
+                (ws / f"note-{n:03}.md").write_text(animal_note(n, animal))
 
     engine = Engine(Settings(model="bundled", storePath=str(tmp_path / "store"),
                              backfillPaused=True))

@@ -13,11 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from .animal_notes import ANIMALS, animal_note
 from .rpc import wait_for
 
 ZL = [sys.executable, "-m", "zero_latency"]
-WORDS = ("aardvark badger capybara dingo echidna ferret gecko hyrax ibis jackal kinkajou lemur "
-         "marmot narwhal ocelot pangolin quokka raccoon serval tapir").split()
 
 
 def corpus(root: Path, files: int = 60) -> Path:
@@ -25,11 +24,7 @@ def corpus(root: Path, files: int = 60) -> Path:
     runs for minutes."""
     root.mkdir()
     for n in range(files):
-        animal = WORDS[n % len(WORDS)]
-        sections = "\n\n".join(
-            f"## Part {k}\n\nThe {animal} number {n} forages in section {k}, far from the "
-            f"river, and comes back at dusk with what it found." for k in range(4))
-        (root / f"note-{n:03}.md").write_text(f"# Note {n}: the {animal}\n\n{sections}\n")
+        (root / f"note-{n:03}.md").write_text(animal_note(n, ANIMALS[n % len(ANIMALS)]))
     return root
 
 
@@ -76,7 +71,7 @@ def test_a_search_answers_while_another_client_s_index_run_goes_on(
 def test_twenty_clients_search_during_an_index_run(
         slow_run: tuple[Path, subprocess.Popen[str]]) -> None:
     ws, run = slow_run
-    queries = [f"where does the {WORDS[n]} forage" for n in range(20)]
+    queries = [f"where does the {ANIMALS[n]} forage" for n in range(20)]
 
     def search(query: str) -> subprocess.CompletedProcess[str]:
         return zl("search", query, "--workspace", str(ws), "--mode", "keyword", "--json")

@@ -446,8 +446,7 @@ def _partial_hybrid(index: WorkspaceIndex, dense: Vector, sparse_q: SparseVec, l
 #: dense share: 60 near-duplicate notes on 20 animals, "the pangolin forages" and 39 more
 #: queries, at coverages of 5 to 95 % (as an order embeds them): a note of the queried animal
 #: first in 741 of 760 cases in file-name order, 693 in longest-first order; with the prior,
-#: 760 in both.
-#: SciFact's nDCG@10 gained too (see fuse_partial).
+#: 760 in both. SciFact's nDCG@10 gained too (see fuse_partial).
 SLOPE_PRIOR = 3.0
 
 
